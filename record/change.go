@@ -65,6 +65,10 @@ const (
 	Update   ChangeKind = 'U'
 	Delete   ChangeKind = 'D'
 	Truncate ChangeKind = 'T'
+	// Read is a row read by an initial snapshot (op "r", an upsert for any
+	// consumer): New holds the whole row as of the slot's consistent point
+	// and Old is nil.
+	Read ChangeKind = 'R'
 )
 
 // Change is one row change. For Update, Old is nil unless the replica

@@ -1,0 +1,115 @@
+package record
+
+import (
+	"slices"
+	"strconv"
+)
+
+// The record envelope (SPEC §2), field order fixed:
+//
+//	{"type":"full","op":"c","before":null,"after":{…},
+//	 "source":{"version":"1.0","ts_ms":…,"ts_ns":…,"txId":"…","schema":"…",
+//	           "table":"…","db":"…","cluster":"…","lsn":"16/B374D848"},
+//	 "ts_ms":…,"ts_ns":…}
+//
+// A chunked main record adds "chunked" between "after" and "source" (see
+// chunk.go). Images list columns in relation order; a d record's before
+// holds only the key columns, and is null on tables without a key.
+
+// appendRow encodes one compacted row as a full record, or as fragments and
+// a chunked main record when it does not fit, and appends them to out.
+// index is the row's position among the transaction's rows.
+func (e *Encoder) appendRow(out []Record, row *compactRow, index int) ([]Record, error) {
+	var before, after []byte
+	var err error
+	if row.before != nil {
+		e.before, err = e.appendImage(e.before[:0], row.rel, row.before, true)
+		if err != nil {
+			return out, err
+		}
+		before = e.before
+	}
+	if row.after != nil {
+		e.after, err = e.appendImage(e.after[:0], row.rel, row.after, false)
+		if err != nil {
+			return out, err
+		}
+		after = e.after
+	}
+	var rowKey string
+	if e.cfg.Ordering == Row {
+		rowKey = e.rowPartitionKey(row)
+	}
+	e.rec = e.appendEnvelope(e.rec[:0], "full", row, before, after, nil)
+	if len(e.rec)+partitionKeyLen <= e.cfg.MaxRecordBytes {
+		return append(out, Record{PartitionKey: e.partitionKey(rowKey, len(out)), Data: slices.Clone(e.rec)}), nil
+	}
+	return e.appendChunked(out, row, index, rowKey, before, after)
+}
+
+// appendImage appends a row image as a JSON object; keyOnly restricts it to
+// the key columns (a delete's before).
+func (e *Encoder) appendImage(dst []byte, rel *Relation, t Tuple, keyOnly bool) ([]byte, error) {
+	dst = append(dst, '{')
+	first := true
+	for i := range rel.Columns {
+		col := &rel.Columns[i]
+		if keyOnly && !col.Key {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = appendJSONString(dst, col.Name)
+		dst = append(dst, ':')
+		var err error
+		if dst, err = e.vals.appendDatum(dst, col.TypeOID, t[i].Kind, t[i].Data, 0); err != nil {
+			return dst, valueError(rel, col, t[i].Kind, err)
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+// appendEnvelope appends a full or chunked record. A nil image is null;
+// chunked, when not nil, is the value of the "chunked" field.
+func (e *Encoder) appendEnvelope(dst []byte, typ string, row *compactRow, before, after, chunked []byte) []byte {
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, typ...)
+	dst = append(dst, `","op":"`...)
+	dst = append(dst, row.op)
+	dst = append(dst, `","before":`...)
+	dst = appendOrNull(dst, before)
+	dst = append(dst, `,"after":`...)
+	dst = appendOrNull(dst, after)
+	if chunked != nil {
+		dst = append(dst, `,"chunked":`...)
+		dst = append(dst, chunked...)
+	}
+	dst = append(dst, `,"source":`...)
+	dst = append(dst, e.srcHead...)
+	dst = append(dst, `,"schema":`...)
+	dst = appendJSONString(dst, row.rel.Schema)
+	dst = append(dst, `,"table":`...)
+	dst = appendJSONString(dst, row.rel.Table)
+	dst = append(dst, e.srcTail...)
+	return append(dst, e.procTail...)
+}
+
+func appendOrNull(dst, v []byte) []byte {
+	if v == nil {
+		return append(dst, "null"...)
+	}
+	return append(dst, v...)
+}
+
+// appendChunkRef appends {"chunk_id":"…","total_fragments":N,"crc32c":"…"}.
+func appendChunkRef(dst []byte, id string, total int, crc uint32) []byte {
+	dst = append(dst, `{"chunk_id":"`...)
+	dst = append(dst, id...)
+	dst = append(dst, `","total_fragments":`...)
+	dst = strconv.AppendInt(dst, int64(total), 10)
+	dst = append(dst, `,"crc32c":"`...)
+	dst = strconv.AppendUint(dst, uint64(crc), 10)
+	return append(dst, `"}`...)
+}
