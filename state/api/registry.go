@@ -1,0 +1,471 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/cdcd-dev/cdcd/rolecreds"
+	"github.com/cdcd-dev/cdcd/state"
+)
+
+// RegistryConfig configures a Registry. Store is required.
+type RegistryConfig struct {
+	Store   *state.Store
+	Logger  *slog.Logger
+	Metrics *state.Metrics
+	// Partition, Region and Account go into stream ARNs; empty ones
+	// default to "aws", "us-east-1" and "000000000000".
+	Partition, Region, Account string
+	// Clusters are the known cluster identifiers; creating a stream on any
+	// other is ResourceNotFoundException.
+	Clusters []string
+	// Roles are the role ARNs CreateStream accepts (cdcd's stand-in for
+	// iam:PassRole); nil allows none: an operator must say which roles cdcd
+	// may write as.
+	Roles *rolecreds.AllowList
+	// MaxStreamsPerCluster limits streams (replication slots) per cluster;
+	// zero means no limit.
+	MaxStreamsPerCluster int
+	// FailureThreshold is the lag at which an IMPAIRED stream fails; zero
+	// means state.DefaultFailureThreshold.
+	FailureThreshold time.Duration
+	// Pipeline runs streams; nil means IdlePipeline{Delay: 100ms}.
+	Pipeline Pipeline
+	// Now is the clock for creation times; nil means time.Now.
+	Now func() time.Time
+}
+
+// Registry is the reference Controller: the live streams of one daemon,
+// backed by a Store, each run by the Pipeline in a goroutine the Registry
+// owns.
+type Registry struct {
+	cfg      RegistryConfig
+	log      *slog.Logger
+	clusters map[string]bool
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	streams map[string]*entry
+	closed  bool
+}
+
+var _ Controller = (*Registry)(nil)
+
+type entry struct {
+	s *state.Stream
+	// stop cancels the pipeline; done is closed once it has returned.
+	stop context.CancelFunc
+	done chan struct{}
+	// tearingDown is set, under Registry.mu, when teardown has started.
+	tearingDown bool
+}
+
+// NewRegistry loads every saved stream and resumes it: pipelines for
+// CREATING, ACTIVE and IMPAIRED streams, teardown for DELETING ones. FAILED
+// streams stay FAILED, without a pipeline, until deleted.
+func NewRegistry(cfg RegistryConfig) (*Registry, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("new registry: no store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Pipeline == nil {
+		cfg.Pipeline = IdlePipeline{Delay: 100 * time.Millisecond}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Partition == "" {
+		cfg.Partition = "aws"
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.Account == "" {
+		cfg.Account = "000000000000"
+	}
+	r := &Registry{cfg: cfg, log: cfg.Logger, clusters: map[string]bool{}, streams: map[string]*entry{}}
+	for _, c := range cfg.Clusters {
+		if !state.ValidID(c) {
+			return nil, fmt.Errorf("new registry: cluster identifier %q is not %d characters of [a-z0-9]", c, state.IDLen)
+		}
+		r.clusters[c] = true
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range cfg.Store.List() {
+		s, err := state.NewStream(rec, r.streamOptions())
+		if err != nil {
+			r.cancel()
+			r.wg.Wait()
+			return nil, fmt.Errorf("new registry: %w", err)
+		}
+		if rec.Status == state.Deleted {
+			// Teardown finished but the file outlived it.
+			if err := cfg.Store.Delete(rec.Definition.StreamID); err != nil {
+				r.log.Error("removing deleted stream", "stream", s.ID(), "error", err)
+			}
+			continue
+		}
+		if !r.clusters[rec.Definition.ClusterID] {
+			r.log.Warn("stream belongs to a cluster that is not configured", "stream", s.ID(), "cluster", rec.Definition.ClusterID)
+		}
+		e := &entry{s: s}
+		r.streams[s.ID()] = e
+		switch rec.Status {
+		case state.Deleting:
+			r.idle(e)
+			r.startTeardown(e)
+		case state.Failed:
+			r.idle(e)
+		default:
+			r.start(e)
+		}
+	}
+	return r, nil
+}
+
+func (r *Registry) streamOptions() state.Options {
+	return state.Options{Logger: r.cfg.Logger, Metrics: r.cfg.Metrics, Store: r.cfg.Store,
+		FailureThreshold: r.cfg.FailureThreshold}
+}
+
+// Close stops every pipeline and teardown and waits for them. Streams keep
+// their saved status; the store stays open for the caller to close.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.cancel()
+	r.wg.Wait()
+	return nil
+}
+
+// Stream returns a live stream by identifier, for the daemon's wiring.
+func (r *Registry) Stream(streamID string) (*state.Stream, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.streams[streamID]
+	if !ok {
+		return nil, false
+	}
+	return e.s, true
+}
+
+// idle marks an entry as having no pipeline.
+func (r *Registry) idle(e *entry) {
+	e.stop = func() {}
+	e.done = make(chan struct{})
+	close(e.done)
+}
+
+// start runs the pipeline for e and stops it when the stream fails or is
+// being deleted, so that a FAILED stream never delivers again.
+func (r *Registry) start(e *entry) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	e.stop, e.done = cancel, make(chan struct{})
+	s := e.s
+	runErr := make(chan error, 1)
+	r.wg.Go(func() { runErr <- r.cfg.Pipeline.Run(ctx, s) })
+	r.wg.Go(func() {
+		defer close(e.done)
+		defer cancel()
+		for {
+			snap, changed := s.Watch()
+			switch snap.Status {
+			case state.Failed, state.Deleting, state.Deleted:
+				cancel()
+			}
+			select {
+			case err := <-runErr:
+				if ctx.Err() == nil {
+					if err == nil {
+						err = errors.New("returned without being stopped")
+					}
+					r.log.Error("stream pipeline stopped", "stream", s.ID(), "error", err)
+					_ = s.Fault(state.InternalError, fmt.Errorf("pipeline stopped: %w", err))
+				}
+				return
+			case <-changed:
+			}
+		}
+	})
+}
+
+// startTeardown begins deleting e once; the caller holds r.mu.
+func (r *Registry) startTeardown(e *entry) {
+	if e.tearingDown {
+		return
+	}
+	e.tearingDown = true
+	r.wg.Go(func() { r.teardown(e) })
+}
+
+// teardown stops the pipeline, releases the source with retries, then
+// marks the stream DELETED and removes its file. If the daemon stops first,
+// the stream stays DELETING on disk and NewRegistry resumes here.
+func (r *Registry) teardown(e *entry) {
+	s := e.s
+	e.stop()
+	select {
+	case <-e.done:
+	case <-r.ctx.Done():
+		return
+	}
+	backoff := time.Second
+	for {
+		err := r.cfg.Pipeline.Teardown(r.ctx, s)
+		if err == nil {
+			break
+		}
+		r.log.Warn("stream teardown failed; retrying", "stream", s.ID(), "error", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+	if err := s.Deleted(); err != nil {
+		r.log.Error("marking stream deleted", "stream", s.ID(), "error", err)
+	}
+	if err := r.cfg.Store.Delete(s.ID()); err != nil {
+		// The file says DELETED; the next start removes it.
+		r.log.Error("removing stream file", "stream", s.ID(), "error", err)
+		return
+	}
+	r.mu.Lock()
+	delete(r.streams, s.ID())
+	r.mu.Unlock()
+}
+
+// lookup finds a stream that exists from the client's point of view: one on
+// that cluster that is not DELETED.
+func (r *Registry) lookup(clusterID, streamID string) (*entry, error) {
+	e, ok := r.streams[streamID]
+	if !ok || e.s.Definition().ClusterID != clusterID || e.s.Snapshot().Status == state.Deleted {
+		return nil, &NotFoundError{Type: "stream", ID: streamID}
+	}
+	return e, nil
+}
+
+func (r *Registry) view(s *state.Stream) StreamView {
+	v := StreamView{Snapshot: s.Snapshot()}
+	v.Source, v.TargetInfo = r.cfg.Pipeline.Describe(s)
+	return v
+}
+
+func sameRequest(d state.Definition, req CreateRequest) bool {
+	return d.Format == req.Format && d.Ordering == req.Ordering && d.Target == req.Target && maps.Equal(d.Tags, req.Tags)
+}
+
+var errClosed = errors.New("registry closed")
+
+// CreateStream implements Controller.
+func (r *Registry) CreateStream(_ context.Context, req CreateRequest) (StreamView, error) {
+	if err := req.Validate(); err != nil {
+		return StreamView{}, err
+	}
+	if !r.clusters[req.ClusterID] {
+		return StreamView{}, &NotFoundError{Type: "cluster", ID: req.ClusterID}
+	}
+	if r.cfg.Roles == nil {
+		return StreamView{}, &AccessDeniedError{Message: fmt.Sprintf(
+			"role %s is not among the roles this cdcd may pass to a stream: no roles are allowed (%s)", req.Target.RoleARN, rolecreds.AllowKey)}
+	}
+	if err := r.cfg.Roles.Check(req.Target.RoleARN); err != nil {
+		return StreamView{}, &AccessDeniedError{Message: err.Error()}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return StreamView{}, errClosed
+	}
+	n := 0
+	for _, e := range r.streams {
+		d := e.s.Definition()
+		if d.ClusterID != req.ClusterID {
+			continue
+		}
+		n++
+		if req.ClientToken == "" || d.ClientToken != req.ClientToken {
+			continue
+		}
+		if !sameRequest(d, req) {
+			return StreamView{}, &ConflictError{ResourceType: "stream", ResourceID: d.StreamID, Message: fmt.Sprintf(
+				"client token %q already created stream %s with different parameters", req.ClientToken, d.StreamID)}
+		}
+		return r.view(e.s), nil // a retry: the same stream, not another
+	}
+	if limit := r.cfg.MaxStreamsPerCluster; limit > 0 && n >= limit {
+		return StreamView{}, &QuotaError{ResourceType: "cluster", ResourceID: req.ClusterID, QuotaCode: "streams-per-cluster",
+			Message: fmt.Sprintf("cluster %s has %d streams, the configured maximum", req.ClusterID, limit)}
+	}
+	id := state.NewStreamID()
+	def := state.Definition{
+		ClusterID: req.ClusterID, StreamID: id,
+		ARN:    state.StreamARN(r.cfg.Partition, r.cfg.Region, r.cfg.Account, req.ClusterID, id),
+		Format: req.Format, Ordering: req.Ordering, Tags: maps.Clone(req.Tags), Target: req.Target,
+		// Millisecond precision is what the API carries; storing more
+		// would make the saved and the reported time differ.
+		CreationTime: r.cfg.Now().UTC().Truncate(time.Millisecond),
+		ClientToken:  req.ClientToken,
+	}
+	return r.add(def)
+}
+
+// add saves and starts a new CREATING stream; the caller holds r.mu.
+func (r *Registry) add(def state.Definition) (StreamView, error) {
+	rec := state.Record{Version: state.FileVersion, Definition: def, Status: state.Creating}
+	if err := r.cfg.Store.Save(rec); err != nil {
+		return StreamView{}, fmt.Errorf("create stream: %w", err)
+	}
+	s, err := state.NewStream(rec, r.streamOptions())
+	if err != nil {
+		return StreamView{}, fmt.Errorf("create stream: %w", err)
+	}
+	e := &entry{s: s}
+	r.streams[def.StreamID] = e
+	r.start(e)
+	r.log.Info("stream created", "stream", def.StreamID, "cluster", def.ClusterID,
+		"target", def.Target.StreamARN, "role", def.Target.RoleARN, "ordering", def.Ordering)
+	return r.view(s), nil
+}
+
+// Adopt creates a stream that a configuration file defines (def.ConfigFile
+// set, def.StreamID typically state.DeriveID of the file's entry), or
+// returns it if it exists with the same definition. A saved stream whose
+// definition differs is a *ConflictError: cdcd does not retarget a stream in
+// place, since its slot position belongs to the old target.
+func (r *Registry) Adopt(def state.Definition) (*state.Stream, error) {
+	if def.ConfigFile == "" {
+		return nil, errors.New("adopt stream: no config file named")
+	}
+	req := CreateRequest{ClusterID: def.ClusterID, Format: def.Format, Ordering: def.Ordering, Tags: def.Tags, Target: def.Target}
+	if err := req.validate(false); err != nil {
+		return nil, fmt.Errorf("adopt stream from %s: %w", def.ConfigFile, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errClosed
+	}
+	if e, ok := r.streams[def.StreamID]; ok {
+		have := e.s.Definition()
+		if have.ClusterID != def.ClusterID || have.ConfigFile != def.ConfigFile || !sameRequest(have, req) {
+			return nil, &ConflictError{ResourceType: "stream", ResourceID: def.StreamID, Message: fmt.Sprintf(
+				"stream %s in %s differs from the saved stream; delete it (remove it from the file, then restart) to recreate it",
+				def.StreamID, def.ConfigFile)}
+		}
+		return e.s, nil
+	}
+	if def.ARN == "" {
+		def.ARN = state.StreamARN(r.cfg.Partition, r.cfg.Region, r.cfg.Account, def.ClusterID, def.StreamID)
+	}
+	if def.CreationTime.IsZero() {
+		def.CreationTime = r.cfg.Now().UTC().Truncate(time.Millisecond)
+	}
+	if _, err := r.add(def); err != nil {
+		return nil, err
+	}
+	return r.streams[def.StreamID].s, nil
+}
+
+// GetStream implements Controller.
+func (r *Registry) GetStream(_ context.Context, clusterID, streamID string) (StreamView, error) {
+	r.mu.Lock()
+	e, err := r.lookup(clusterID, streamID)
+	r.mu.Unlock()
+	if err != nil {
+		return StreamView{}, err
+	}
+	return r.view(e.s), nil
+}
+
+// ListStreams implements Controller.
+func (r *Registry) ListStreams(_ context.Context, clusterID string) ([]StreamView, error) {
+	if !r.clusters[clusterID] {
+		return nil, &NotFoundError{Type: "cluster", ID: clusterID}
+	}
+	return r.collect(clusterID), nil
+}
+
+// Streams implements Controller.
+func (r *Registry) Streams(context.Context) ([]StreamView, error) { return r.collect(""), nil }
+
+// collect views the streams of clusterID ("" for all) outside r.mu, since
+// Describe belongs to the pipeline.
+func (r *Registry) collect(clusterID string) []StreamView {
+	r.mu.Lock()
+	ss := make([]*state.Stream, 0, len(r.streams))
+	for _, e := range r.streams {
+		if clusterID == "" || e.s.Definition().ClusterID == clusterID {
+			ss = append(ss, e.s)
+		}
+	}
+	r.mu.Unlock()
+	views := make([]StreamView, 0, len(ss))
+	for _, s := range ss {
+		if v := r.view(s); v.Status != state.Deleted {
+			views = append(views, v)
+		}
+	}
+	return views
+}
+
+// DeleteStream implements Controller. The client token needs no record:
+// deleting a DELETING stream already returns it unchanged.
+func (r *Registry) DeleteStream(_ context.Context, clusterID, streamID, _ string) (StreamView, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, err := r.lookup(clusterID, streamID)
+	if err != nil {
+		return StreamView{}, err
+	}
+	if f := e.s.Definition().ConfigFile; f != "" {
+		return StreamView{}, &ConflictError{ResourceType: "stream", ResourceID: streamID, Message: fmt.Sprintf(
+			"stream %s is managed by config file %s; edit the file to delete it", streamID, f)}
+	}
+	if err := e.s.Delete(); err != nil {
+		if errors.Is(err, state.ErrInvalidTransition) {
+			return StreamView{}, &NotFoundError{Type: "stream", ID: streamID}
+		}
+		// DELETING is not on disk; tearing down now could leave a saved
+		// stream without its slot after a crash. The client retries.
+		return StreamView{}, fmt.Errorf("delete stream: %w", err)
+	}
+	if r.closed {
+		return StreamView{}, errClosed
+	}
+	r.startTeardown(e)
+	return StreamView{Snapshot: e.s.Snapshot()}, nil
+}
+
+// DeleteManaged deletes a config-managed stream, for the daemon when an
+// entry disappears from its configuration file.
+func (r *Registry) DeleteManaged(streamID string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.streams[streamID]
+	if !ok {
+		return &NotFoundError{Type: "stream", ID: streamID}
+	}
+	if err := e.s.Delete(); err != nil {
+		return fmt.Errorf("delete stream: %w", err)
+	}
+	if !r.closed {
+		r.startTeardown(e)
+	}
+	return nil
+}

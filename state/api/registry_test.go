@@ -1,0 +1,272 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dsql"
+	"github.com/aws/aws-sdk-go-v2/service/dsql/types"
+
+	"github.com/cdcd-dev/cdcd/state"
+)
+
+// funcPipeline is a Pipeline with function fields; nil fields behave like
+// IdlePipeline with no delay.
+type funcPipeline struct {
+	run      func(ctx context.Context, s *state.Stream) error
+	teardown func(ctx context.Context, s *state.Stream) error
+	describe func(s *state.Stream) (*SourceInfo, *TargetInfo)
+}
+
+func (p funcPipeline) Run(ctx context.Context, s *state.Stream) error {
+	if p.run != nil {
+		return p.run(ctx, s)
+	}
+	return IdlePipeline{}.Run(ctx, s)
+}
+
+func (p funcPipeline) Teardown(ctx context.Context, s *state.Stream) error {
+	if p.teardown != nil {
+		return p.teardown(ctx, s)
+	}
+	return nil
+}
+
+func (p funcPipeline) Describe(s *state.Stream) (*SourceInfo, *TargetInfo) {
+	if p.describe != nil {
+		return p.describe(s)
+	}
+	return nil, nil
+}
+
+// waitStatus polls GetStream until want, with a deadline that only guards
+// against hanging; the test asserts the outcome, not the speed.
+func waitStatus(t *testing.T, c *dsql.Client, id string, want types.StreamStatus) *dsql.GetStreamOutput {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		out, err := c.GetStream(ctx, getInput(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Status == want {
+			return out
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("stream %s is %s, never %s", id, out.Status, want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func TestRestartKeepsAPICreatedStream(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := ctxT(t)
+	in := createInput(cluster)
+	in.ClientToken = aws.String("token-before-restart")
+	out, err := f.client.CreateStream(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *out.StreamIdentifier
+	before := waitStatus(t, f.client, id, types.StreamStatusActive)
+	s, _ := f.reg.Stream(id)
+	if err := s.Checkpoint(state.Checkpoint{LSN: 0x16_B374D848, TsNs: 1705318200000000000}); err != nil {
+		t.Fatal(err)
+	}
+
+	f.restart(nil)
+	after := waitStatus(t, f.client, id, types.StreamStatusActive)
+	if aws.ToString(after.Arn) != aws.ToString(before.Arn) || !after.CreationTime.Equal(*before.CreationTime) ||
+		after.Ordering != before.Ordering || after.Tags["team"] != "orders" {
+		t.Fatalf("after restart %+v\nbefore %+v", after, before)
+	}
+	rec, err := f.store.Load(id)
+	if err != nil || rec.Checkpoint.LSN != 0x16_B374D848 || rec.Checkpoint.TsNs != 1705318200000000000 {
+		t.Fatalf("checkpoint after restart: %+v, %v", rec.Checkpoint, err)
+	}
+	// The client token still finds the stream.
+	again, err := f.client.CreateStream(ctx, in)
+	if err != nil || *again.StreamIdentifier != id {
+		t.Fatalf("retry after restart: %v, %v", again, err)
+	}
+}
+
+func TestRestartKeepsFailed(t *testing.T) {
+	var runs sync.WaitGroup
+	runs.Add(1)
+	f := newFixture(t, func(c *RegistryConfig) {
+		c.Pipeline = funcPipeline{run: func(ctx context.Context, s *state.Stream) error {
+			defer runs.Done()
+			_ = s.Created()
+			_ = s.Fault(state.KinesisStreamNotFound, errors.New("stream orders not found"))
+			<-ctx.Done() // the Registry stops a FAILED stream's pipeline
+			return nil
+		}}
+	})
+	out, err := f.client.CreateStream(ctxT(t), createInput(cluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *out.StreamIdentifier
+	got := waitStatus(t, f.client, id, types.StreamStatusFailed)
+	if got.StatusReason == nil || got.StatusReason.Error != types.StreamFailureErrorCode(state.KinesisStreamNotFound) || got.StatusReason.UpdatedAt == nil {
+		t.Fatalf("statusReason = %+v", got.StatusReason)
+	}
+	runs.Wait() // returns only because FAILED cancelled the pipeline
+
+	started := make(chan string, 1)
+	f.restart(func(c *RegistryConfig) {
+		c.Pipeline = funcPipeline{run: func(ctx context.Context, s *state.Stream) error {
+			started <- s.ID()
+			<-ctx.Done()
+			return nil
+		}}
+	})
+	got = waitStatus(t, f.client, id, types.StreamStatusFailed)
+	if got.StatusReason == nil || got.StatusReason.Error != "KINESIS_STREAM_NOT_FOUND" {
+		t.Fatalf("after restart statusReason = %+v", got.StatusReason)
+	}
+	select {
+	case sid := <-started:
+		t.Fatalf("a pipeline started for FAILED stream %s", sid)
+	default:
+	}
+	// FAILED is terminal but deletable.
+	if _, err := f.client.DeleteStream(ctxT(t), &dsql.DeleteStreamInput{ClusterIdentifier: aws.String(cluster), StreamIdentifier: aws.String(id)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dsql.NewStreamNotExistsWaiter(f.client, fastNotExists).Wait(ctxT(t), getInput(id), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFailureThreshold(t *testing.T) {
+	f := newFixture(t, func(c *RegistryConfig) {
+		c.FailureThreshold = time.Second
+		c.Pipeline = funcPipeline{run: func(ctx context.Context, s *state.Stream) error {
+			_ = s.Created()
+			_ = s.Fault(state.KinesisThroughputExceeded, errors.New("rate exceeded"))
+			start := time.Now()
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-tick.C:
+					_ = s.Lag(time.Since(start))
+				}
+			}
+		}}
+	})
+	out, err := f.client.CreateStream(ctxT(t), createInput(cluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitStatus(t, f.client, *out.StreamIdentifier, types.StreamStatusFailed)
+	if got.StatusReason == nil || got.StatusReason.Error != "KINESIS_THROUGHPUT_EXCEEDED" {
+		t.Fatalf("statusReason = %+v", got.StatusReason)
+	}
+	snap := mustStream(t, f.reg, *out.StreamIdentifier).Snapshot()
+	if snap.Lag <= time.Second {
+		t.Fatalf("failed at lag %v, threshold 1s", snap.Lag)
+	}
+}
+
+func mustStream(t *testing.T, r *Registry, id string) *state.Stream {
+	t.Helper()
+	s, ok := r.Stream(id)
+	if !ok {
+		t.Fatalf("no stream %s", id)
+	}
+	return s
+}
+
+func TestDeletingResumesAfterRestart(t *testing.T) {
+	f := newFixture(t, func(c *RegistryConfig) {
+		c.Pipeline = funcPipeline{teardown: func(ctx context.Context, _ *state.Stream) error {
+			<-ctx.Done() // the daemon stops in the middle of teardown
+			return ctx.Err()
+		}}
+	})
+	ctx := ctxT(t)
+	out, err := f.client.CreateStream(ctx, createInput(cluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *out.StreamIdentifier
+	waitStatus(t, f.client, id, types.StreamStatusActive)
+	if _, err := f.client.DeleteStream(ctx, &dsql.DeleteStreamInput{ClusterIdentifier: aws.String(cluster), StreamIdentifier: aws.String(id)}); err != nil {
+		t.Fatal(err)
+	}
+	// Deleting a DELETING stream is idempotent.
+	del, err := f.client.DeleteStream(ctx, &dsql.DeleteStreamInput{ClusterIdentifier: aws.String(cluster), StreamIdentifier: aws.String(id)})
+	if err != nil || del.Status != types.StreamStatusDeleting {
+		t.Fatalf("second delete: %+v, %v", del, err)
+	}
+
+	torn := make(chan string, 1)
+	f.restart(func(c *RegistryConfig) {
+		c.Pipeline = funcPipeline{teardown: func(_ context.Context, s *state.Stream) error {
+			torn <- s.ID()
+			return nil
+		}}
+	})
+	if err := dsql.NewStreamNotExistsWaiter(f.client, fastNotExists).Wait(ctx, getInput(id), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-torn; got != id {
+		t.Fatalf("tore down %s", got)
+	}
+}
+
+func TestPipelineReturningEarlyIsAFault(t *testing.T) {
+	f := newFixture(t, func(c *RegistryConfig) {
+		c.Pipeline = funcPipeline{run: func(context.Context, *state.Stream) error {
+			return errors.New("slot orders in use")
+		}}
+	})
+	out, err := f.client.CreateStream(ctxT(t), createInput(cluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fault while CREATING fails the stream at once (SPEC §4).
+	got := waitStatus(t, f.client, *out.StreamIdentifier, types.StreamStatusFailed)
+	if got.StatusReason.Error != "INTERNAL_ERROR" {
+		t.Fatalf("statusReason = %+v", got.StatusReason)
+	}
+}
+
+func TestAdopt(t *testing.T) {
+	f := newFixture(t, nil)
+	def := state.Definition{
+		ClusterID: cluster, StreamID: state.DeriveID(cluster, "orders"), Format: "JSON", Ordering: "ROW",
+		Target: state.Target{StreamARN: kinesisA, RoleARN: roleA}, ConfigFile: "/etc/cdcd.toml",
+	}
+	a, err := f.reg.Adopt(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.reg.Adopt(def)
+	if err != nil || a != b {
+		t.Fatalf("second Adopt: %v, same stream %v", err, a == b)
+	}
+	def.Ordering = "UNORDERED"
+	var ce *ConflictError
+	if _, err := f.reg.Adopt(def); !errors.As(err, &ce) {
+		t.Fatalf("changed definition: %v", err)
+	}
+	if err := f.reg.DeleteManaged(a.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := dsql.NewStreamNotExistsWaiter(f.client, fastNotExists).Wait(ctxT(t), getInput(a.ID()), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,110 @@
+package state
+
+import (
+	"fmt"
+	"time"
+)
+
+// FileVersion is the version of the per-stream file format. Open refuses
+// files from a newer version rather than guessing at their meaning.
+const FileVersion = 1
+
+// Record is everything cdcd keeps about one stream across restarts; it is
+// the per-stream JSON file.
+type Record struct {
+	Version      int        `json:"version"`
+	Definition   Definition `json:"definition"`
+	Status       Status     `json:"status"`
+	StatusReason *Reason    `json:"statusReason,omitempty"`
+	Checkpoint   Checkpoint `json:"checkpoint"`
+}
+
+// Definition is what a stream was created with. It never changes after
+// creation; a different definition is a different stream.
+type Definition struct {
+	ClusterID    string            `json:"clusterIdentifier"`
+	StreamID     string            `json:"streamIdentifier"`
+	ARN          string            `json:"arn"`
+	Format       string            `json:"format"`
+	Ordering     string            `json:"ordering"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	Target       Target            `json:"target"`
+	CreationTime time.Time         `json:"creationTime"`
+	// ClientToken is CreateStream's idempotency token, kept so that a
+	// retried request returns this stream instead of creating another.
+	ClientToken string `json:"clientToken,omitempty"`
+	// ConfigFile names the configuration file that manages the stream; such
+	// a stream is changed by editing the file, not through the API.
+	ConfigFile string `json:"configFile,omitempty"`
+}
+
+// Target is the Kinesis data stream and the role cdcd assumes to write it.
+type Target struct {
+	StreamARN string `json:"streamArn"`
+	RoleARN   string `json:"roleArn"`
+}
+
+// Reason is a statusReason (SPEC §4). Code is the DSQL "error" field;
+// Message is the human detail for GetStream and logs, which DSQL does not
+// have and SDK clients ignore.
+type Reason struct {
+	Code      Code      `json:"error"`
+	Message   string    `json:"message,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Checkpoint is the resume position: the last commit LSN whose records
+// Kinesis accepted, and that transaction's source.ts_ns. The daemon saves
+// it before confirming the LSN to PostgreSQL, so after a crash the slot
+// never lies ahead of the file. TsNs is kept because source.ts_ns must stay
+// strictly increasing across a restart (SPEC §2.3), which needs the last
+// value handed out.
+type Checkpoint struct {
+	LSN  uint64 `json:"lsn"`
+	TsNs int64  `json:"tsNs"`
+}
+
+// String formats the LSN as PostgreSQL does ("16/B374D848").
+func (c Checkpoint) String() string { return FormatLSN(c.LSN) }
+
+// FormatLSN formats an LSN as PostgreSQL does.
+func FormatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
+
+// validate checks what a file or a caller could get wrong in a way that
+// would otherwise surface far away: a path-unsafe id, an unknown status, a
+// reason on a status that must not have one.
+func (r *Record) validate() error {
+	d := r.Definition
+	if !ValidID(d.StreamID) {
+		return fmt.Errorf("stream identifier %q: want %d characters of [a-z0-9]", d.StreamID, IDLen)
+	}
+	if !ValidID(d.ClusterID) {
+		return fmt.Errorf("cluster identifier %q: want %d characters of [a-z0-9]", d.ClusterID, IDLen)
+	}
+	if !r.Status.Valid() {
+		return fmt.Errorf("status %q: unknown", r.Status)
+	}
+	if r.Status.HasReason() != (r.StatusReason != nil) {
+		return fmt.Errorf("status %s with statusReason %v: a reason goes with IMPAIRED and FAILED only", r.Status, r.StatusReason)
+	}
+	if r.Version > FileVersion {
+		return fmt.Errorf("file version %d: this cdcd reads up to %d", r.Version, FileVersion)
+	}
+	return nil
+}
+
+// clone copies r deeply enough that the copy shares nothing mutable.
+func (r Record) clone() Record {
+	if r.Definition.Tags != nil {
+		tags := make(map[string]string, len(r.Definition.Tags))
+		for k, v := range r.Definition.Tags {
+			tags[k] = v
+		}
+		r.Definition.Tags = tags
+	}
+	if r.StatusReason != nil {
+		reason := *r.StatusReason
+		r.StatusReason = &reason
+	}
+	return r
+}
