@@ -1,0 +1,210 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cdcd-dev/cdcd/record"
+)
+
+// fastKinesis is the least a Kinesis endpoint can do for PutRecords in the
+// JSON 1.1 protocol: count the entries and accept each one. It allocates
+// little so the benchmark measures the sink and the SDK, not the server.
+type fastKinesis struct {
+	delay time.Duration // simulated service latency per call
+	bufs  sync.Pool
+	mu    sync.Mutex
+	resp  map[int][]byte // canned responses by entry count
+}
+
+var partitionKeyField = []byte(`"PartitionKey"`)
+
+func (f *fastKinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-Amz-Target") != "Kinesis_20131202.PutRecords" {
+		http.Error(w, `{"__type":"UnknownOperationException"}`, http.StatusBadRequest)
+		return
+	}
+	buf, _ := f.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	if _, err := buf.ReadFrom(r.Body); err != nil {
+		f.bufs.Put(buf)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n := bytes.Count(buf.Bytes(), partitionKeyField)
+	f.bufs.Put(buf)
+	if f.delay > 0 {
+		time.Sleep(f.delay)
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	_, _ = w.Write(f.response(n))
+}
+
+func (f *fastKinesis) response(n int) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b, ok := f.resp[n]; ok {
+		return b
+	}
+	var sb strings.Builder
+	sb.WriteString(`{"FailedRecordCount":0,"Records":[`)
+	for i := range n {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"SequenceNumber":"4960%020d","ShardId":"shardId-%012d"}`, i, i%4)
+	}
+	sb.WriteString(`]}`)
+	f.resp[n] = []byte(sb.String())
+	return f.resp[n]
+}
+
+// newFastKinesis starts the endpoint and returns a real SDK client for it,
+// built from aws.Config directly (see INFRA.md on AWS_CA_BUNDLE).
+func newFastKinesis(tb testing.TB, delay time.Duration) *kinesis.Client {
+	srv := httptest.NewServer(&fastKinesis{delay: delay, resp: map[int][]byte{}})
+	tb.Cleanup(srv.Close)
+	return kinesis.NewFromConfig(aws.Config{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDBENCH", "secret", ""),
+		BaseEndpoint: aws.String(srv.URL),
+	})
+}
+
+// BenchmarkSink measures records through Submit, batching, the SDK's
+// serialisation and signing, HTTP to a local endpoint, and Delivered. One
+// op is one record (~200-byte JSON, 26-byte key, 10 records a
+// transaction); allocs/op are per record and include the SDK and the
+// in-process server. With no latency the client and server share the CPU,
+// so more requests in flight cannot help; the latency=10ms cases show what
+// MaxInFlight is for.
+func BenchmarkSink(b *testing.B) {
+	for _, bc := range []struct {
+		ordering record.Ordering
+		inFlight int
+		latency  time.Duration
+	}{
+		{record.Unordered, 1, 0},
+		{record.Unordered, 8, 0},
+		{record.Row, 1, 0},
+		{record.Row, 8, 0},
+		{record.Unordered, 1, 10 * time.Millisecond},
+		{record.Unordered, 8, 10 * time.Millisecond},
+	} {
+		name := fmt.Sprintf("%s/inflight=%d", strings.ToLower(string(bc.ordering)), bc.inFlight)
+		if bc.latency > 0 {
+			name += "/latency=" + bc.latency.String()
+		}
+		b.Run(name, func(b *testing.B) { benchSink(b, newFastKinesis(b, bc.latency), bc.ordering, bc.inFlight) })
+	}
+}
+
+// BenchmarkSinkOverhead is the sink alone: the PutRecords fake accepts
+// everything without serialising, so records/s is the ceiling the sink's
+// queueing, ordering and tracking put on a pipeline.
+func BenchmarkSinkOverhead(b *testing.B) {
+	var mu sync.Mutex
+	outs := map[int]*kinesis.PutRecordsOutput{}
+	api := &fakeAPI{put: func(_ context.Context, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		out, ok := outs[len(in.Records)]
+		if !ok {
+			out = accepted(in)
+			outs[len(in.Records)] = out
+		}
+		return out, nil
+	}}
+	for _, ordering := range []record.Ordering{record.Unordered, record.Row} {
+		for _, inFlight := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/inflight=%d", strings.ToLower(string(ordering)), inFlight), func(b *testing.B) {
+				benchSink(b, api, ordering, inFlight)
+			})
+		}
+	}
+}
+
+func benchSink(b *testing.B, api PutRecordsAPI, ordering record.Ordering, inFlight int) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// 8 MiB queued is ~35k records, fewer than the pool's distinct keys, so
+	// ROW mode sees what it sees in production (rows rarely repeat within a
+	// queue's worth of changes) rather than a few hot keys.
+	s, err := New(Config{StreamName: "bench", Ordering: ordering, MaxInFlight: inFlight, Metrics: m, QueueBytes: 8 << 20}, api)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const perTxn = 10
+	rng := rand.New(rand.NewPCG(1, 2))
+	pool := make([]record.Record, 1<<16)
+	for i := range pool {
+		key := fmt.Sprintf("%026x", rng.Uint64())
+		data := fmt.Sprintf(`{"type":"full","op":"u","before":null,"after":{"id":%d,"v":"%s"},"source":{"version":"1.0","txId":"ffthunp5stx6ffs2vyfqoatmfu","schema":"public","table":"t"}}`,
+			i, strings.Repeat("x", 40))
+		pool[i] = record.Record{PartitionKey: key, Data: []byte(data)}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	begin := time.Now()
+	lsn := uint64(0)
+	for i := 0; i < b.N; i += perTxn {
+		n := min(perTxn, b.N-i)
+		j := i % (len(pool) - perTxn)
+		lsn++
+		if err := s.Submit(ctx, lsn, pool[j:j+n]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	if s.Delivered() != lsn {
+		b.Fatalf("Delivered = %d, want %d", s.Delivered(), lsn)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(recordsPerCall(b, reg), "records/call")
+}
+
+// recordsPerCall is the mean of the records-per-call histogram.
+func recordsPerCall(b *testing.B, reg *prometheus.Registry) float64 {
+	fams, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "cdcd_put_records_records_per_call" {
+			h := f.GetMetric()[0].GetHistogram()
+			return h.GetSampleSum() / float64(h.GetSampleCount())
+		}
+	}
+	return 0
+}
