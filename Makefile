@@ -1,0 +1,85 @@
+# cdcd. `make test` is the whole check: it starts PostgreSQL, kinesalite and
+# local-kms under .cache/ (test/infra/up.sh), runs vet and the race-enabled
+# tests against them, and stops them again, keeping the tests' exit status.
+#
+#   make test            everything, as CI runs it (.ci/run)
+#   make test KEEP_INFRA=1   ... and leave the servers running afterwards
+#   make test PKGS=./sink/...   only some packages
+#   make infra-up        start the servers; then `. .cache/env` and go test
+#   make infra-down      stop them
+#   make build           bin/cdcd
+#   make demo            servers + build + a live demo (test/infra/demo.sh)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+GO ?= go
+PKGS ?= ./...
+TEST_FLAGS ?= -race -count=1 -timeout 15m
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+INFRA := test/infra
+ENVFILE := .cache/env
+# Marks servers that `make test` started and so must stop.
+OWNED := .cache/run/make-owned
+
+.PHONY: test build demo infra-up infra-down bench fmt fmt-check vet docker clean distclean
+
+# The servers stop at the end, pass or fail, if this run started them: not
+# with KEEP_INFRA=1, nor when `make infra-up` started them (its developer
+# stops them). Runs in one checkout take turns (a lock on .cache/run/users):
+# tests use cluster-wide names (slots, streams) that concurrent runs against
+# the same servers would fight over.
+test:
+	@mkdir -p .cache/run; exec 8>>.cache/run/users; \
+	if ! flock -n -x 8; then echo "make test: waiting for another make test in this checkout"; flock -x 8; fi; \
+	if [ ! -f $(ENVFILE) ]; then touch $(OWNED); fi; \
+	if [ -n "$(KEEP_INFRA)" ]; then rm -f $(OWNED); fi; \
+	trap 'if [ -f $(OWNED) ]; then rm -f $(OWNED); bash $(INFRA)/down.sh; \
+		else echo "make test: servers left running; make infra-down stops them"; fi' EXIT; \
+	bash $(INFRA)/up.sh; \
+	set -a; . ./$(ENVFILE); set +a; \
+	echo "go vet $(PKGS)"; \
+	$(GO) vet $(PKGS); \
+	echo "go test $(TEST_FLAGS) $(PKGS)"; \
+	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cdcd ./cmd/cdcd
+
+demo: infra-up build
+	bash $(INFRA)/demo.sh
+
+infra-up:
+	rm -f $(OWNED)
+	bash $(INFRA)/up.sh
+
+infra-down:
+	bash $(INFRA)/down.sh
+
+# Benchmarks that need the servers run when .cache/env exists (make infra-up).
+bench:
+	@if [ -f $(ENVFILE) ]; then set -a; . ./$(ENVFILE); set +a; fi; \
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+fmt:
+	$(GO) fmt $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$($(GO) list -f '{{.Dir}}' $(PKGS))); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+docker:
+	docker build --build-arg VERSION=$(VERSION) -t cdcd:$(VERSION) .
+
+clean:
+	rm -rf bin dist
+
+# Stops the servers and removes everything test/infra installed or built.
+distclean: clean
+	bash $(INFRA)/down.sh
+	rm -rf .cache

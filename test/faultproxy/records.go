@@ -1,0 +1,117 @@
+package faultproxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// putRecordsWithFailures applies a record decider to a PutRecords request:
+// the entries it fails are taken out, the rest are forwarded upstream (so
+// they really land), and the answer is the upstream's with the failed
+// entries put back in their places, carrying ErrorCode and ErrorMessage, and
+// FailedRecordCount raised to match.
+func (p *Proxy) putRecordsWithFailures(w http.ResponseWriter, r *http.Request, op string, body []byte, fail func(int, Entry) string) {
+	var req map[string]json.RawMessage
+	var entries []json.RawMessage
+	if json.Unmarshal(body, &req) != nil || json.Unmarshal(req["Records"], &entries) != nil {
+		// Not a request we understand: let the upstream judge it.
+		p.forwardAsIs(w, r, op, body)
+		return
+	}
+	var stream string
+	_ = json.Unmarshal(req["StreamName"], &stream)
+
+	codes := make([]string, len(entries))
+	var kept []json.RawMessage
+	failed := 0
+	p.failMu.Lock()
+	for i, raw := range entries {
+		var e struct {
+			Data            []byte
+			PartitionKey    string
+			ExplicitHashKey string
+		}
+		_ = json.Unmarshal(raw, &e)
+		codes[i] = fail(i, Entry{Data: e.Data, PartitionKey: e.PartitionKey, ExplicitHashKey: e.ExplicitHashKey})
+		if codes[i] == "" {
+			kept = append(kept, raw)
+		} else {
+			failed++
+		}
+	}
+	p.failMu.Unlock()
+	if failed == 0 {
+		p.forwardAsIs(w, r, op, body)
+		return
+	}
+	p.mu.Lock()
+	p.faults[op]++
+	p.mu.Unlock()
+
+	resp := map[string]json.RawMessage{}
+	var results []json.RawMessage
+	upstreamFailed := 0
+	if len(kept) > 0 {
+		req["Records"], _ = json.Marshal(kept)
+		newBody, _ := json.Marshal(req)
+		up, upBody, err := p.forward(r, op, newBody)
+		if err != nil {
+			p.writeUpstreamError(w, err)
+			return
+		}
+		if up.StatusCode != http.StatusOK ||
+			json.Unmarshal(upBody, &resp) != nil ||
+			json.Unmarshal(resp["Records"], &results) != nil ||
+			len(results) != len(kept) {
+			// The whole call failed upstream (or answered oddly): pass it on.
+			copyResponse(w, up, upBody)
+			return
+		}
+		_ = json.Unmarshal(resp["FailedRecordCount"], &upstreamFailed)
+	}
+
+	merged := make([]json.RawMessage, len(entries))
+	j := 0
+	for i, code := range codes {
+		if code == "" {
+			merged[i] = results[j]
+			j++
+			continue
+		}
+		merged[i], _ = json.Marshal(struct {
+			ErrorCode    string
+			ErrorMessage string
+		}{code, recordErrorMessage(code, stream)})
+	}
+	resp["Records"], _ = json.Marshal(merged)
+	resp["FailedRecordCount"], _ = json.Marshal(upstreamFailed + failed)
+	out, _ := json.Marshal(resp)
+
+	h := w.Header()
+	h.Set("Content-Type", "application/x-amz-json-1.1")
+	h.Set("X-Amzn-RequestId", p.requestID())
+	h.Set("Content-Length", fmt.Sprint(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+}
+
+func (p *Proxy) forwardAsIs(w http.ResponseWriter, r *http.Request, op string, body []byte) {
+	resp, respBody, err := p.forward(r, op, body)
+	if err != nil {
+		p.writeUpstreamError(w, err)
+		return
+	}
+	copyResponse(w, resp, respBody)
+}
+
+// recordErrorMessage imitates Kinesis's per-record messages.
+func recordErrorMessage(code, stream string) string {
+	switch code {
+	case CodeThroughputExceeded:
+		return fmt.Sprintf("Rate exceeded for shard shardId-000000000000 in stream %s under account 000000000000. (faultproxy)", stream)
+	case CodeInternalFailure:
+		return "Internal service failure. (faultproxy)"
+	}
+	return code + " (faultproxy)"
+}
