@@ -1,0 +1,255 @@
+package capture
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/cdcd-dev/cdcd/record"
+)
+
+// assembler turns pgoutput messages into committed record.Txn values. It owns
+// the relation cache: a Relation message replaces the cached entry with a new
+// pointer, so changes already assembled keep the shape they were decoded with
+// and a table altered mid-stream is reflected from the next change on.
+//
+// Transactions are kept in memory until they commit: the open one of
+// protocol 1 in txn, those streamed in progress (protocol 2) in streams.
+// bytes and streamTxn.bytes count their tuple data; that is the seam for
+// spilling large transactions to disk past a memory budget.
+type assembler struct {
+	keys  KeyLookup
+	types TypeResolver
+	met   *Metrics
+	log   *slog.Logger
+
+	rels  map[uint32]*record.Relation
+	txn   *record.Txn
+	inTxn bool
+	bytes int // approximate bytes of the open transaction's tuples
+
+	// inStream is set between StreamStart and StreamStop; streamXid is the
+	// top-level transaction whose changes the block carries.
+	inStream  bool
+	streamXid uint32
+	streams   map[uint32]*streamTxn
+}
+
+// KeyLookup returns the primary key column names of a table. pgoutput's key
+// flags cannot be trusted for compaction: under REPLICA IDENTITY FULL every
+// column is flagged, so the catalog is asked instead.
+type KeyLookup func(relID uint32) (cols []string, err error)
+
+// TypeResolver makes sure a type outside the builtin table can be looked up
+// by the encoder; refresh re-reads a type the server announced again.
+type TypeResolver func(oid uint32, refresh bool) error
+
+func newAssembler(keys KeyLookup, types TypeResolver, met *Metrics, log *slog.Logger) *assembler {
+	if types == nil {
+		types = func(uint32, bool) error { return nil }
+	}
+	if met == nil {
+		met = newMetrics("")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &assembler{keys: keys, types: types, met: met, log: log,
+		rels: make(map[uint32]*record.Relation), streams: make(map[uint32]*streamTxn)}
+}
+
+// handle consumes one pgoutput message. It returns a transaction when msg is
+// the Commit (or Stream Commit) that completes it.
+func (a *assembler) handle(msg pglogrepl.Message) (*record.Txn, error) {
+	if a.inStream {
+		return nil, a.inStreamMessage(msg)
+	}
+	switch m := unwrap(msg).(type) {
+	case *pglogrepl.BeginMessage:
+		if a.inTxn {
+			return nil, fmt.Errorf("begin of xid %d inside open xid %d", m.Xid, a.txn.Xid)
+		}
+		a.inTxn = true
+		a.bytes = 0
+		a.txn = &record.Txn{Xid: m.Xid, CommitLSN: uint64(m.FinalLSN), CommitTime: m.CommitTime}
+	case *pglogrepl.CommitMessage:
+		if !a.inTxn {
+			return nil, fmt.Errorf("commit at %s without begin", m.CommitLSN)
+		}
+		t := a.txn
+		t.CommitLSN = uint64(m.CommitLSN)
+		t.EndLSN = uint64(m.TransactionEndLSN)
+		t.CommitTime = m.CommitTime
+		a.txn, a.inTxn, a.bytes = nil, false, 0
+		return t, nil
+	case *pglogrepl.RelationMessage:
+		rel, err := a.relation(m)
+		if err != nil {
+			return nil, err
+		}
+		a.rels[m.RelationID] = rel
+	case *pglogrepl.InsertMessage, *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage, *pglogrepl.TruncateMessage:
+		if !a.inTxn {
+			return nil, fmt.Errorf("%s outside a transaction", msg.Type())
+		}
+		n, err := a.changes(m, a.shared, func(c record.Change) { a.txn.Changes = append(a.txn.Changes, c) })
+		a.bytes += n
+		return nil, err
+	case *pglogrepl.TypeMessage:
+		return nil, a.typeMessage(m)
+	case *pglogrepl.OriginMessage:
+		// The transaction was replayed here from another node; its rows
+		// are this database's rows all the same.
+		a.log.Debug("transaction from replication origin", "origin", m.Name)
+	case *pglogrepl.LogicalDecodingMessage:
+		// pg_logical_emit_message content is not row data; it is counted
+		// so that operators can see it arrived.
+		a.message(m)
+	case *pglogrepl.StreamStartMessageV2:
+		return nil, a.streamStart(m)
+	case *pglogrepl.StreamCommitMessageV2:
+		return a.streamCommit(m)
+	case *pglogrepl.StreamAbortMessageV2:
+		return nil, a.streamAbort(m)
+	case *pglogrepl.StreamStopMessageV2:
+		return nil, fmt.Errorf("stream stop outside a stream block")
+	default:
+		return nil, fmt.Errorf("unexpected pgoutput message %T", msg)
+	}
+	return nil, nil
+}
+
+// unwrap returns the protocol 1 message that a protocol 2 message embeds; its
+// extra field, the xid, matters only inside stream blocks.
+func unwrap(msg pglogrepl.Message) pglogrepl.Message {
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessageV2:
+		return &m.RelationMessage
+	case *pglogrepl.TypeMessageV2:
+		return &m.TypeMessage
+	case *pglogrepl.InsertMessageV2:
+		return &m.InsertMessage
+	case *pglogrepl.UpdateMessageV2:
+		return &m.UpdateMessage
+	case *pglogrepl.DeleteMessageV2:
+		return &m.DeleteMessage
+	case *pglogrepl.TruncateMessageV2:
+		return &m.TruncateMessage
+	case *pglogrepl.LogicalDecodingMessageV2:
+		return &m.LogicalDecodingMessage
+	}
+	return msg
+}
+
+func (a *assembler) message(m *pglogrepl.LogicalDecodingMessage) {
+	a.met.messages.Inc()
+	a.log.Debug("logical decoding message", "prefix", m.Prefix, "transactional", m.Transactional, "bytes", len(m.Content))
+}
+
+func (a *assembler) typeMessage(m *pglogrepl.TypeMessage) error {
+	if err := a.types(m.DataType, true); err != nil {
+		return fmt.Errorf("look up type %s.%s: %w", m.Namespace, m.Name, err)
+	}
+	return nil
+}
+
+func (a *assembler) relation(m *pglogrepl.RelationMessage) (*record.Relation, error) {
+	rel := &record.Relation{
+		ID:              m.RelationID,
+		Schema:          m.Namespace,
+		Table:           m.RelationName,
+		ReplicaIdentity: m.ReplicaIdentity,
+		Columns:         make([]record.Column, len(m.Columns)),
+	}
+	pk, err := a.keys(m.RelationID)
+	if err != nil {
+		return nil, fmt.Errorf("look up primary key of %s.%s: %w", m.Namespace, m.RelationName, err)
+	}
+	isPK := make(map[string]bool, len(pk))
+	for _, c := range pk {
+		isPK[c] = true
+	}
+	for i, c := range m.Columns {
+		key := isPK[c.Name]
+		// Without a primary key, a REPLICA IDENTITY USING INDEX index is
+		// unique and not null, so it identifies a row just as well.
+		if len(pk) == 0 && m.ReplicaIdentity == 'i' {
+			key = c.Flags&1 != 0
+		}
+		rel.Columns[i] = record.Column{Name: c.Name, TypeOID: c.DataType, TypMod: c.TypeModifier, Key: key}
+		rel.HasKey = rel.HasKey || key
+		if err := a.types(c.DataType, false); err != nil {
+			return nil, fmt.Errorf("look up type of %s.%s.%s: %w", m.Namespace, m.RelationName, c.Name, err)
+		}
+	}
+	return rel, nil
+}
+
+// shared looks a relation up in the cache shared by all transactions.
+func (a *assembler) shared(id uint32) (*record.Relation, bool) {
+	r, ok := a.rels[id]
+	return r, ok
+}
+
+// relLookup finds the relation a change refers to.
+type relLookup func(relID uint32) (*record.Relation, bool)
+
+// changes converts one Insert, Update, Delete or Truncate message into
+// changes passed to add, resolving relations with rels, and returns the
+// bytes of tuple data they hold.
+func (a *assembler) changes(msg pglogrepl.Message, rels relLookup, add func(record.Change)) (int, error) {
+	switch m := msg.(type) {
+	case *pglogrepl.InsertMessage:
+		return a.change(record.Insert, m.RelationID, rels, nil, m.Tuple, add)
+	case *pglogrepl.UpdateMessage:
+		// OldTuple is present only when the key changed ('K') or under
+		// REPLICA IDENTITY FULL ('O'); record handles both.
+		return a.change(record.Update, m.RelationID, rels, m.OldTuple, m.NewTuple, add)
+	case *pglogrepl.DeleteMessage:
+		return a.change(record.Delete, m.RelationID, rels, m.OldTuple, nil, add)
+	case *pglogrepl.TruncateMessage:
+		for _, id := range m.RelationIDs {
+			if _, err := a.change(record.Truncate, id, rels, nil, nil, add); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}
+	return 0, fmt.Errorf("unexpected change message %T", msg)
+}
+
+func (a *assembler) change(kind record.ChangeKind, relID uint32, rels relLookup, oldT, newT *pglogrepl.TupleData, add func(record.Change)) (int, error) {
+	rel, ok := rels(relID)
+	if !ok {
+		return 0, fmt.Errorf("change to relation %d before its Relation message", relID)
+	}
+	if kind == record.Delete && oldT == nil {
+		return 0, fmt.Errorf("delete from %s.%s without an old tuple", rel.Schema, rel.Table)
+	}
+	c := record.Change{Kind: kind, Rel: rel}
+	var n, m int
+	c.Old, n = tuple(oldT)
+	c.New, m = tuple(newT)
+	if (c.Old != nil && len(c.Old) != len(rel.Columns)) || (c.New != nil && len(c.New) != len(rel.Columns)) {
+		return 0, fmt.Errorf("tuple of %s.%s has a different column count than its relation", rel.Schema, rel.Table)
+	}
+	add(c)
+	return n + m, nil
+}
+
+// tuple converts pgoutput tuple data and returns the bytes it holds. The
+// data slices alias the message buffer, which the receive loop copies once
+// per message, so no further copy is needed here.
+func tuple(t *pglogrepl.TupleData) (record.Tuple, int) {
+	if t == nil {
+		return nil, 0
+	}
+	out := make(record.Tuple, len(t.Columns))
+	n := 0
+	for i, c := range t.Columns {
+		out[i] = record.Datum{Kind: record.DatumKind(c.DataType), Data: c.Data}
+		n += len(c.Data)
+	}
+	return out, n
+}

@@ -1,0 +1,262 @@
+// Package capture reads a PostgreSQL logical replication slot with the
+// pgoutput plugin and hands each committed transaction to a Handler. It owns
+// the replication connection: it answers keepalives, and it alone reports the
+// flush position, which is what the Handler says is delivered and persisted,
+// never what was merely received.
+//
+// The files follow the data: setup.go checks prerequisites and manages the
+// publication and slot, snapshot.go reads existing rows once, session.go is
+// one replication connection's receive loop, assemble.go turns pgoutput
+// messages into transactions, health.go watches the slot and metrics.go
+// exports what it sees.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cdcd-dev/cdcd/record"
+	"github.com/cdcd-dev/cdcd/state"
+)
+
+// Config configures one stream's source.
+type Config struct {
+	// DSN is a PostgreSQL connection string (URL or key=value).
+	DSN string
+	// Password, when set, supplies the password for every new connection,
+	// so a rotated secret is picked up on the next reconnect.
+	Password func(ctx context.Context) (string, error)
+	// Slot is the logical replication slot: 1 to 63 characters of
+	// [a-z0-9_], as PostgreSQL requires.
+	Slot        string
+	Publication string
+	// Tables are schema-qualified names of the published tables.
+	Tables []string
+	// SetReplicaIdentityFull lets Prepare run ALTER TABLE … REPLICA
+	// IDENTITY FULL on tables whose values may be TOASTed.
+	SetReplicaIdentityFull bool
+	// StatusInterval is how often the flush position is reported even when
+	// the server asks for nothing; it must be well under the server's
+	// wal_sender_timeout (default 60 s). Default 10 s.
+	StatusInterval time.Duration
+	// HealthInterval is how often the slot's health is read from
+	// pg_replication_slots. Default 10 s.
+	HealthInterval time.Duration
+	// Snapshot opts the stream in to an initial snapshot: when the slot is
+	// created, the rows the tables already hold are read at the slot's
+	// consistent point and handed to a SnapshotHandler before streaming
+	// starts.
+	Snapshot bool
+	// SnapshotBatchRows is how many rows one snapshot batch holds.
+	// Default 5000.
+	SnapshotBatchRows int
+	// DisableStreaming keeps pgoutput at protocol version 1, so large
+	// transactions reach cdcd only once committed. By default PostgreSQL
+	// 14 and later stream them while in progress (protocol version 2),
+	// which spares the server from spilling them to its own disk.
+	DisableStreaming bool
+	// Report receives SOURCE_UNAVAILABLE when the source cannot be reached
+	// and ("", nil) once streaming works again.
+	Report func(code state.Code, err error)
+	// Metrics receives the source's metrics; nil keeps them unregistered.
+	Metrics *Metrics
+	Logger  *slog.Logger
+}
+
+// Handler takes committed transactions and tells capture what may be
+// confirmed to PostgreSQL.
+type Handler interface {
+	// Handle takes one committed transaction in commit order. It may block
+	// for backpressure; capture keeps reporting status meanwhile. A
+	// transaction may be handed again after a reconnect.
+	Handle(ctx context.Context, txn *record.Txn) error
+	// Delivered is the end LSN up to which everything handed is accepted by
+	// the target.
+	Delivered() uint64
+	// Persist durably records lsn as the stream's checkpoint; capture calls
+	// it before confirming lsn to PostgreSQL.
+	Persist(ctx context.Context, lsn uint64) error
+	// Persisted is the last position Persist recorded (0 if none).
+	Persisted() uint64
+}
+
+// SnapshotHandler is the Handler of a stream with Config.Snapshot.
+//
+// The snapshot protocol: capture creates the slot, hands every existing row
+// through HandleSnapshot, calls SnapshotDone, and only then calls
+// Persist(consistent point) and starts streaming from there. A nonzero
+// Persisted() is therefore the durable mark that the snapshot finished: when
+// a stream with Config.Snapshot starts with Persisted() == 0, a snapshot was
+// interrupted (or never ran), so capture drops the slot it left, creates a
+// new one and reads everything again. For that mark to hold, the handler
+// must not persist a nonzero position of its own before SnapshotDone
+// returns: snapshot batches carry EndLSN 0, so a handler that submits them
+// at their EndLSN to a position tracker never confirms them.
+type SnapshotHandler interface {
+	Handler
+	// HandleSnapshot takes one batch of rows read by the initial snapshot,
+	// as a transaction whose changes are all record.Read with New holding
+	// the whole row (text format, as pgoutput sends it). CommitLSN is the
+	// slot's consistent point (every streamed transaction commits after
+	// it), CommitTime is the server's clock just before the slot was
+	// created (no streamed transaction committed earlier), Xid is 0 and
+	// EndLSN is 0: a batch is not a position to confirm. Every batch of a
+	// snapshot has the same CommitLSN; a retried snapshot has a new one.
+	// It may block for backpressure.
+	HandleSnapshot(ctx context.Context, batch *record.Txn) error
+	// SnapshotDone is called once after the last batch. It returns when
+	// every batch handed is delivered to the target (or ctx ends).
+	SnapshotDone(ctx context.Context) error
+}
+
+// Source streams one slot.
+type Source struct {
+	cfg   Config
+	log   *slog.Logger
+	met   *Metrics
+	types *typeCache
+
+	// unavailable is set while a SOURCE_UNAVAILABLE report is outstanding,
+	// so recovery is reported once and only for what capture reported.
+	unavailable bool
+	// slotReady is set once a session has found or created the slot, so
+	// the health check treats a missing slot as lost from then on, and not
+	// while a snapshot is recreating it.
+	slotReady atomic.Bool
+
+	mu     sync.Mutex
+	health SlotHealth
+}
+
+// slotName is what PostgreSQL accepts as a replication slot name. Replication
+// commands take the name unquoted, so nothing else may reach them.
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// New returns a Source; it does not connect.
+func New(cfg Config) (*Source, error) {
+	if cfg.DSN == "" || cfg.Slot == "" || cfg.Publication == "" {
+		return nil, errors.New("capture: DSN, slot and publication are required")
+	}
+	if !slotName.MatchString(cfg.Slot) {
+		return nil, fmt.Errorf("capture: slot %q: want 1 to 63 characters of [a-z0-9_]", cfg.Slot)
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = 10 * time.Second
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = 10 * time.Second
+	}
+	if cfg.SnapshotBatchRows <= 0 {
+		cfg.SnapshotBatchRows = 5000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Report == nil {
+		cfg.Report = func(state.Code, error) {}
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = newMetrics("")
+	}
+	return &Source{cfg: cfg, log: cfg.Logger, met: cfg.Metrics, types: newTypeCache()}, nil
+}
+
+// Types resolves the enums, domains, arrays and extension types that the
+// published tables use, from pg_type; pass it to record.Config.Types. It is
+// filled as Relation and Type messages arrive, always before the first
+// transaction that needs an entry is handed over, and is safe for
+// concurrent use.
+func (s *Source) Types() record.Types { return s.types }
+
+// Run streams until ctx ends or the slot is lost, reconnecting with
+// exponential backoff after any other failure. Every reconnect resumes from
+// the handler's persisted position, so nothing undelivered is skipped. A
+// slot that is dropped or loses its WAL (wal_status = lost) ends Run with an
+// error wrapping ErrSlotLost.
+func (s *Source) Run(ctx context.Context, h Handler) error {
+	if s.cfg.Snapshot {
+		if _, ok := h.(SnapshotHandler); !ok {
+			return fmt.Errorf("capture: the stream asks for an initial snapshot but its handler %T does not implement SnapshotHandler", h)
+		}
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.watchSlot(ctx, cancel)
+	}()
+	defer func() {
+		cancel(nil)
+		wg.Wait()
+	}()
+
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 500 * time.Millisecond
+	bo.MaxInterval = 30 * time.Second
+	bo.MaxElapsedTime = 0
+	for {
+		streamed, err := s.stream(ctx, h)
+		if cause := context.Cause(ctx); errors.Is(cause, ErrSlotLost) {
+			return cause
+		}
+		if parent.Err() != nil {
+			return parent.Err()
+		}
+		if errors.Is(err, ErrSlotLost) {
+			return err
+		}
+		if streamed {
+			bo.Reset()
+		} else if isSourceUnavailable(err) {
+			// Only a session that cannot be established impairs the
+			// stream: a walsender that was terminated or a connection
+			// that dropped is simply reopened, and reported only if that
+			// fails too.
+			s.unavailable = true
+			s.cfg.Report(state.SourceUnavailable, err)
+		}
+		s.met.reconnects.Inc()
+		wait := bo.NextBackOff()
+		s.log.Warn("replication interrupted; reconnecting", "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if cause := context.Cause(ctx); errors.Is(cause, ErrSlotLost) {
+				return cause
+			}
+			return parent.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// isSourceUnavailable reports errors that mean PostgreSQL cannot be reached
+// or refused the session, as opposed to errors of cdcd's own pipeline.
+func isSourceUnavailable(err error) bool {
+	var connErr *pgconn.ConnectError
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &connErr):
+		return true
+	case errors.As(err, &pgErr):
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "28") || strings.HasPrefix(pgErr.Code, "57")
+	case pgconn.Timeout(err):
+		return true
+	}
+	return errors.Is(err, errConnLost)
+}
+
+var errConnLost = errors.New("replication connection lost")

@@ -1,0 +1,210 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// SlotHealth is the latest reading of the stream's slot from
+// pg_replication_slots, and the initial snapshot's progress.
+type SlotHealth struct {
+	// CheckedAt is when the reading was taken; zero before the first.
+	CheckedAt time.Time
+	// Err is why the last check failed (the other fields then keep the
+	// previous reading); empty when it succeeded.
+	Err string
+	// Exists reports whether the slot was found.
+	Exists bool
+	// Active reports whether a walsender is using the slot.
+	Active bool
+	// WALStatus is reserved, extended, unreserved or lost (PostgreSQL 13+).
+	// lost fails the stream with SOURCE_SLOT_LOST; unreserved means it is
+	// about to be lost unless the slot advances.
+	WALStatus string
+	// RetainedWALBytes is the WAL the slot keeps on the server
+	// (pg_current_wal_lsn() - restart_lsn).
+	RetainedWALBytes int64
+	// SafeWALBytes is how much more WAL can be written before the slot is
+	// lost (safe_wal_size); -1 when max_slot_wal_keep_size does not limit
+	// it.
+	SafeWALBytes int64
+	// ConfirmedFlushLSN is the position cdcd last confirmed.
+	ConfirmedFlushLSN uint64
+	// ConfirmedLagBytes is the WAL written since ConfirmedFlushLSN.
+	ConfirmedLagBytes int64
+	// RestartLSN is the oldest WAL the slot still needs.
+	RestartLSN uint64
+	// Snapshot is the initial snapshot's progress; zero when the stream has
+	// none or it finished before this process started.
+	Snapshot SnapshotProgress
+}
+
+// SnapshotProgress describes the initial snapshot.
+type SnapshotProgress struct {
+	Running bool
+	Done    bool
+	// Table is the table being read.
+	Table string
+	// Rows have been read so far, of an estimated EstimatedRows
+	// (pg_class.reltuples; 0 when the tables were never analyzed).
+	Rows          int64
+	EstimatedRows int64
+}
+
+// Health returns the latest slot reading.
+func (s *Source) Health() SlotHealth {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.health
+}
+
+// watchSlot reads the slot's health at once and every HealthInterval until
+// ctx ends. A slot that lost its WAL, or vanished after a session found it,
+// cancels ctx with an error wrapping ErrSlotLost, which ends Run.
+func (s *Source) watchSlot(ctx context.Context, fail context.CancelCauseFunc) {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		t.Reset(s.cfg.HealthInterval)
+		cctx, cancel := context.WithTimeout(ctx, max(s.cfg.HealthInterval, 5*time.Second))
+		err := s.checkHealth(cctx, &conn, fail)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.met.healthErrors.Inc()
+			// A source that is down is reported by the session; one line
+			// per ten failures keeps the log readable meanwhile.
+			if failures%10 == 0 {
+				s.log.Warn("slot health check failed", "err", err, "failures", failures+1)
+			}
+			failures++
+			s.mu.Lock()
+			s.health.Err = err.Error()
+			s.health.CheckedAt = time.Now()
+			s.mu.Unlock()
+			if conn != nil {
+				conn.Close(context.WithoutCancel(ctx))
+				conn = nil
+			}
+			continue
+		}
+		if failures > 0 {
+			s.log.Info("slot health check works again", "failures", failures)
+			failures = 0
+		}
+	}
+}
+
+func (s *Source) checkHealth(ctx context.Context, connp **pgx.Conn, fail context.CancelCauseFunc) error {
+	if *connp == nil {
+		c, err := s.connect(ctx)
+		if err != nil {
+			return err
+		}
+		*connp = c
+	}
+	h, err := readHealth(ctx, *connp, s.cfg.Slot)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	prev := s.health
+	h.Snapshot = prev.Snapshot
+	s.health = h
+	s.mu.Unlock()
+	s.met.setHealth(h)
+	switch {
+	case h.Exists && h.WALStatus == "lost":
+		err := fmt.Errorf("%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
+		s.log.Error("replication slot lost", "slot", s.cfg.Slot, "err", err)
+		fail(err)
+	case !h.Exists && s.slotReady.Load():
+		err := fmt.Errorf("%w: slot %q was dropped while the stream used it; delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
+		s.log.Error("replication slot lost", "slot", s.cfg.Slot, "err", err)
+		fail(err)
+	case h.Exists && h.WALStatus == "unreserved" && prev.WALStatus != "unreserved":
+		s.log.Warn("replication slot is about to lose WAL it needs (wal_status unreserved): the stream falls behind max_slot_wal_keep_size",
+			"slot", s.cfg.Slot, "retained_wal_bytes", h.RetainedWALBytes, "safe_wal_bytes", h.SafeWALBytes)
+	case h.Exists && prev.WALStatus == "unreserved" && h.WALStatus != "unreserved":
+		s.log.Info("replication slot caught up: its WAL is reserved again", "slot", s.cfg.Slot, "wal_status", h.WALStatus)
+	}
+	return nil
+}
+
+func readHealth(ctx context.Context, conn *pgx.Conn, slot string) (SlotHealth, error) {
+	h := SlotHealth{CheckedAt: time.Now(), SafeWALBytes: -1}
+	var walStatus, confirmed, restart *string
+	var safe, retained, lag *int64
+	err := conn.QueryRow(ctx, `SELECT active, wal_status, safe_wal_size,
+			confirmed_flush_lsn::text, restart_lsn::text,
+			pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint,
+			pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).
+		Scan(&h.Active, &walStatus, &safe, &confirmed, &restart, &retained, &lag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return h, nil
+	}
+	if err != nil {
+		return h, fmt.Errorf("read replication slot %q: %w", slot, err)
+	}
+	h.Exists = true
+	if walStatus != nil {
+		h.WALStatus = *walStatus
+	}
+	switch {
+	case h.WALStatus == "lost":
+		h.SafeWALBytes = 0
+	case safe != nil:
+		h.SafeWALBytes = max(*safe, 0)
+	}
+	if retained != nil {
+		h.RetainedWALBytes = *retained
+	}
+	if lag != nil {
+		h.ConfirmedLagBytes = *lag
+	}
+	if h.ConfirmedFlushLSN, err = parseLSN(confirmed); err != nil {
+		return h, err
+	}
+	if h.RestartLSN, err = parseLSN(restart); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+func parseLSN(s *string) (uint64, error) {
+	if s == nil {
+		return 0, nil
+	}
+	lsn, err := pglogrepl.ParseLSN(*s)
+	if err != nil {
+		return 0, fmt.Errorf("parse LSN %q: %w", *s, err)
+	}
+	return uint64(lsn), nil
+}
+
+// setSnapshot records snapshot progress for Health.
+func (s *Source) setSnapshot(p SnapshotProgress) {
+	s.mu.Lock()
+	s.health.Snapshot = p
+	s.mu.Unlock()
+}

@@ -1,0 +1,446 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrSlotLost means the slot can no longer supply the changes cdcd has not
+// delivered: it was dropped underneath cdcd or PostgreSQL removed the WAL it
+// needed (wal_status = lost). Creating a new slot would silently skip
+// changes, so the stream fails instead (SOURCE_SLOT_LOST).
+var ErrSlotLost = errors.New("replication slot lost")
+
+// Info is what Prepare learned about the source.
+type Info struct {
+	SystemID uint64
+	Database string
+	// SlotCreated is true when Prepare created the slot.
+	SlotCreated bool
+	// SnapshotPending is true when the stream's initial snapshot has not
+	// finished: Run then creates the slot (dropping one an interrupted
+	// snapshot left) and reads the tables before streaming.
+	SnapshotPending bool
+	// ConfirmedFlush is the slot's confirmed_flush_lsn (0 while a snapshot
+	// is pending).
+	ConfirmedFlush uint64
+}
+
+// Prepare checks the source's prerequisites and creates the publication and
+// the slot when they are missing; an existing slot is reused, never dropped,
+// once its plugin and database are checked. resume is the last position
+// cdcd persisted for the stream (0 for a stream that never delivered
+// anything); a missing slot with resume > 0 is ErrSlotLost, never a new
+// slot. With Config.Snapshot and resume == 0 the slot is left to Run, which
+// must create it on the connection that reads the snapshot.
+func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return Info{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	if err := checkServer(ctx, conn); err != nil {
+		return Info{}, err
+	}
+	tables, err := s.checkTables(ctx, conn)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := s.ensurePublication(ctx, conn, tables); err != nil {
+		return Info{}, err
+	}
+	slot, found, err := s.slotState(ctx, conn)
+	if err != nil {
+		return Info{}, err
+	}
+	if found {
+		var db string
+		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+			return Info{}, fmt.Errorf("read database name: %w", err)
+		}
+		if err := s.checkSlotOwner(slot, db); err != nil {
+			return Info{}, err
+		}
+	}
+	snapshot := s.cfg.Snapshot && resume == 0
+	switch {
+	case found && !snapshot && slot.walStatus == "lost":
+		return Info{}, fmt.Errorf("%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
+	case !found && resume > 0:
+		return Info{}, fmt.Errorf("%w: slot %q does not exist but the stream had delivered up to %s; changes after that may be gone, so delete the stream and create it again", ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(resume))
+	case !found || snapshot:
+		// The slot will be created (a leftover of a snapshot is replaced,
+		// which needs no extra slot).
+		if err := checkHeadroom(ctx, conn, !found); err != nil {
+			return Info{}, err
+		}
+	}
+
+	rconn, err := s.connectReplication(ctx)
+	if err != nil {
+		return Info{}, err
+	}
+	defer rconn.Close(context.WithoutCancel(ctx))
+	sys, err := pglogrepl.IdentifySystem(ctx, rconn)
+	if err != nil {
+		return Info{}, fmt.Errorf("identify system: %w", err)
+	}
+	info := Info{Database: sys.DBName}
+	if _, err := fmt.Sscan(sys.SystemID, &info.SystemID); err != nil {
+		return Info{}, fmt.Errorf("parse system identifier %q: %w", sys.SystemID, err)
+	}
+	switch {
+	case snapshot:
+		info.SnapshotPending = true
+	case found:
+		info.ConfirmedFlush = slot.confirmed
+	default:
+		res, err := pglogrepl.CreateReplicationSlot(ctx, rconn, s.cfg.Slot, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		if err != nil {
+			return Info{}, slotCreateError(s.cfg.Slot, err)
+		}
+		lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+		if err != nil {
+			return Info{}, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
+		}
+		info.SlotCreated, info.ConfirmedFlush = true, uint64(lsn)
+		s.log.Info("created replication slot", "slot", s.cfg.Slot, "lsn", res.ConsistentPoint)
+	}
+	return info, nil
+}
+
+// checkSlotOwner refuses a slot of the same name that cdcd cannot have
+// created for this stream; reusing it would read the wrong changes, and
+// dropping it (as a snapshot restart does) would break its owner.
+func (s *Source) checkSlotOwner(slot slotRow, database string) error {
+	if slot.plugin != "pgoutput" {
+		return fmt.Errorf("replication slot %q uses plugin %q, not pgoutput: choose another slot name or drop it with SELECT pg_drop_replication_slot('%s')", s.cfg.Slot, slot.plugin, s.cfg.Slot)
+	}
+	if slot.database != database {
+		return fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another slot name", s.cfg.Slot, slot.database, database)
+	}
+	return nil
+}
+
+// checkHeadroom makes sure the server can take one more slot (newSlot) and
+// one more replication connection, so that a full server is a clear error
+// naming the setting rather than a failure halfway through creation.
+func checkHeadroom(ctx context.Context, conn *pgx.Conn, newSlot bool) error {
+	var maxSlots, slots, maxSenders, senders int
+	err := conn.QueryRow(ctx, `SELECT current_setting('max_replication_slots')::int,
+			(SELECT count(*) FROM pg_replication_slots)::int,
+			current_setting('max_wal_senders')::int,
+			(SELECT count(*) FROM pg_stat_replication)::int`).Scan(&maxSlots, &slots, &maxSenders, &senders)
+	if err != nil {
+		return fmt.Errorf("read replication limits: %w", err)
+	}
+	if newSlot && slots >= maxSlots {
+		return fmt.Errorf("max_replication_slots is %d and %d slots exist, so cdcd cannot create another: raise max_replication_slots in postgresql.conf and restart PostgreSQL, or drop a slot nothing uses (SELECT slot_name, active FROM pg_replication_slots; SELECT pg_drop_replication_slot('<name>'))", maxSlots, slots)
+	}
+	if senders >= maxSenders {
+		return fmt.Errorf("max_wal_senders is %d and %d replication connections are open, so cdcd cannot open one: raise max_wal_senders in postgresql.conf and restart PostgreSQL, or stop a replication client (SELECT pid, application_name FROM pg_stat_replication)", maxSenders, senders)
+	}
+	return nil
+}
+
+// slotCreateError adds the fix to PostgreSQL's errors for a full server.
+func slotCreateError(slot string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "53400" {
+		return fmt.Errorf("create replication slot %q: %w: raise max_replication_slots in postgresql.conf and restart PostgreSQL, or drop a slot nothing uses", slot, err)
+	}
+	return fmt.Errorf("create replication slot %q: %w", slot, err)
+}
+
+// minVersion is the oldest PostgreSQL cdcd reads: 13 added
+// pg_replication_slots.wal_status, which tells a lost slot apart.
+const minVersion = 130000
+
+func checkServer(ctx context.Context, conn *pgx.Conn) error {
+	var version int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return fmt.Errorf("read server version: %w", err)
+	}
+	if version < minVersion {
+		return fmt.Errorf("the source runs PostgreSQL with server_version_num %d; cdcd needs 13 or later (14 or later to stream large transactions in progress)", version)
+	}
+	var walLevel string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+		return fmt.Errorf("read wal_level: %w", err)
+	}
+	if walLevel != "logical" {
+		return fmt.Errorf("source wal_level is %q, cdcd needs logical: set wal_level = logical in postgresql.conf (rds.logical_replication = 1 on RDS) and restart PostgreSQL", walLevel)
+	}
+	var canReplicate bool
+	err := conn.QueryRow(ctx, `SELECT rolsuper OR rolreplication
+		OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'MEMBER'))
+		FROM pg_roles WHERE rolname = current_user`).Scan(&canReplicate)
+	if err != nil {
+		return fmt.Errorf("read role attributes: %w", err)
+	}
+	if !canReplicate {
+		return errors.New("the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
+	}
+	return nil
+}
+
+// table is a published table as the catalog describes it.
+type table struct {
+	name      string // schema-qualified, quoted for SQL
+	schema    string
+	rel       string
+	replIdent byte
+	hasPK     bool
+	toastable bool
+}
+
+func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn) ([]table, error) {
+	if len(s.cfg.Tables) == 0 {
+		return nil, errors.New("no tables configured: list the tables to publish in the stream's tables key")
+	}
+	var out []table
+	for _, name := range s.cfg.Tables {
+		var t table
+		var ident string
+		err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relreplident::text,
+			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+			EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+				AND NOT a.attisdropped AND a.attlen = -1 AND a.attstorage <> 'p')
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.oid = to_regclass($1)`, name).Scan(&t.schema, &t.rel, &ident, &t.hasPK, &t.toastable)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("table %s does not exist in the source database: create it or remove it from the stream's tables", name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("inspect table %s: %w", name, err)
+		}
+		t.replIdent = ident[0]
+		t.name = pgx.Identifier{t.schema, t.rel}.Sanitize()
+		if !t.hasPK && (t.replIdent == 'd' || t.replIdent == 'n') {
+			return nil, fmt.Errorf("table %s has no primary key and no replica identity, so PostgreSQL cannot publish its UPDATEs and DELETEs: add a primary key or run ALTER TABLE %s REPLICA IDENTITY FULL", name, t.name)
+		}
+		// Unchanged TOASTed values are not in the WAL. REPLICA IDENTITY FULL
+		// logs the old row whole, which is how every record keeps the whole
+		// row in after (SPEC §2.2).
+		if t.toastable && t.replIdent != 'f' {
+			if !s.cfg.SetReplicaIdentityFull {
+				return nil, fmt.Errorf("table %s has columns that PostgreSQL may TOAST and REPLICA IDENTITY %s, so an update could arrive without their values: run ALTER TABLE %s REPLICA IDENTITY FULL, or set set_replica_identity_full = true on the stream", name, identName(t.replIdent), t.name)
+			}
+			if _, err := conn.Exec(ctx, "ALTER TABLE "+t.name+" REPLICA IDENTITY FULL"); err != nil {
+				return nil, fmt.Errorf("set replica identity full on %s: %w", name, err)
+			}
+			s.log.Info("set REPLICA IDENTITY FULL so TOASTed values reach every record", "table", t.name)
+			t.replIdent = 'f'
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func identName(b byte) string {
+	switch b {
+	case 'd':
+		return "DEFAULT"
+	case 'n':
+		return "NOTHING"
+	case 'f':
+		return "FULL"
+	case 'i':
+		return "USING INDEX"
+	}
+	return string(b)
+}
+
+func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, tables []table) error {
+	pub := pgx.Identifier{s.cfg.Publication}.Sanitize()
+	rows, err := conn.Query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1`, s.cfg.Publication)
+	if err != nil {
+		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var sch, tbl string
+		if err := rows.Scan(&sch, &tbl); err != nil {
+			return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
+		}
+		have[pgx.Identifier{sch, tbl}.Sanitize()] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
+		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
+	}
+	var missing []string
+	for _, t := range tables {
+		if !have[t.name] {
+			missing = append(missing, t.name)
+		}
+	}
+	switch {
+	case !exists:
+		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+pub+" FOR TABLE "+strings.Join(missing, ", ")); err != nil {
+			return fmt.Errorf("create publication %s: %w (cdcd needs CREATE on the database, or create the publication yourself)", s.cfg.Publication, err)
+		}
+		s.log.Info("created publication", "publication", s.cfg.Publication, "tables", len(missing))
+	case len(missing) > 0:
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+strings.Join(missing, ", ")); err != nil {
+			return fmt.Errorf("add tables to publication %s: %w (cdcd must own the publication)", s.cfg.Publication, err)
+		}
+		s.log.Info("added tables to publication", "publication", s.cfg.Publication, "tables", strings.Join(missing, ","))
+	}
+	return nil
+}
+
+type slotRow struct {
+	plugin, database, walStatus string
+	confirmed                   uint64
+}
+
+func (s *Source) slotState(ctx context.Context, conn *pgx.Conn) (slotRow, bool, error) {
+	var r slotRow
+	var confirmed *string
+	var walStatus *string
+	err := conn.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, wal_status
+		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&r.plugin, &r.database, &confirmed, &walStatus)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, fmt.Errorf("read replication slot %q: %w", s.cfg.Slot, err)
+	}
+	if walStatus != nil {
+		r.walStatus = *walStatus
+	}
+	if confirmed != nil {
+		lsn, err := pglogrepl.ParseLSN(*confirmed)
+		if err != nil {
+			return r, false, fmt.Errorf("parse confirmed_flush_lsn %q: %w", *confirmed, err)
+		}
+		r.confirmed = uint64(lsn)
+	}
+	return r, true, nil
+}
+
+// connect opens a regular connection for catalog queries.
+func (s *Source) connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(s.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse source DSN: %w", err)
+	}
+	if err := s.setPassword(ctx, &cfg.Config); err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source: %w", err)
+	}
+	return conn, nil
+}
+
+func (s *Source) setPassword(ctx context.Context, cfg *pgconn.Config) error {
+	if s.cfg.Password == nil {
+		return nil
+	}
+	pw, err := s.cfg.Password(ctx)
+	if err != nil {
+		return fmt.Errorf("source password: %w", err)
+	}
+	cfg.Password = pw
+	return nil
+}
+
+func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(s.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse source DSN: %w", err)
+	}
+	if err := s.setPassword(ctx, cfg); err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	if cfg.RuntimeParams["application_name"] == "" {
+		// Names the walsender in pg_stat_replication.
+		cfg.RuntimeParams["application_name"] = "cdcd"
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "53300" {
+			return nil, fmt.Errorf("open replication connection: %w: raise max_wal_senders (or max_connections) in postgresql.conf and restart PostgreSQL, or stop a replication client (SELECT pid, application_name FROM pg_stat_replication)", err)
+		}
+		return nil, fmt.Errorf("open replication connection: %w", err)
+	}
+	return conn, nil
+}
+
+// Drop removes the stream's slot and publication from the source, for a
+// stream that is being deleted; a missing slot or publication is not an
+// error. Run must have ended: an active slot is waited for a few seconds (a
+// walsender releases its slot a moment after its client leaves) and then
+// reported, never terminated, since its user may not be cdcd.
+func (s *Source) Drop(ctx context.Context) error {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var pid *int32
+		err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&pid)
+		if errors.Is(err, pgx.ErrNoRows) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read replication slot %q: %w", s.cfg.Slot, err)
+		}
+		if pid == nil {
+			_, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, s.cfg.Slot)
+			var pgErr *pgconn.PgError
+			switch {
+			case err == nil:
+				s.log.Info("dropped replication slot", "slot", s.cfg.Slot)
+			case errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55006"):
+				continue // dropped meanwhile, or taken: look again
+			default:
+				return fmt.Errorf("drop replication slot %q: %w", s.cfg.Slot, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("drop replication slot %q: it is in use by process %d: stop the stream (or whatever else reads the slot) first", s.cfg.Slot, *pid)
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{s.cfg.Publication}.Sanitize()); err != nil {
+		return fmt.Errorf("drop publication %s: %w", s.cfg.Publication, err)
+	}
+	s.slotReady.Store(false)
+	s.log.Info("dropped publication", "publication", s.cfg.Publication)
+	return nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
