@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/state/atrest"
+)
+
+// keyGate holds delivery while the cluster key cannot be used. The key
+// protects the change data cdcd keeps at rest; a stream whose key is
+// unusable is IMPAIRED with CLUSTER_CMK_INACCESSIBLE, as a DSQL stream is
+// when it cannot read its cluster, so it must not go on delivering as if
+// nothing happened. It is the Checker's Reporter and forwards to the stream.
+type keyGate struct {
+	st *state.Stream
+
+	mu    sync.Mutex
+	ok    bool
+	ready chan struct{} // closed while ok
+}
+
+func newKeyGate(st *state.Stream) *keyGate {
+	g := &keyGate{st: st, ok: true, ready: make(chan struct{})}
+	close(g.ready)
+	return g
+}
+
+// Fault implements atrest.Reporter.
+func (g *keyGate) Fault(code state.Code, err error) error {
+	g.mu.Lock()
+	if g.ok {
+		g.ok, g.ready = false, make(chan struct{})
+	}
+	g.mu.Unlock()
+	return g.st.Fault(code, err)
+}
+
+// Recover implements atrest.Reporter.
+func (g *keyGate) Recover() error {
+	g.mu.Lock()
+	if !g.ok {
+		g.ok = true
+		close(g.ready)
+	}
+	g.mu.Unlock()
+	return g.st.Recover()
+}
+
+// OK reports whether the key is usable, so other components do not report
+// the stream recovered while it is not.
+func (g *keyGate) OK() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ok
+}
+
+// Wait blocks until the key is usable or ctx ends.
+func (g *keyGate) Wait(ctx context.Context) error {
+	g.mu.Lock()
+	ready := g.ready
+	g.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var _ atrest.Reporter = (*keyGate)(nil)
+
+// clusterKey sets up the stream's cluster key checker, or returns nil when
+// the cluster has no key. The first check runs now: a key that is unusable
+// while the stream is CREATING fails it (SPEC §4).
+func (d *daemon) clusterKey(ctx context.Context, cl *Cluster, st *state.Stream, log *slog.Logger) (*atrest.Checker, *keyGate, error) {
+	gate := newKeyGate(st)
+	if cl.ClusterKeyARN == "" {
+		return nil, gate, nil
+	}
+	client := kms.NewFromConfig(d.aws, func(o *kms.Options) {
+		if d.cfg.AWS.KMSEndpoint != "" {
+			o.BaseEndpoint = aws.String(d.cfg.AWS.KMSEndpoint)
+		}
+	})
+	def := st.Definition()
+	ring, err := atrest.NewKMS(client, cl.ClusterKeyARN, def.ClusterID, def.StreamID, atrest.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster %s cluster_key_arn: %w", cl.Name, err)
+	}
+	checker, err := atrest.NewChecker(ring, gate, atrest.CheckerOptions{
+		Interval: cl.ClusterKeyCheckInterval.Duration, Logger: log.With("component", "cluster-key"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checker.Check(ctx); err != nil {
+		log.Warn("cluster key check failed", "key", cl.ClusterKeyARN, "err", err)
+	}
+	return checker, gate, nil
+}
+
+// defaultKeyCheckInterval is how often a cluster key is checked (issue:
+// periodically, default 60 s).
+const defaultKeyCheckInterval = time.Minute

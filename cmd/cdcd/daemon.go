@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cdcd-dev/cdcd/rolecreds"
+	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/state/api"
+)
+
+// drainTimeout bounds how long shutdown waits for queued records to reach
+// Kinesis; whatever is left is redelivered from the slot on the next start.
+const drainTimeout = 10 * time.Second
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	path := fs.String("config", "", "configuration file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usageError{"run needs --config FILE"}
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	d, err := newDaemon(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return d.run(ctx)
+}
+
+// daemon owns the state store, the stream registry (which owns every
+// stream's goroutine) and the HTTP server. It is the registry's Pipeline:
+// Run delivers one stream, Teardown releases its slot and publication.
+type daemon struct {
+	cfg          *Config
+	log          *slog.Logger
+	store        *state.Store
+	reg          *prometheus.Registry
+	aws          aws.Config
+	stateMetrics *state.Metrics
+	// clusterIDs maps cluster names to identifiers and back.
+	clusterIDs   map[string]string
+	clusterNames map[string]string
+
+	// configured maps stream ids to the file's streams.
+	configured map[string]*Stream
+
+	mu sync.Mutex
+	// live holds what GetStream shows beyond the state file, per stream id.
+	live    map[string]*liveStream
+	metrics map[string]*streamMetrics
+}
+
+var _ api.Pipeline = (*daemon)(nil)
+
+func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (*daemon, error) {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state_dir: %w", err)
+	}
+	awsCfg, err := loadAWS(ctx, cfg.AWS.Region)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sm, err := state.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{cfg: cfg, log: log, reg: reg, aws: awsCfg, stateMetrics: sm,
+		clusterIDs: map[string]string{}, clusterNames: map[string]string{}, configured: map[string]*Stream{},
+		live: map[string]*liveStream{}, metrics: map[string]*streamMetrics{}}
+	for i := range cfg.Clusters {
+		cl := &cfg.Clusters[i]
+		id, err := d.clusterID(ctx, cl)
+		if err != nil {
+			return nil, err
+		}
+		d.clusterIDs[cl.Name], d.clusterNames[id] = id, cl.Name
+	}
+	return d, nil
+}
+
+// clusterID is the configured identifier, or one derived from the server's
+// system identifier and database (SPEC §1). Deriving needs the source once
+// at start; set identifier to start while the source is down.
+func (d *daemon) clusterID(ctx context.Context, cl *Cluster) (string, error) {
+	if cl.Identifier != "" {
+		return cl.Identifier, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	pcfg, err := pgx.ParseConfig(cl.DSN)
+	if err != nil {
+		return "", fmt.Errorf("cluster %s dsn: %w", cl.Name, err)
+	}
+	if pw := passwordSource(cl); pw != nil {
+		if pcfg.Password, err = pw(ctx); err != nil {
+			return "", err
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return "", fmt.Errorf("cluster %s: derive its identifier from the server (or set identifier in the config to start without it): %w", cl.Name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var sysID int64
+	var db string
+	if err := conn.QueryRow(ctx, "SELECT system_identifier, current_database() FROM pg_control_system()").Scan(&sysID, &db); err != nil {
+		return "", fmt.Errorf("cluster %s: read system identifier: %w", cl.Name, err)
+	}
+	return state.DeriveID("cluster", fmt.Sprint(uint64(sysID)), db), nil
+}
+
+func (d *daemon) run(ctx context.Context) error {
+	store, err := state.Open(d.cfg.StateDir, d.log.With("component", "state"))
+	if err != nil {
+		return fmt.Errorf("open state_dir %s: %w", d.cfg.StateDir, err)
+	}
+	defer store.Close()
+	d.store = store
+	var roles *rolecreds.AllowList
+	if len(d.cfg.AWS.RoleARNAllow) > 0 {
+		if roles, err = rolecreds.NewAllowList(d.cfg.AWS.RoleARNAllow); err != nil {
+			return fmt.Errorf("aws.role_arn_allow: %w", err)
+		}
+	}
+	// The file's streams are known before the registry starts any
+	// pipeline, so pipelines read d.configured without a lock.
+	defs := make([]state.Definition, len(d.cfg.Streams))
+	for i := range d.cfg.Streams {
+		sc := &d.cfg.Streams[i]
+		if defs[i], err = d.definition(sc); err != nil {
+			return err
+		}
+		d.configured[defs[i].StreamID] = sc
+	}
+	ids := make([]string, 0, len(d.clusterIDs))
+	for _, id := range d.clusterIDs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	registry, err := api.NewRegistry(api.RegistryConfig{
+		Store: store, Logger: d.log.With("component", "registry"), Metrics: d.stateMetrics,
+		Partition: d.cfg.AWS.Partition, Region: d.cfg.AWS.Region, Account: d.cfg.AWS.Account,
+		Clusters: ids, Roles: roles, FailureThreshold: d.cfg.FailureThreshold.Duration, Pipeline: d,
+	})
+	if err != nil {
+		return err
+	}
+	// Close cancels every pipeline and waits for each to drain.
+	defer registry.Close()
+	if err := d.adoptConfigStreams(registry, defs); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (the listen key): %w", d.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: api.NewServer(registry, d.reg, d.log.With("component", "api")), ReadHeaderTimeout: 10 * time.Second}
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("http server stopped", "err", err)
+		}
+	}()
+	d.log.Info("cdcd started", "version", version, "listen", ln.Addr().String(), "streams", len(d.cfg.Streams))
+
+	<-ctx.Done()
+	d.log.Info("shutting down")
+	// Streams drain under their own deadline; the HTTP server stays up
+	// meanwhile so /readyz and /metrics show the shutdown.
+	registry.Close()
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	<-srvDone
+	d.log.Info("cdcd stopped")
+	return nil
+}
+
+// adoptConfigStreams registers the file's streams and deletes the streams a
+// previous version of the file had and this one does not.
+func (d *daemon) adoptConfigStreams(registry *api.Registry, defs []state.Definition) error {
+	want := map[string]bool{}
+	for i, def := range defs {
+		want[def.StreamID] = true
+		if _, err := registry.Adopt(def); err != nil {
+			return fmt.Errorf("stream %s: %w", d.cfg.Streams[i].Name, err)
+		}
+	}
+	for _, rec := range d.store.List() {
+		def := rec.Definition
+		if def.ConfigFile == "" || want[def.StreamID] || rec.Status == state.Deleting || rec.Status == state.Deleted {
+			continue
+		}
+		d.log.Warn("stream is no longer in the configuration; deleting it and its slot", "stream", def.StreamID, "config", def.ConfigFile)
+		if err := registry.DeleteManaged(def.StreamID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// definition is the state definition of a configured stream.
+func (d *daemon) definition(sc *Stream) (state.Definition, error) {
+	id := sc.Identifier
+	if id == "" {
+		id = state.DeriveID("stream", sc.Cluster, sc.Name)
+	}
+	kinARN, err := d.cfg.kinesisStreamARN(sc)
+	if err != nil {
+		return state.Definition{}, err
+	}
+	return state.Definition{
+		ClusterID: d.clusterIDs[sc.Cluster], StreamID: id, Format: "JSON", Ordering: sc.Ordering,
+		Target:     state.Target{StreamARN: kinARN, RoleARN: sc.Target.RoleARN},
+		ConfigFile: d.cfg.path, Tags: map[string]string{"cdcd:name": sc.Name},
+	}, nil
+}
+
+// streamConfig is the configuration a stream runs with: its entry in the
+// file, or for a stream created through the API, defaults derived from its
+// definition (every table of the database, the slot and publication named
+// after the stream, the cdcd stream ARN as the role's external id).
+func (d *daemon) streamConfig(ctx context.Context, def state.Definition) (*Stream, *Cluster, error) {
+	if sc, ok := d.configured[def.StreamID]; ok {
+		return sc, d.cfg.cluster(sc.Cluster), nil
+	}
+	name, ok := d.clusterNames[def.ClusterID]
+	if !ok {
+		return nil, nil, fmt.Errorf("cluster %s is not in the configuration", def.ClusterID)
+	}
+	cl := d.cfg.cluster(name)
+	kinName := def.Target.StreamARN[strings.LastIndex(def.Target.StreamARN, "/")+1:]
+	sc := &Stream{
+		Name: def.StreamID, Cluster: name, Identifier: def.StreamID, Ordering: def.Ordering,
+		Publication: "cdcd_" + def.StreamID, Slot: "cdcd_" + def.StreamID, SetReplicaIdentityFull: cl.SetReplicaIdentityFull,
+		Target: Target{KinesisStream: kinName, KinesisStreamARN: def.Target.StreamARN, RoleARN: def.Target.RoleARN, ExternalID: def.ARN},
+	}
+	sc.applyDefaults()
+	tables, err := d.allTables(ctx, cl)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc.Tables = tables
+	return sc, cl, nil
+}
+
+// allTables lists the user tables of a cluster's database: what a stream
+// created through the API publishes, as a DSQL stream covers its cluster.
+// Tables created later join after a restart of the stream.
+func (d *daemon) allTables(ctx context.Context, cl *Cluster) ([]string, error) {
+	pcfg, err := pgx.ParseConfig(cl.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if pw := passwordSource(cl); pw != nil {
+		if pcfg.Password, err = pw(ctx); err != nil {
+			return nil, err
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables
+		WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND schemaname NOT LIKE 'pg\_%' ORDER BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	if len(tables) == 0 {
+		return nil, errors.New("the database has no tables to publish")
+	}
+	return tables, nil
+}

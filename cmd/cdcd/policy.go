@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/cdcd-dev/cdcd/rolecreds"
+)
+
+func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("policy", stderr)
+	path := fs.String("config", "", "configuration file")
+	name := fs.String("stream", "", "stream whose role policies to print")
+	principal := fs.String("principal", "", "ARN of cdcd's base identity (default: ask STS GetCallerIdentity)")
+	only := fs.String("only", "", `print one document only: "trust" or "permissions" (for piping into the AWS CLI)`)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" || *name == "" {
+		return usageError{"policy needs --config FILE --stream NAME"}
+	}
+	if *only != "" && *only != "trust" && *only != "permissions" {
+		return usageError{fmt.Sprintf("--only %q: want trust or permissions", *only)}
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if *principal == "" {
+		base, err := rolecreds.BaseConfig(ctx, cfg.AWS.Region, cfg.AWS.STSEndpoint)
+		if err != nil {
+			return err
+		}
+		id, err := sts.NewFromConfig(base).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+		if err != nil {
+			return fmt.Errorf("find cdcd's base identity (or pass --principal ARN): %w", err)
+		}
+		*principal = aws.ToString(id.Arn)
+	}
+	return writePolicies(cfg, *name, *principal, *only, stdout)
+}
+
+// writePolicies prints the role's trust policy and permissions policy for
+// one stream, each a JSON document ready to paste into IAM.
+func writePolicies(cfg *Config, name, principal, only string, w io.Writer) error {
+	var sc *Stream
+	for i := range cfg.Streams {
+		if cfg.Streams[i].Name == name {
+			sc = &cfg.Streams[i]
+		}
+	}
+	if sc == nil {
+		return fmt.Errorf("--stream %q names no stream in %s", name, cfg.path)
+	}
+	if sc.Target.RoleARN == "" {
+		return fmt.Errorf("stream %s has no target.role_arn: cdcd writes with its base identity, so there is no role policy to print", name)
+	}
+	rc, err := cfg.roleConfig(sc, "", cfg.cluster(sc.Cluster).Identifier, nil)
+	if err != nil {
+		return err
+	}
+	trust, err := rolecreds.TrustPolicy(principal, rc, true)
+	if err != nil {
+		return err
+	}
+	perms, err := rolecreds.PermissionsPolicy(rc)
+	if err != nil {
+		return err
+	}
+	switch only {
+	case "trust":
+		_, err = fmt.Fprintln(w, trust)
+	case "permissions":
+		_, err = fmt.Fprint(w, perms)
+	default:
+		_, err = fmt.Fprintf(w, "# Trust policy of %s (IAM: the role's trust relationships)\n%s\n\n# Permissions policy of %s (IAM: an inline or managed policy on the role)\n%s",
+			sc.Target.RoleARN, strings.TrimRight(trust, "\n"), sc.Target.RoleARN, perms)
+	}
+	return err
+}

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/cenkalti/backoff/v4"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-dev/cdcd/capture"
+	"github.com/cdcd-dev/cdcd/record"
+	"github.com/cdcd-dev/cdcd/rolecreds"
+	"github.com/cdcd-dev/cdcd/sink"
+	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/state/api"
+)
+
+// liveStream is what GetStream shows of a running stream beyond its file.
+type liveStream struct {
+	sc     *Stream
+	target *sink.Target
+}
+
+// Describe implements api.Pipeline from memory.
+func (d *daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
+	d.mu.Lock()
+	live := d.live[s.ID()]
+	d.mu.Unlock()
+	if live == nil {
+		return nil, nil
+	}
+	snap := s.Snapshot()
+	src := &api.SourceInfo{Slot: live.sc.Slot, Publication: live.sc.Publication, ConfirmedLSN: snap.Checkpoint.LSN}
+	var tgt *api.TargetInfo
+	if live.target != nil {
+		tgt = &api.TargetInfo{EncryptionType: live.target.EncryptionType, KeyID: live.target.KeyID}
+	}
+	return src, tgt
+}
+
+// Teardown implements api.Pipeline: it drops the slot and the publication of
+// a deleted stream, which is the only time cdcd drops them.
+func (d *daemon) Teardown(ctx context.Context, s *state.Stream) error {
+	sc, cl, err := d.streamConfig(ctx, s.Definition())
+	if err != nil {
+		return err
+	}
+	pcfg, err := pgx.ParseConfig(cl.DSN)
+	if err != nil {
+		return err
+	}
+	if pw := passwordSource(cl); pw != nil {
+		if pcfg.Password, err = pw(ctx); err != nil {
+			return err
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("connect to source: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, sc.Slot); err != nil {
+		return fmt.Errorf("drop replication slot %s: %w", sc.Slot, err)
+	}
+	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{sc.Publication}.Sanitize()); err != nil {
+		return fmt.Errorf("drop publication %s: %w", sc.Publication, err)
+	}
+	d.log.Info("dropped slot and publication of deleted stream", "stream", s.ID(), "slot", sc.Slot, "publication", sc.Publication)
+	return nil
+}
+
+// Run implements api.Pipeline: it prepares the source and the target, then
+// delivers until ctx ends. A source that is down or misconfigured keeps the
+// stream CREATING (the error is logged and retried, so fixing it needs no
+// restart); AWS permission and key errors fail a CREATING stream and impair
+// a running one, as SPEC §4 says.
+func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
+	def := st.Definition()
+	log := d.log.With("stream", def.StreamID)
+	sc, cl, err := d.streamConfig(ctx, def)
+	for err != nil {
+		log.Error("stream cannot start yet; retrying", "err", err)
+		if err := sleepCtx(ctx, 5*time.Second); err != nil {
+			return nil
+		}
+		sc, cl, err = d.streamConfig(ctx, def)
+	}
+	log = log.With("name", sc.Name)
+	src, err := capture.New(capture.Config{
+		DSN: cl.DSN, Password: passwordSource(cl), Slot: sc.Slot, Publication: sc.Publication, Tables: sc.Tables,
+		SetReplicaIdentityFull: sc.SetReplicaIdentityFull, StatusInterval: sc.Delivery.StatusInterval.Duration,
+		Report: func(code state.Code, err error) {
+			if code == "" {
+				_ = st.Recover()
+			} else {
+				_ = st.Fault(code, err)
+			}
+		},
+		Logger: log.With("component", "capture"),
+	})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.live[def.StreamID] = &liveStream{sc: sc}
+	d.mu.Unlock()
+
+	creds, closer, err := d.streamCredentials(ctx, sc, def.ARN, def.ClusterID, log)
+	if err != nil {
+		// A role the configuration does not allow will not start working
+		// by itself.
+		_ = st.Fault(state.RoleAccessDenied, err)
+		return nil
+	}
+	defer closer.Close()
+	kin := kinesis.NewFromConfig(d.aws, func(o *kinesis.Options) {
+		o.Credentials = creds
+		if d.cfg.AWS.KinesisEndpoint != "" {
+			o.BaseEndpoint = aws.String(d.cfg.AWS.KinesisEndpoint)
+		}
+	})
+
+	var (
+		info   capture.Info
+		target sink.Target
+	)
+	bo := newBackoff()
+	for {
+		info, err = src.Prepare(ctx, st.Snapshot().Checkpoint.LSN)
+		if errors.Is(err, capture.ErrSlotLost) {
+			_ = st.Fault(state.SourceSlotLost, err)
+			return nil
+		}
+		if err == nil {
+			target, err = sink.DescribeTarget(ctx, kin, sc.Target.KinesisStream, "")
+			if err != nil {
+				if code := classify(err); code != state.InternalError {
+					_ = st.Fault(code, err)
+					if st.Snapshot().Status == state.Failed {
+						return nil
+					}
+				}
+			}
+		}
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := bo.NextBackOff()
+		log.Error("stream cannot start yet; retrying", "err", err, "retry_in", wait)
+		if err := sleepCtx(ctx, wait); err != nil {
+			return nil
+		}
+	}
+	d.mu.Lock()
+	d.live[def.StreamID].target = &target
+	d.mu.Unlock()
+	checker, gate, err := d.clusterKey(ctx, cl, st, log)
+	if err != nil {
+		_ = st.Fault(state.ClusterCMKInaccessible, err)
+		return nil
+	}
+	if st.Snapshot().Status == state.Failed {
+		return nil
+	}
+	if checker != nil {
+		go checker.Run(ctx)
+	}
+	return d.deliver(ctx, sc, st, src, kin, info, target, gate, log)
+}
+
+// deliver runs capture and sink for a prepared stream and shuts them down in
+// order: stop capture, drain the sink under a deadline, persist the final
+// checkpoint.
+func (d *daemon) deliver(ctx context.Context, sc *Stream, st *state.Stream, src *capture.Source,
+	kin *kinesis.Client, info capture.Info, target sink.Target, gate *keyGate, log *slog.Logger) error {
+	rec := st.Snapshot().Record
+	enc, err := record.NewEncoder(record.Config{
+		SystemID: info.SystemID, Cluster: rec.Definition.ClusterID, Database: info.Database,
+		Ordering: record.Ordering(sc.Ordering), MaxRecordBytes: target.MaxRecordBytes, EmitTruncate: sc.EmitTruncate,
+	})
+	if err != nil {
+		return err
+	}
+	met, err := d.metricsFor(sc.Name)
+	if err != nil {
+		return err
+	}
+	snk, err := sink.New(sink.Config{
+		StreamName: sc.Target.KinesisStream, Ordering: record.Ordering(sc.Ordering),
+		MaxRecordBytes: target.MaxRecordBytes, MaxRequestBytes: target.MaxRequestBytes(), MaxInFlight: sc.Delivery.MaxInFlight,
+		Linger: sc.Delivery.Linger.Duration, QueueBytes: sc.Delivery.QueueBytes,
+		Report: func(code state.Code, err error) {
+			if code == "" {
+				if gate.OK() {
+					_ = st.Recover()
+				}
+				return
+			}
+			if c := classify(err); c != state.InternalError {
+				code = c // an STS error inside a Kinesis call is the role's
+			}
+			_ = st.Fault(code, err)
+		},
+		Logger: log.With("component", "sink"), Metrics: met.sink,
+	}, kin)
+	if err != nil {
+		return err
+	}
+	pipe := newPipeline(st.ID(), rec.Checkpoint, enc, snk, st, met.pipe, log)
+	pipe.hold = gate.Wait
+	log.Info("stream ready", "slot", sc.Slot, "publication", sc.Publication, "kinesis_stream", sc.Target.KinesisStream,
+		"shards", target.Shards, "max_record_bytes", target.MaxRecordBytes, "encryption", target.EncryptionType, "key_id", target.KeyID,
+		"resume_lsn", state.FormatLSN(rec.Checkpoint.LSN))
+	if st.Snapshot().Status == state.Creating {
+		_ = st.Created()
+	}
+
+	// Capture stops first (ctx, or the registry cancelling a FAILED
+	// stream); the sink outlives it to drain.
+	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+	sinkDone := make(chan error, 1)
+	go func() { sinkDone <- snk.Run(sinkCtx) }()
+	var wg sync.WaitGroup
+	wg.Go(func() { watchLag(ctx, st, pipe) })
+
+	capErr := src.Run(ctx, pipe)
+	if errors.Is(capErr, capture.ErrSlotLost) {
+		_ = st.Fault(state.SourceSlotLost, capErr)
+	}
+	wg.Wait()
+
+	drainCtx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+	if err := snk.Drain(drainCtx); err != nil {
+		log.Warn("stopped before every queued record reached Kinesis; they are sent again from the slot on the next start", "err", err)
+	}
+	cancelDrain()
+	stopSink()
+	<-sinkDone
+	if err := pipe.Persist(context.WithoutCancel(ctx), snk.Delivered()); err != nil {
+		log.Error("persist final checkpoint", "err", err)
+	}
+	log.Info("stream stopped", "checkpoint", state.FormatLSN(pipe.Persisted()))
+	if capErr != nil && !errors.Is(capErr, context.Canceled) && !errors.Is(capErr, capture.ErrSlotLost) {
+		return capErr
+	}
+	return nil
+}
+
+// watchLag reports the pipeline's lag every second until ctx ends: that is
+// what turns a long IMPAIRED stream FAILED, after which the registry
+// cancels ctx.
+func watchLag(ctx context.Context, st *state.Stream, pipe *pipeline) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			lag := pipe.Lag(now)
+			pipe.met.lag.Set(lag.Seconds())
+			_ = st.Lag(lag)
+		}
+	}
+}
+
+// classify maps a delivery error to its status-reason code: an error from
+// assuming the stream's role first, then Kinesis and KMS errors.
+func classify(err error) state.Code {
+	if code, ok := rolecreds.Classify(err); ok {
+		return code
+	}
+	return sink.Classify(err)
+}
+
+func newBackoff() backoff.BackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 500 * time.Millisecond
+	bo.MaxInterval = 30 * time.Second
+	bo.MaxElapsedTime = 0
+	return bo
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// streamMetrics are registered once per stream name and reused when the
+// stream's pipeline starts again.
+type streamMetrics struct {
+	sink *sink.Metrics
+	pipe *pipelineMetrics
+}
+
+func (d *daemon) metricsFor(stream string) (*streamMetrics, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if m, ok := d.metrics[stream]; ok {
+		return m, nil
+	}
+	sm, err := sink.NewMetrics(d.reg, stream)
+	if err != nil {
+		return nil, err
+	}
+	pm, err := newPipelineMetrics(d.reg, stream)
+	if err != nil {
+		return nil, err
+	}
+	m := &streamMetrics{sink: sm, pipe: pm}
+	d.metrics[stream] = m
+	return m, nil
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cdcd-dev/cdcd/capture"
+	"github.com/cdcd-dev/cdcd/record"
+	"github.com/cdcd-dev/cdcd/sink"
+	"github.com/cdcd-dev/cdcd/state"
+)
+
+// lifecycle is the part of a stream's state the pipeline reports into;
+// *state.Stream implements it. Its errors only say that a transition was
+// not allowed or not persisted, which state.Stream already logs.
+type lifecycle interface {
+	Created() error
+	Fault(code state.Code, err error) error
+	Recover() error
+	Checkpoint(cp state.Checkpoint) error
+}
+
+var _ lifecycle = (*state.Stream)(nil)
+
+// submitter is the part of the sink the pipeline uses.
+type submitter interface {
+	Submit(ctx context.Context, lsn uint64, recs []record.Record) error
+	Delivered() uint64
+}
+
+var _ submitter = (*sink.Sink)(nil)
+
+// pipeline joins capture, record and sink for one stream. It is capture's
+// Handler: it encodes each committed transaction, submits its records to the
+// sink, and persists the delivered position before capture confirms it.
+type pipeline struct {
+	id   string
+	enc  *record.Encoder
+	sink submitter
+	life lifecycle
+	met  *pipelineMetrics
+	log  *slog.Logger
+	now  func() time.Time
+	// hold, when set, blocks before a transaction is submitted: while the
+	// cluster key is unusable, nothing new is delivered.
+	hold func(context.Context) error
+
+	mu sync.Mutex
+	// prevTs is source.ts_ns of the last submitted transaction.
+	prevTs int64
+	// submitted is the end LSN of the last submitted transaction; replays
+	// after a reconnect up to it are already in the sink.
+	submitted uint64
+	// pending maps end LSNs of submitted, unpersisted transactions to their
+	// ts_ns, so a checkpoint records the ts_ns that belongs to its LSN.
+	pending []lsnTs
+	cp      state.Checkpoint
+
+	persisted atomic.Uint64
+}
+
+type lsnTs struct {
+	lsn uint64
+	ts  int64
+}
+
+func newPipeline(id string, cp state.Checkpoint, enc *record.Encoder, snk submitter, life lifecycle, met *pipelineMetrics, log *slog.Logger) *pipeline {
+	p := &pipeline{id: id, enc: enc, sink: snk, life: life, met: met, log: log, now: time.Now,
+		prevTs: cp.TsNs, submitted: cp.LSN, cp: cp}
+	p.persisted.Store(cp.LSN)
+	return p
+}
+
+var _ capture.Handler = (*pipeline)(nil)
+
+// Handle encodes and submits one transaction. An encoding error holds the
+// stream where it is (nothing after it is confirmed) and impairs it.
+func (p *pipeline) Handle(ctx context.Context, txn *record.Txn) error {
+	p.mu.Lock()
+	if txn.EndLSN <= p.submitted {
+		p.mu.Unlock()
+		return nil
+	}
+	prev := p.prevTs
+	p.mu.Unlock()
+	if p.hold != nil {
+		if err := p.hold(ctx); err != nil {
+			return err
+		}
+	}
+
+	enc, err := p.enc.Encode(txn, prev, p.now())
+	if err != nil {
+		err = fmt.Errorf("encode transaction %d at %s: %w", txn.Xid, state.FormatLSN(txn.CommitLSN), err)
+		p.life.Fault(state.InternalError, err)
+		return err
+	}
+	for _, rel := range enc.SkippedTruncates {
+		p.met.truncates.Inc()
+		p.log.Warn("TRUNCATE not emitted: the stream does not opt in to truncate records (emit_truncate = true); consumers still hold the table's rows",
+			"table", rel.Schema+"."+rel.Table, "lsn", state.FormatLSN(txn.CommitLSN))
+	}
+	if err := p.sink.Submit(ctx, txn.EndLSN, enc.Records); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.prevTs, p.submitted = enc.TsNs, txn.EndLSN
+	p.pending = append(p.pending, lsnTs{txn.EndLSN, enc.TsNs})
+	p.mu.Unlock()
+	return nil
+}
+
+// Delivered is the sink's contiguous acknowledged position.
+func (p *pipeline) Delivered() uint64 { return p.sink.Delivered() }
+
+// Persisted is the last checkpoint written.
+func (p *pipeline) Persisted() uint64 { return p.persisted.Load() }
+
+// Persist writes the checkpoint for lsn, which capture guarantees is
+// delivered: the ts_ns saved with it is that of the last transaction ending
+// at or before it.
+func (p *pipeline) Persist(_ context.Context, lsn uint64) error {
+	p.mu.Lock()
+	cp := p.cp
+	i := 0
+	for ; i < len(p.pending) && p.pending[i].lsn <= lsn; i++ {
+		cp.TsNs = p.pending[i].ts
+	}
+	p.pending = p.pending[i:]
+	cp.LSN = max(cp.LSN, lsn)
+	p.cp = cp
+	p.mu.Unlock()
+	if err := p.life.Checkpoint(cp); err != nil {
+		return err
+	}
+	p.persisted.Store(cp.LSN)
+	return nil
+}
+
+// Lag is the age of the oldest submitted transaction that is not yet
+// delivered, measured from its commit time, or zero when all are delivered.
+func (p *pipeline) Lag(now time.Time) time.Duration {
+	delivered := p.sink.Delivered()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.pending {
+		if e.lsn > delivered {
+			return now.Sub(time.Unix(0, e.ts))
+		}
+	}
+	return 0
+}
+
+// pipelineMetrics are the per-stream metrics that belong to neither capture
+// nor sink.
+type pipelineMetrics struct {
+	lag       prometheus.Gauge
+	truncates prometheus.Counter
+}
+
+func newPipelineMetrics(reg prometheus.Registerer, stream string) (*pipelineMetrics, error) {
+	m := &pipelineMetrics{
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cdcd_behind_source_lag_seconds", ConstLabels: prometheus.Labels{"stream": stream},
+			Help: "Age of the oldest committed change not yet accepted by Kinesis (DSQL BehindSourceLag).",
+		}),
+		truncates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cdcd_truncates_skipped_total", ConstLabels: prometheus.Labels{"stream": stream},
+			Help: "TRUNCATEs not emitted because the stream does not opt in to truncate records.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.lag, m.truncates} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register stream metrics: %w", err)
+		}
+	}
+	return m, nil
+}
