@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dsql"
+	"github.com/aws/aws-sdk-go-v2/service/dsql/types"
+
+	"github.com/cdcd-dev/cdcd/test/stsstub"
+	"github.com/cdcd-dev/cdcd/test/testenv"
+)
+
+// TestControlPlane drives the daemon with the AWS SDK's DSQL client: a
+// config-managed stream is listed and cannot be deleted through the API; a
+// stream created through the API becomes ACTIVE, delivers every table of
+// the database, survives a restart, and on deletion releases its slot.
+func TestControlPlane(t *testing.T) {
+	const apiRole = "arn:aws:iam::000000000000:role/cdcd-api"
+	sts := stsstub.New(t)
+	// The trust of API-created streams names the cdcd stream ARN as the
+	// external id, which exists only after creation: this role asks none.
+	sts.AddRoleWith(apiRole, stsstub.Role{TrustAllowed: true, TagSession: true})
+	h := newHarness(t, harnessOptions{
+		tables: []string{"public.items"}, shards: 1,
+		aws:     fmt.Sprintf("sts_endpoint = %q\nrole_arn_allow = [%q]", sts.URL(), apiRole),
+		cluster: "set_replica_identity_full = true",
+	})
+	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
+	h.exec(`CREATE TABLE notes (id int PRIMARY KEY, body text)`)
+	d := h.start()
+	h.waitStatus("ACTIVE", "", 30*time.Second)
+	cluster, configured := h.streamIDs()
+	cp := h.controlPlane()
+	ctx := context.Background()
+
+	list, err := cp.ListStreams(ctx, &dsql.ListStreamsInput{ClusterIdentifier: &cluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Streams) != 1 || aws.ToString(list.Streams[0].StreamIdentifier) != configured {
+		t.Fatalf("ListStreams = %+v, want the configured stream %s", list.Streams, configured)
+	}
+	_, err = cp.DeleteStream(ctx, &dsql.DeleteStreamInput{ClusterIdentifier: &cluster, StreamIdentifier: &configured})
+	var conflict *types.ConflictException
+	if !errors.As(err, &conflict) || !strings.Contains(aws.ToString(conflict.Message), h.config) {
+		t.Fatalf("deleting a config-managed stream: got %v, want ConflictException naming %s", err, h.config)
+	}
+
+	// A stream created through the API, on another Kinesis stream.
+	kin := testenv.StreamName(t) + "-api"
+	testenv.CreateStream(t, testenv.KinesisClient(t, h.env, h.env.KinesisEndpoint), kin, 2)
+	created, err := cp.CreateStream(ctx, &dsql.CreateStreamInput{
+		ClusterIdentifier: &cluster, Format: types.StreamFormatJson, Ordering: types.StreamOrdering("ROW"), // cdcd extension; the SDK sends unknown enum values as given
+		ClientToken: aws.String("e2e-token-1"),
+		TargetDefinition: &types.TargetDefinitionMemberKinesis{Value: types.KinesisTargetDefinition{
+			StreamArn: aws.String("arn:aws:kinesis:" + h.env.Region + ":000000000000:stream/" + kin),
+			RoleArn:   aws.String(apiRole),
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiID := aws.ToString(created.StreamIdentifier)
+	get := &dsql.GetStreamInput{ClusterIdentifier: &cluster, StreamIdentifier: &apiID}
+	if err := dsql.NewStreamActiveWaiter(cp).Wait(ctx, get, time.Minute); err != nil {
+		t.Fatalf("StreamActive waiter: %v\n%s", err, d.logs.String())
+	}
+	h.exec(`INSERT INTO items VALUES (1, 'a')`)
+	h.exec(`INSERT INTO notes VALUES (1, 'n')`)
+	tables := func(recs []cdcRecord) map[string]bool {
+		got := map[string]bool{}
+		for _, r := range recs {
+			got[r.Source.Table] = true
+		}
+		return got
+	}
+	h.waitRecordsFrom(kin, 60*time.Second, func(recs []cdcRecord) bool {
+		got := tables(recs)
+		return got["items"] && got["notes"]
+	})
+
+	// Restart: the API-created stream is still there and ACTIVE.
+	d.stop(t)
+	d = h.start()
+	if err := dsql.NewStreamActiveWaiter(cp).Wait(ctx, get, time.Minute); err != nil {
+		t.Fatalf("API-created stream after restart: %v", err)
+	}
+	h.exec(`INSERT INTO notes VALUES (2, 'after restart')`)
+	h.waitRecordsFrom(kin, 60*time.Second, func(recs []cdcRecord) bool {
+		for _, r := range recs {
+			if r.Source.Table == "notes" && string(r.After["id"]) == "2" {
+				return true
+			}
+		}
+		return false
+	})
+
+	if _, err := cp.DeleteStream(ctx, &dsql.DeleteStreamInput{ClusterIdentifier: &cluster, StreamIdentifier: &apiID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dsql.NewStreamNotExistsWaiter(cp).Wait(ctx, get, time.Minute); err != nil {
+		t.Fatalf("StreamNotExists waiter: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		if err := h.db.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, "cdcd_"+apiID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted stream's slot cdcd_%s still exists", apiID)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d.stop(t)
+}
+
+// waitRecordsFrom is waitRecords on another Kinesis stream.
+func (h *harness) waitRecordsFrom(stream string, timeout time.Duration, ok func([]cdcRecord) bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		recs := h.tailArgs(time.Second, "--kinesis-stream", stream, "--endpoint", h.env.KinesisEndpoint, "--region", h.env.Region)
+		if ok(recs) {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("records did not arrive on %s within %s; got %d", stream, timeout, len(recs))
+		}
+	}
+}

@@ -1,0 +1,332 @@
+// Package e2e runs the cdcd binary against a real PostgreSQL and a real
+// Kinesis implementation (see test/infra/up.sh), reading the results back
+// with cdcd tail.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-dev/cdcd/test/testenv"
+)
+
+// binary is the cdcd executable built once for the package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cdcd-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "cdcd")
+	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/cdcd-dev/cdcd/cmd/cdcd")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build cdcd:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// harness is one test's database, Kinesis stream and config file.
+type harness struct {
+	t        *testing.T
+	env      testenv.Env
+	db       *pgx.Conn
+	dsn      string // the test database, without the password
+	password string
+	kinesis  string // Kinesis stream name
+	config   string // path of the config file
+	stateDir string
+	listen   string // the daemon's control plane address
+	slot     string
+}
+
+type harnessOptions struct {
+	tables   []string
+	ordering string
+	shards   int
+	extra    string // appended to the [[stream]] table
+	aws      string // appended to the [aws] table
+	target   string // appended to the [stream.target] table
+	cluster  string // appended to the [[cluster]] table
+	// kinesisEndpoint replaces the Kinesis endpoint the daemon uses (a
+	// fault proxy in front of it, say).
+	kinesisEndpoint string
+}
+
+func newHarness(t *testing.T, opt harnessOptions) *harness {
+	t.Helper()
+	env := testenv.Require(t)
+	dsn := testenv.CreateDB(t, env)
+	db, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close(context.Background()) })
+	h := &harness{t: t, env: env, db: db, kinesis: testenv.StreamName(t), stateDir: filepath.Join(t.TempDir(), "state")}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.password, _ = u.User.Password()
+	u.User = url.User(u.User.Username())
+	h.dsn = u.String()
+	// Slot names are global to the server: one per test database.
+	h.slot = "cdcd_" + db.Config().Database
+	testenv.CreateStream(t, testenv.KinesisClient(t, env, env.KinesisEndpoint), h.kinesis, int32(max(opt.shards, 1)))
+	if opt.ordering == "" {
+		opt.ordering = "UNORDERED"
+	}
+	if opt.kinesisEndpoint == "" {
+		opt.kinesisEndpoint = env.KinesisEndpoint
+	}
+	h.listen = freeAddr(t)
+	quoted := make([]string, len(opt.tables))
+	for i, tb := range opt.tables {
+		quoted[i] = fmt.Sprintf("%q", tb)
+	}
+	cfg := fmt.Sprintf(`
+state_dir = %q
+listen = %q
+[log]
+level = "debug"
+[aws]
+region = %q
+kinesis_endpoint = %q
+%s
+[[cluster]]
+name = "src"
+dsn = %q
+password_env = "CDCD_E2E_PG_PASSWORD"
+%s
+[[stream]]
+name = "e2e"
+cluster = "src"
+tables = [%s]
+slot = %q
+publication = "cdcd_e2e"
+ordering = %q
+set_replica_identity_full = true
+%s
+[stream.target]
+kinesis_stream = %q
+%s
+[stream.delivery]
+status_interval = "1s"
+linger = "5ms"
+`, h.stateDir, h.listen, env.Region, opt.kinesisEndpoint, opt.aws, h.dsn, opt.cluster, strings.Join(quoted, ", "), h.slot, opt.ordering, opt.extra, h.kinesis, opt.target)
+	h.config = filepath.Join(t.TempDir(), "cdcd.toml")
+	if err := os.WriteFile(h.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// freeAddr returns a loopback address with a port nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// dbName is the test database's name, which records carry in source.db.
+func (h *harness) dbName() string { return h.db.Config().Database }
+
+// conn opens another connection to the test database.
+func (h *harness) conn() *pgx.Conn {
+	h.t.Helper()
+	c, err := pgx.Connect(context.Background(), h.db.Config().ConnString())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+func (h *harness) exec(sql string, args ...any) {
+	h.t.Helper()
+	if _, err := h.db.Exec(context.Background(), sql, args...); err != nil {
+		h.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// daemon is a running cdcd process.
+type daemon struct {
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
+}
+
+func (h *harness) start() *daemon {
+	h.t.Helper()
+	d := h.startNoWait()
+	h.waitSlotActive()
+	return d
+}
+
+// startNoWait starts the daemon without waiting for it to stream.
+func (h *harness) startNoWait() *daemon {
+	h.t.Helper()
+	cmd := exec.Command(binary, "run", "--config", h.config)
+	cmd.Env = append(os.Environ(), "CDCD_E2E_PG_PASSWORD="+h.password)
+	d := &daemon{cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = d.logs, d.logs
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	go func() { d.err = cmd.Wait(); close(d.done) }()
+	h.t.Cleanup(func() {
+		d.stop(h.t)
+		if h.t.Failed() {
+			h.t.Logf("cdcd log:\n%s", d.logs.String())
+		}
+	})
+	return d
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) stop(t *testing.T) {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		if d.err != nil {
+			t.Errorf("cdcd exited with %v after SIGTERM", d.err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		t.Errorf("cdcd did not stop within 30s of SIGTERM")
+	}
+}
+
+// kill ends the daemon with SIGKILL: no drain, no final checkpoint.
+func (d *daemon) kill() {
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
+// waitSlotActive waits until the daemon streams from its slot.
+func (h *harness) waitSlotActive() {
+	h.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		var active bool
+		err := h.db.QueryRow(context.Background(),
+			`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, h.slot).Scan(&active)
+		if err == nil && active {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.t.Fatalf("the daemon did not start streaming from slot %s within 60s", h.slot)
+}
+
+// cdcRecord is the DSQL envelope as a consumer sees it.
+type cdcRecord struct {
+	Type   string                     `json:"type"`
+	Op     string                     `json:"op"`
+	Before map[string]json.RawMessage `json:"before"`
+	After  map[string]json.RawMessage `json:"after"`
+	Source struct {
+		Version string `json:"version"`
+		TsMs    int64  `json:"ts_ms"`
+		TsNs    int64  `json:"ts_ns"`
+		TxID    string `json:"txId"`
+		Schema  string `json:"schema"`
+		Table   string `json:"table"`
+		DB      string `json:"db"`
+		Cluster string `json:"cluster"`
+		LSN     string `json:"lsn"`
+	} `json:"source"`
+	TsMs int64 `json:"ts_ms"`
+	TsNs int64 `json:"ts_ns"`
+	raw  string
+}
+
+// tail reads the whole Kinesis stream with cdcd tail until it is idle.
+func (h *harness) tail(idle time.Duration) []cdcRecord {
+	h.t.Helper()
+	return h.tailArgs(idle, "--config", h.config, "--stream", "e2e")
+}
+
+// tailArgs runs cdcd tail from the start with extra arguments naming the
+// stream to read.
+func (h *harness) tailArgs(idle time.Duration, args ...string) []cdcRecord {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args = append([]string{"tail", "--from-start", "--idle-exit", idle.String(), "--poll", "50ms"}, args...)
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		h.t.Fatalf("cdcd tail: %v\n%s", err, stderr.String())
+	}
+	var recs []cdcRecord
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var r cdcRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			h.t.Fatalf("tail printed a line that is not a record: %v: %q", err, sc.Text())
+		}
+		r.raw = sc.Text()
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+// waitRecords tails until ok accepts the records or the deadline passes.
+func (h *harness) waitRecords(timeout time.Duration, ok func([]cdcRecord) bool) []cdcRecord {
+	h.t.Helper()
+	recs, done := h.pollRecords(timeout, ok)
+	if !done {
+		h.t.Fatalf("records did not arrive within %s; got %d", timeout, len(recs))
+	}
+	return recs
+}
+
+// pollRecords tails until ok accepts the records or the deadline passes,
+// and returns the last records read and whether ok accepted them.
+func (h *harness) pollRecords(timeout time.Duration, ok func([]cdcRecord) bool) ([]cdcRecord, bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		recs := h.tail(time.Second)
+		if ok(recs) {
+			return recs, true
+		}
+		if time.Now().After(deadline) {
+			return recs, false
+		}
+	}
+}

@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/cdcd-dev/cdcd/test/faultproxy"
+	"github.com/cdcd-dev/cdcd/test/testenv"
+)
+
+// TestKinesisFaultsImpairAndRecover puts a fault-injecting proxy in front of
+// Kinesis: each whole-call error impairs the stream with its code while
+// changes keep being captured, and clearing it returns the stream to ACTIVE
+// with everything delivered; per-record throttling is retried without
+// impairing; a vanished target stream fails the stream.
+func TestKinesisFaultsImpairAndRecover(t *testing.T) {
+	env := testenv.Require(t)
+	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)
+	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: 2, kinesisEndpoint: proxy.URL()})
+	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
+	d := h.start()
+	h.waitStatus("ACTIVE", "", 30*time.Second)
+	id := 0
+	insert := func(n int) {
+		for range n {
+			id++
+			h.exec(`INSERT INTO items VALUES ($1, 'x')`, id)
+		}
+	}
+
+	for _, tc := range []struct{ err, code string }{
+		{"AccessDeniedException", "KINESIS_ACCESS_DENIED"},
+		{"KMSDisabledException", "KINESIS_KMS_ACCESS_DENIED"},
+		{"KMSAccessDeniedException", "KINESIS_KMS_ACCESS_DENIED"},
+		{"KMSNotFoundException", "KINESIS_KMS_ACCESS_DENIED"},
+	} {
+		proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: tc.err})
+		insert(5)
+		h.waitStatus("IMPAIRED", tc.code, 30*time.Second)
+		insert(5)
+		proxy.Clear()
+		h.waitStatus("ACTIVE", "", 30*time.Second)
+		h.waitIDs(id, 60*time.Second)
+	}
+
+	// Per-record throttling and internal failures: only the failed entries
+	// are sent again, and the stream stays ACTIVE.
+	rng := rand.New(rand.NewPCG(1, 2))
+	proxy.FailRecordsWith("PutRecords", func(int, faultproxy.Entry) string {
+		switch rng.IntN(4) {
+		case 0:
+			return faultproxy.CodeThroughputExceeded
+		case 1:
+			return faultproxy.CodeInternalFailure
+		}
+		return ""
+	})
+	insert(200)
+	h.waitIDs(id, 60*time.Second)
+	proxy.Clear()
+	h.waitStatus("ACTIVE", "", 5*time.Second)
+
+	// The target stream is gone: FAILED at once.
+	proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: "ResourceNotFoundException"})
+	insert(1)
+	h.waitStatus("FAILED", "KINESIS_STREAM_NOT_FOUND", 30*time.Second)
+	d.stop(t)
+}

@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dsql"
+)
+
+// streamIDs reads the cluster and stream identifiers from the daemon's state
+// directory, where it saves every stream it runs.
+func (h *harness) streamIDs() (cluster, stream string) {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(h.stateDir, "streams", "*.json"))
+		if len(files) == 1 {
+			var rec struct {
+				Definition struct {
+					ClusterID string `json:"clusterIdentifier"`
+					StreamID  string `json:"streamIdentifier"`
+				} `json:"definition"`
+			}
+			b, err := os.ReadFile(files[0])
+			if err == nil && json.Unmarshal(b, &rec) == nil {
+				return rec.Definition.ClusterID, rec.Definition.StreamID
+			}
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("no stream state file in %s", h.stateDir)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// controlPlane is the AWS SDK's DSQL client pointed at the daemon.
+func (h *harness) controlPlane() *dsql.Client {
+	return dsql.New(dsql.Options{
+		Region:       h.env.Region,
+		BaseEndpoint: aws.String("http://" + h.listen),
+		Credentials:  credentials.NewStaticCredentialsProvider("e2e", "e2e", ""),
+	})
+}
+
+// waitStatus polls GetStream until the stream has status (and, if code is
+// not empty, that status reason) or the timeout passes.
+func (h *harness) waitStatus(status, code string, timeout time.Duration) {
+	h.t.Helper()
+	cluster, stream := h.streamIDs()
+	cp := h.controlPlane()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		out, err := cp.GetStream(context.Background(), &dsql.GetStreamInput{ClusterIdentifier: &cluster, StreamIdentifier: &stream})
+		if err == nil {
+			got, reason := string(out.Status), ""
+			if out.StatusReason != nil {
+				reason = string(out.StatusReason.Error)
+			}
+			last = got + " " + reason
+			if got == status && (code == "" || reason == code) {
+				return
+			}
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	h.t.Fatalf("stream did not reach %s %s within %s; last: %s", status, code, timeout, last)
+}
