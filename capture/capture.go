@@ -77,8 +77,9 @@ type Config struct {
 // confirmed to PostgreSQL.
 type Handler interface {
 	// Handle takes one committed transaction in commit order. It may block
-	// for backpressure; capture keeps reporting status meanwhile. A
-	// transaction may be handed again after a reconnect.
+	// for backpressure; capture keeps reporting status meanwhile. It must
+	// return once ctx ends: a reconnect waits for it. A transaction may be
+	// handed again after a reconnect.
 	Handle(ctx context.Context, txn *record.Txn) error
 	// Delivered is the end LSN up to which everything handed is accepted by
 	// the target.
@@ -206,6 +207,7 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 	bo.InitialInterval = 500 * time.Millisecond
 	bo.MaxInterval = 30 * time.Second
 	bo.MaxElapsedTime = 0
+	failures := 0 // consecutive sessions that did not get to stream
 	for {
 		streamed, err := s.stream(ctx, h)
 		if cause := context.Cause(ctx); errors.Is(cause, ErrSlotLost) {
@@ -219,6 +221,7 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		}
 		if streamed {
 			bo.Reset()
+			failures = 0
 		} else if isSourceUnavailable(err) {
 			// Only a session that cannot be established impairs the
 			// stream: a walsender that was terminated or a connection
@@ -227,9 +230,16 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 			s.unavailable = true
 			s.cfg.Report(state.SourceUnavailable, err)
 		}
+		if !streamed {
+			failures++
+		}
 		s.met.reconnects.Inc()
 		wait := bo.NextBackOff()
-		s.log.Warn("replication interrupted; reconnecting", "err", err, "retry_in", wait)
+		// A source that stays down logs its first failures and then every
+		// tenth; "replication started" marks the recovery.
+		if failures <= 3 || failures%10 == 0 {
+			s.log.Warn("replication interrupted; reconnecting", "err", err, "retry_in", wait, "failures", failures)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -110,7 +110,7 @@ func (s *Source) readSnapshot(ctx context.Context, conn *pgx.Conn, version int, 
 	if err != nil {
 		return 0, fmt.Errorf("begin snapshot transaction: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap.name, "'", "''")+"'"); err != nil {
 		return 0, fmt.Errorf("import snapshot %s: %w", snap.name, err)
 	}
@@ -138,13 +138,13 @@ func (s *Source) readSnapshot(ctx context.Context, conn *pgx.Conn, version int, 
 			s.setSnapshot(prog)
 			if time.Since(last) >= progressEvery {
 				last = time.Now()
-				s.log.Info("initial snapshot progress", "table", prog.Table, "rows", prog.Rows, "estimated_rows", prog.EstimatedRows, "percent", percent(prog))
+				s.log.Info("initial snapshot progress", progressAttrs(prog)...)
 			}
 		})
 		if err != nil {
 			return 0, fmt.Errorf("snapshot of %s: %w", prog.Table, err)
 		}
-		s.log.Info("initial snapshot read table", "table", prog.Table, "rows", n, "percent", percent(prog))
+		s.log.Info("initial snapshot read table", append(progressAttrs(prog), "table_rows", n)...)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("end snapshot transaction: %w", err)
@@ -152,12 +152,14 @@ func (s *Source) readSnapshot(ctx context.Context, conn *pgx.Conn, version int, 
 	return prog.Rows, nil
 }
 
-// percent is the snapshot's estimated progress, or -1 when unknown.
-func percent(p SnapshotProgress) int {
-	if p.EstimatedRows <= 0 {
-		return -1
+// progressAttrs describe snapshot progress for a log line; the percentage
+// only when the tables were analyzed, so that reltuples estimates them.
+func progressAttrs(p SnapshotProgress) []any {
+	attrs := []any{"table", p.Table, "rows", p.Rows}
+	if p.EstimatedRows > 0 {
+		attrs = append(attrs, "estimated_rows", p.EstimatedRows, "percent", min(100*p.Rows/p.EstimatedRows, 99))
 	}
-	return int(min(100*p.Rows/p.EstimatedRows, 99))
+	return attrs
 }
 
 // snapshotTable describes table as pgoutput's Relation message would, so

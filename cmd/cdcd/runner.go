@@ -31,15 +31,17 @@ type liveStream struct {
 func (d *daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
 	d.mu.Lock()
 	live := d.live[s.ID()]
-	d.mu.Unlock()
-	if live == nil {
-		return nil, nil
-	}
-	snap := s.Snapshot()
-	src := &api.SourceInfo{Slot: live.sc.Slot, Publication: live.sc.Publication, ConfirmedLSN: snap.Checkpoint.LSN}
+	var src *api.SourceInfo
 	var tgt *api.TargetInfo
-	if live.target != nil {
-		tgt = &api.TargetInfo{EncryptionType: live.target.EncryptionType, KeyID: live.target.KeyID}
+	if live != nil {
+		src = &api.SourceInfo{Slot: live.sc.Slot, Publication: live.sc.Publication}
+		if live.target != nil {
+			tgt = &api.TargetInfo{EncryptionType: live.target.EncryptionType, KeyID: live.target.KeyID}
+		}
+	}
+	d.mu.Unlock()
+	if src != nil {
+		src.ConfirmedLSN = s.Snapshot().Checkpoint.LSN
 	}
 	return src, tgt
 }
