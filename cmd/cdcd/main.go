@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "run":
 		return cmdRun(ctx, rest, stderr)
 	case "check":
-		return cmdCheck(rest, stdout, stderr)
+		return cmdCheck(ctx, rest, stdout, stderr)
 	case "tail":
 		return cmdTail(ctx, rest, stdout, stderr)
 	case "policy":
@@ -96,9 +96,10 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func cmdCheck(args []string, stdout, stderr io.Writer) error {
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", stderr)
 	path := fs.String("config", "", "configuration file")
+	online := fs.Bool("online", false, "also connect to each source and report missing settings and grants, with the SQL that fixes them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -110,6 +111,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d clusters, %d streams)\n", *path, len(cfg.Clusters), len(cfg.Streams))
+	if *online {
+		return checkOnline(ctx, cfg, stdout)
+	}
 	return nil
 }
 
