@@ -20,7 +20,7 @@ import (
 // spilling large transactions to disk past a memory budget.
 type assembler struct {
 	keys  KeyLookup
-	types TypeResolver
+	types typeResolver
 	met   *Metrics
 	log   *slog.Logger
 
@@ -41,11 +41,11 @@ type assembler struct {
 // column is flagged, so the catalog is asked instead.
 type KeyLookup func(relID uint32) (cols []string, err error)
 
-// TypeResolver makes sure a type outside the builtin table can be looked up
+// typeResolver makes sure a type outside the builtin table can be looked up
 // by the encoder; refresh re-reads a type the server announced again.
-type TypeResolver func(oid uint32, refresh bool) error
+type typeResolver func(oid uint32, refresh bool) error
 
-func newAssembler(keys KeyLookup, types TypeResolver, met *Metrics, log *slog.Logger) *assembler {
+func newAssembler(keys KeyLookup, types typeResolver, met *Metrics, log *slog.Logger) *assembler {
 	if types == nil {
 		types = func(uint32, bool) error { return nil }
 	}

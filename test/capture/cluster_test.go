@@ -1,0 +1,188 @@
+package capture_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-dev/cdcd/test/testenv"
+)
+
+// cluster is a private PostgreSQL server for one test: tests that restart
+// the server, shorten wal_sender_timeout or fill the slots must not do that
+// to the shared one. initdb and start take about a second.
+type cluster struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	data string
+	port int
+}
+
+// startCluster initialises and starts a server on a free port with logical
+// replication and the test-speed settings of test/infra/up.sh, plus conf
+// lines. The superuser is cdcd with trust authentication. Cleanup stops it
+// and removes its files.
+func startCluster(t testing.TB, env testenv.Env, conf ...string) *cluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cdcd-capture-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, bin: env.PGBin, dir: dir, data: filepath.Join(dir, "data"), port: freePort(t)}
+	t.Cleanup(func() {
+		_ = c.pg("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "stop")
+		os.RemoveAll(dir)
+	})
+	if err := chownPostgres(dir); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := templateCluster(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", tmpl, c.data).CombinedOutput(); err != nil {
+		t.Fatalf("copy template cluster: %v\n%s", err, out)
+	}
+	settings := append([]string{
+		"listen_addresses = '127.0.0.1'",
+		fmt.Sprintf("port = %d", c.port),
+		fmt.Sprintf("unix_socket_directories = '%s'", dir),
+		"wal_level = logical", "max_replication_slots = 10", "max_wal_senders = 10",
+		"fsync = off", "synchronous_commit = off", "full_page_writes = off",
+	}, conf...)
+	f, err := os.OpenFile(filepath.Join(c.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("\n" + strings.Join(settings, "\n") + "\n")
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.start()
+	return c
+}
+
+// template is a data directory fresh from initdb, made once per test
+// process and copied for each private cluster: initdb takes seconds on a
+// busy machine, a copy a fraction of that. It is removed by TestMain.
+var template struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func templateCluster(env testenv.Env) (string, error) {
+	template.once.Do(func() {
+		dir, err := os.MkdirTemp("", "cdcd-capture-tmpl-")
+		if err != nil {
+			template.err = err
+			return
+		}
+		template.dir = dir
+		if err := chownPostgres(dir); err != nil {
+			template.err = err
+			return
+		}
+		c := &cluster{bin: env.PGBin}
+		template.err = c.pg("initdb", "-D", filepath.Join(dir, "data"), "-U", "cdcd", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
+	})
+	return filepath.Join(template.dir, "data"), template.err
+}
+
+// TestMain removes the template cluster after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if template.dir != "" {
+		os.RemoveAll(template.dir)
+	}
+	os.Exit(code)
+}
+
+// chownPostgres gives dir to the postgres user when running as root, since
+// initdb and postgres refuse to run as root.
+func chownPostgres(dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return fmt.Errorf("running as root needs a postgres user for initdb: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return os.Chown(dir, uid, gid)
+}
+
+// pg runs a server program as the postgres user when running as root.
+func (c *cluster) pg(prog string, args ...string) error {
+	name := filepath.Join(c.bin, prog)
+	if os.Geteuid() == 0 {
+		args = append([]string{"-u", "postgres", "--", name}, args...)
+		name = "runuser"
+	}
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", prog, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (c *cluster) start() {
+	c.t.Helper()
+	if err := c.pg("pg_ctl", "-D", c.data, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "30", "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		c.t.Fatalf("start PostgreSQL: %v\n%s", err, log)
+	}
+}
+
+func (c *cluster) stop() {
+	c.t.Helper()
+	if err := c.pg("pg_ctl", "-D", c.data, "-m", "fast", "-w", "stop"); err != nil {
+		c.t.Fatalf("stop PostgreSQL: %v", err)
+	}
+}
+
+// dsn connects to database db as the superuser cdcd.
+func (c *cluster) dsn(db string) string {
+	return fmt.Sprintf("postgres://cdcd@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
+}
+
+// createDB creates a database on the private cluster and returns its DSN;
+// the cluster's cleanup removes it with everything else.
+func (c *cluster) createDB(name string) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.dsn("postgres"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.dsn(name)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,257 @@
+package capture_test
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cdcd-dev/cdcd/record"
+)
+
+// apply folds snapshot rows and then streamed changes into table -> id ->
+// row text, as an upserting consumer would.
+func apply(snapshot, txns []*record.Txn) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	row := func(rel *record.Relation, t record.Tuple) string {
+		var vals []string
+		for _, c := range rel.Columns {
+			vals = append(vals, text(rel, t, c.Name))
+		}
+		return strings.Join(vals, "|")
+	}
+	for _, txn := range append(append([]*record.Txn(nil), snapshot...), txns...) {
+		for _, c := range txn.Changes {
+			tbl := out[c.Rel.Table]
+			if tbl == nil {
+				tbl = map[string]string{}
+				out[c.Rel.Table] = tbl
+			}
+			switch c.Kind {
+			case record.Read, record.Insert, record.Update:
+				if c.Old != nil {
+					delete(tbl, text(c.Rel, c.Old, "id"))
+				}
+				tbl[text(c.Rel, c.New, "id")] = row(c.Rel, c.New)
+			case record.Delete:
+				delete(tbl, text(c.Rel, c.Old, "id"))
+			}
+		}
+	}
+	return out
+}
+
+// tableState reads a table as id -> row text in the same format as apply.
+func (h *harness) tableState(table string) map[string]string {
+	h.t.Helper()
+	// The simple protocol returns the text format, as pgoutput and the
+	// snapshot deliver values.
+	res, err := h.db.PgConn().Exec(h.ctx, `SELECT * FROM `+table).ReadAll()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, raw := range res[0].Rows {
+		var vals []string
+		for _, v := range raw {
+			if v == nil {
+				vals = append(vals, "<null>")
+			} else {
+				vals = append(vals, string(v))
+			}
+		}
+		out[vals[0]] = strings.Join(vals, "|")
+	}
+	return out
+}
+
+// TestSnapshotThenStream: 100k existing rows are read at the slot's
+// consistent point while changes are committed concurrently; those changes
+// and later ones come from the slot, and folding everything gives each
+// row's final state.
+func TestSnapshotThenStream(t *testing.T) {
+	h := newHarness(t, "", "public.big", "public.small")
+	h.exec(`CREATE TABLE big (id int PRIMARY KEY, v int, flag boolean, note text)`)
+	h.exec(`INSERT INTO big SELECT g, g, g % 2 = 0, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 100000) g`)
+	h.exec(`CREATE TABLE small (id int PRIMARY KEY, name text)`)
+	h.exec(`INSERT INTO small VALUES (1, 'one'), (2, 'two'), (3, 'three')`)
+	h.exec(`ANALYZE big`)
+	h.cfg.Snapshot = true
+
+	started, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h.rec.snapshotHook = func(ctx context.Context, _ *record.Txn) error {
+		once.Do(func() { close(started) })
+		select {
+		case <-proceed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	info := h.start()
+	if !info.SnapshotPending {
+		t.Fatalf("Prepare: %+v, want a pending snapshot", info)
+	}
+	<-started
+	// Committed after the consistent point, while the snapshot is read:
+	// the snapshot must not see these, the stream must.
+	h.exec(`UPDATE big SET v = -1 WHERE id = 1`)
+	h.exec(`DELETE FROM big WHERE id = 2`)
+	h.exec(`INSERT INTO big VALUES (100001, 1, true, 'during')`)
+	h.exec(`UPDATE small SET name = 'uno' WHERE id = 1`)
+	close(proceed)
+
+	h.waitFor(60*time.Second, "the snapshot to finish", func() bool {
+		h.rec.mu.Lock()
+		defer h.rec.mu.Unlock()
+		return h.rec.snapDone
+	})
+	h.exec(`UPDATE big SET v = -2 WHERE id <= 10`)
+	h.exec(`DELETE FROM big WHERE id = 3`)
+	h.exec(`INSERT INTO big VALUES (100002, 2, false, 'after')`)
+	h.exec(`INSERT INTO small VALUES (0, 'marker')`)
+	h.waitFor(30*time.Second, "the marker", func() bool {
+		ch := h.rec.changes()
+		return len(ch) > 0 && text(ch[len(ch)-1].Rel, ch[len(ch)-1].New, "name") == "marker"
+	})
+
+	h.rec.mu.Lock()
+	snapshot := h.rec.snapshot
+	h.rec.mu.Unlock()
+	consistent := snapshot[0].CommitLSN
+	rows := 0
+	for _, b := range snapshot {
+		if b.CommitLSN != consistent || b.EndLSN != 0 || b.Xid != 0 || !b.CommitTime.Equal(snapshot[0].CommitTime) {
+			t.Fatalf("snapshot batch header %+v differs from the first's", b)
+		}
+		for _, c := range b.Changes {
+			if c.Kind != record.Read || c.Old != nil {
+				t.Fatalf("snapshot change %c with old %v", c.Kind, c.Old)
+			}
+			if c.Rel.Table == "big" && text(c.Rel, c.New, "id") == "1" && text(c.Rel, c.New, "v") != "1" {
+				t.Errorf("snapshot saw a change committed after its consistent point: v = %s", text(c.Rel, c.New, "v"))
+			}
+			if c.Rel.Table == "big" && text(c.Rel, c.New, "id") == "4" && text(c.Rel, c.New, "flag") != "t" {
+				t.Errorf("boolean arrived as %q, want pgoutput's text output t", text(c.Rel, c.New, "flag"))
+			}
+		}
+		rows += len(b.Changes)
+	}
+	if rows != 100003 {
+		t.Errorf("snapshot rows %d, want 100003", rows)
+	}
+	txns := h.rec.handled()
+	if txns[0].CommitLSN <= consistent || txns[0].CommitTime.Before(snapshot[0].CommitTime) {
+		t.Errorf("first streamed transaction (%X at %v) is not after the snapshot (%X at %v)",
+			txns[0].CommitLSN, txns[0].CommitTime, consistent, snapshot[0].CommitTime)
+	}
+	if len(txns[0].Changes) != 1 || text(txns[0].Changes[0].Rel, txns[0].Changes[0].New, "v") != "-1" {
+		t.Errorf("first streamed change %+v, want the update made during the snapshot", txns[0].Changes)
+	}
+	if h.rec.Persisted() < consistent {
+		t.Errorf("persisted %X before the consistent point %X", h.rec.Persisted(), consistent)
+	}
+
+	got := apply(snapshot, txns)
+	for _, table := range []string{"big", "small"} {
+		want := h.tableState(table)
+		if !maps.Equal(got[table], want) {
+			diff := 0
+			for id, w := range want {
+				if got[table][id] != w && diff < 5 {
+					t.Errorf("%s row %s: got %q, want %q", table, id, got[table][id], w)
+					diff++
+				}
+			}
+			t.Fatalf("%s: %d rows folded, %d in the table", table, len(got[table]), len(want))
+		}
+	}
+	hl := h.src.Health().Snapshot
+	if !hl.Done || hl.Rows != 100003 {
+		t.Errorf("snapshot progress %+v", hl)
+	}
+	if n := h.metric("cdcd_capture_snapshot_rows_total"); n != 100003 {
+		t.Errorf("snapshot rows metric %v", n)
+	}
+	if n := h.metric("cdcd_capture_snapshot_progress_ratio"); n != 1 {
+		t.Errorf("snapshot progress metric %v", n)
+	}
+}
+
+// TestSnapshotRestarts: a snapshot cut short, by a process that stops or
+// by a failing handler inside one Run, starts over on a new slot and then
+// completes; nothing was persisted before it did.
+func TestSnapshotRestarts(t *testing.T) {
+	h := newHarness(t, "", "public.t")
+	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
+	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 5000) g`)
+	h.cfg.Snapshot, h.cfg.SnapshotBatchRows = true, 1000
+
+	// First process: stops during the third batch.
+	third := make(chan uint64, 1)
+	batches := 0
+	h.rec.snapshotHook = func(ctx context.Context, b *record.Txn) error {
+		if batches++; batches == 3 {
+			third <- b.CommitLSN
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+	h.start()
+	first := <-third
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if h.rec.Persisted() != 0 {
+		t.Fatalf("persisted %X during an unfinished snapshot", h.rec.Persisted())
+	}
+	h.exec(`INSERT INTO t VALUES (5001, 5001)`)
+
+	// Second process: the handler fails once, Run retries by itself.
+	h.rec = &recorder{}
+	h.reg, h.cfg.Metrics = prometheus.NewRegistry(), nil
+	failed := false
+	h.rec.snapshotHook = func(_ context.Context, b *record.Txn) error {
+		if !failed {
+			failed = true
+			return errors.New("injected failure")
+		}
+		return nil
+	}
+	if info := h.start(); !info.SnapshotPending {
+		t.Fatalf("Prepare after an unfinished snapshot: %+v", info)
+	}
+	h.waitFor(60*time.Second, "the snapshot to finish", func() bool {
+		h.rec.mu.Lock()
+		defer h.rec.mu.Unlock()
+		return h.rec.snapDone
+	})
+	h.rec.mu.Lock()
+	snapshot := h.rec.snapshot
+	h.rec.mu.Unlock()
+	last := snapshot[len(snapshot)-1].CommitLSN
+	rows := 0
+	for _, b := range snapshot {
+		if b.CommitLSN == last {
+			rows += len(b.Changes)
+		}
+	}
+	if last <= first || rows != 5001 {
+		t.Fatalf("final snapshot at %X (first at %X) has %d rows, want 5001 on a new slot", last, first, rows)
+	}
+	if n := h.metric("cdcd_capture_reconnects_total"); n != 1 {
+		t.Errorf("reconnects %v, want 1 for the injected failure", n)
+	}
+	h.exec(`INSERT INTO t VALUES (5002, 5002)`)
+	got := h.waitChanges(1)
+	if len(got) != 1 || text(got[0].Rel, got[0].New, "id") != "5002" {
+		t.Fatalf("streamed after the snapshot: %+v", got)
+	}
+}
