@@ -33,9 +33,13 @@ import (
 type Config struct {
 	// DSN is a PostgreSQL connection string (URL or key=value).
 	DSN string
-	// Password, when set, supplies the password for every new connection,
-	// so a rotated secret is picked up on the next reconnect.
-	Password func(ctx context.Context) (string, error)
+	// Configure, when set, completes every new connection's configuration
+	// (user, password, TLS) right before it connects, so rotated secrets and
+	// fresh IAM tokens are picked up on the next reconnect.
+	Configure func(ctx context.Context, cfg *pgconn.Config) error
+	// OnConnectError sees every failed connection attempt, so a credential
+	// source can drop a cached secret the server refused.
+	OnConnectError func(err error)
 	// Slot is the logical replication slot: 1 to 63 characters of
 	// [a-z0-9_], as PostgreSQL requires.
 	Slot        string

@@ -338,26 +338,49 @@ func (s *Source) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse source DSN: %w", err)
 	}
-	if err := s.setPassword(ctx, &cfg.Config); err != nil {
+	if err := s.configure(ctx, &cfg.Config); err != nil {
 		return nil, err
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
+		s.connectFailed(err)
 		return nil, fmt.Errorf("connect to source: %w", err)
 	}
 	return conn, nil
 }
 
-func (s *Source) setPassword(ctx context.Context, cfg *pgconn.Config) error {
-	if s.cfg.Password == nil {
+// sessionSettings are the settings the value decoders in record assume for
+// PostgreSQL's text output, forced on every session cdcd opens: the
+// walsender formats pgoutput's text values with its own session's
+// settings, and snapshot reads use the regular connection's.
+var sessionSettings = map[string]string{
+	"DateStyle":          "ISO, MDY",
+	"IntervalStyle":      "postgres",
+	"extra_float_digits": "3",
+	"client_encoding":    "UTF8",
+	"TimeZone":           "UTC",
+}
+
+// configure applies the session settings and the credentials of a new
+// connection; Config.Configure runs for every connection so that rotated
+// passwords, secrets and IAM tokens take effect on the next reconnect.
+func (s *Source) configure(ctx context.Context, cfg *pgconn.Config) error {
+	for k, v := range sessionSettings {
+		cfg.RuntimeParams[k] = v
+	}
+	if s.cfg.Configure == nil {
 		return nil
 	}
-	pw, err := s.cfg.Password(ctx)
-	if err != nil {
-		return fmt.Errorf("source password: %w", err)
+	if err := s.cfg.Configure(ctx, cfg); err != nil {
+		return fmt.Errorf("source credentials: %w", err)
 	}
-	cfg.Password = pw
 	return nil
+}
+
+func (s *Source) connectFailed(err error) {
+	if s.cfg.OnConnectError != nil {
+		s.cfg.OnConnectError(err)
+	}
 }
 
 func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error) {
@@ -365,7 +388,7 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 	if err != nil {
 		return nil, fmt.Errorf("parse source DSN: %w", err)
 	}
-	if err := s.setPassword(ctx, cfg); err != nil {
+	if err := s.configure(ctx, cfg); err != nil {
 		return nil, err
 	}
 	cfg.RuntimeParams["replication"] = "database"
@@ -375,6 +398,7 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
+		s.connectFailed(err)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "53300" {
 			return nil, fmt.Errorf("open replication connection: %w: raise max_wal_senders (or max_connections) in postgresql.conf and restart PostgreSQL, or stop a replication client (SELECT pid, application_name FROM pg_stat_replication)", err)

@@ -67,6 +67,9 @@ type compactEntry struct {
 	keyImage Tuple
 	// mapKey is the relation ID and the encoded key; mapKey[4:] is the key.
 	mapKey string
+	// read marks a row an initial snapshot read: emitted with op "r", an
+	// upsert to any DSQL consumer.
+	read bool
 }
 
 // compactor holds compaction's scratch; it belongs to one Encoder.
@@ -118,6 +121,8 @@ func (c *compactor) run(txn *Txn, emitTruncate bool) ([]compactRow, []*Relation,
 		}
 		row := compactRow{rel: e.rel, key: e.mapKey[4:]}
 		switch {
+		case !e.presentBefore && e.present && e.read:
+			row.op, row.after = 'r', e.image
 		case !e.presentBefore && e.present:
 			row.op, row.after = 'c', e.image
 		case e.presentBefore && e.present:
@@ -173,7 +178,7 @@ func (c *compactor) change(ch *Change) error {
 		return c.keylessChange(ch)
 	}
 	switch ch.Kind {
-	case Insert:
+	case Insert, Read:
 		row, err := fillUnchanged(rel, ch.New, nil, nil)
 		if err != nil {
 			return err
@@ -184,6 +189,7 @@ func (c *compactor) change(ch *Change) error {
 		}
 		i := c.lookup(key, false)
 		c.entries[i].rel, c.entries[i].present, c.entries[i].image = rel, true, row
+		c.entries[i].read = ch.Kind == Read
 	case Update:
 		oldKeySrc := ch.Old
 		if oldKeySrc == nil {
@@ -242,6 +248,8 @@ func (c *compactor) keylessChange(ch *Change) error {
 			return err
 		}
 		e.op, e.image = 'c', row
+	case Read:
+		e.op, e.image = 'r', ch.New
 	case Update:
 		// Only REPLICA IDENTITY FULL publishes updates of such tables, so
 		// Old holds the whole old row for unchanged TOASTed values.

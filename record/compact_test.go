@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // summarize renders each record as "op table before after" with the images'
@@ -327,5 +328,34 @@ func TestValueErrorNamesColumn(t *testing.T) {
 	}
 	if msg := err.Error(); !strings.Contains(msg, "text format") || !strings.Contains(msg, "600") {
 		t.Errorf("message does not name the type and the fix: %s", msg)
+	}
+}
+
+// TestCompactSnapshotRead: rows read by an initial snapshot are emitted
+// with op "r", keyed or not, with the whole row in after.
+func TestCompactSnapshotRead(t *testing.T) {
+	keyed := &Relation{ID: 1, Schema: "public", Table: "k", HasKey: true,
+		Columns: []Column{{Name: "id", TypeOID: 23, Key: true}, {Name: "v", TypeOID: 25}}}
+	keyless := &Relation{ID: 2, Schema: "public", Table: "n",
+		Columns: []Column{{Name: "v", TypeOID: 25}}}
+	enc, err := NewEncoder(Config{SystemID: 1, Cluster: "abcdefghijklmnopqrstuvwxyz", Database: "db", Ordering: Row})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt := func(s string) Datum { return Datum{Kind: DatumText, Data: []byte(s)} }
+	out, err := enc.Encode(&Txn{CommitLSN: 16, EndLSN: 0, CommitTime: time.Unix(1700000000, 0), Changes: []Change{
+		{Kind: Read, Rel: keyed, New: Tuple{txt("1"), txt("a")}},
+		{Kind: Read, Rel: keyless, New: Tuple{txt("b")}},
+	}}, 0, time.Unix(1700000001, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Records) != 2 {
+		t.Fatalf("%d records, want 2", len(out.Records))
+	}
+	for _, r := range out.Records {
+		if !strings.Contains(string(r.Data), `"op":"r"`) || strings.Contains(string(r.Data), `"after":null`) {
+			t.Errorf("snapshot row not an r record with after: %s", r.Data)
+		}
 	}
 }

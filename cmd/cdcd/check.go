@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"log/slog"
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
 )
@@ -14,14 +14,21 @@ import (
 // checkOnline connects to every stream's source as cdcd would and reports
 // each missing prerequisite with the SQL that fixes it. It changes nothing.
 func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
+	awsCfg, err := loadAWS(ctx, cfg.AWS.Region)
+	if err != nil {
+		return err
+	}
 	problems := 0
 	for i := range cfg.Streams {
 		sc := &cfg.Streams[i]
 		cl := cfg.cluster(sc.Cluster)
-		findings, err := streamFindings(ctx, cl, sc)
+		auth, err := sourceAuth(cfg, cl, awsCfg, slog.New(slog.DiscardHandler))
 		if err != nil {
-			cause, msg := pgauth.Describe(err)
-			fmt.Fprintf(w, "stream %s: cannot reach cluster %s (%s): %s\n", sc.Name, cl.Name, cause, msg)
+			return err
+		}
+		findings, err := streamFindings(ctx, cl, sc, auth)
+		if err != nil {
+			fmt.Fprintf(w, "stream %s: %v\n", sc.Name, err)
 			problems++
 			continue
 		}
@@ -43,19 +50,10 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 	return nil
 }
 
-func streamFindings(ctx context.Context, cl *Cluster, sc *Stream) ([]pgauth.Finding, error) {
+func streamFindings(ctx context.Context, cl *Cluster, sc *Stream, auth *pgauth.Provider) ([]pgauth.Finding, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	pcfg, err := pgx.ParseConfig(cl.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("parse dsn: %w", err)
-	}
-	if pw := passwordSource(cl); pw != nil {
-		if pcfg.Password, err = pw(ctx); err != nil {
-			return nil, err
-		}
-	}
-	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	conn, err := connectSource(ctx, cl, auth)
 	if err != nil {
 		return nil, err
 	}

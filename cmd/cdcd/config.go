@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/cdcd-dev/cdcd/capture/pgauth"
 )
 
 // Config is the whole configuration file. Defaults are applied first, the
@@ -51,10 +53,11 @@ type AWSConfig struct {
 type Cluster struct {
 	Name       string `toml:"name"`
 	Identifier string `toml:"identifier"`
-	// DSN has no password; PasswordEnv or PasswordFile supplies it.
-	DSN          string `toml:"dsn"`
-	PasswordEnv  string `toml:"password_env"`
-	PasswordFile string `toml:"password_file"`
+	// DSN has no password; the Source settings (password_env,
+	// password_file, secret_id, iam_auth, tls_ca_file, …) supply the
+	// credentials and TLS for every new connection.
+	DSN string `toml:"dsn"`
+	pgauth.Source
 	// ClusterKeyARN is the KMS key that protects change data cdcd keeps at
 	// rest for this cluster's streams; empty uses a key that lives only in
 	// memory.
@@ -76,8 +79,11 @@ type Stream struct {
 	Ordering               string   `toml:"ordering"`
 	EmitTruncate           bool     `toml:"emit_truncate"`
 	SetReplicaIdentityFull bool     `toml:"set_replica_identity_full"`
-	Target                 Target   `toml:"target"`
-	Delivery               Delivery `toml:"delivery"`
+	// Snapshot backfills the tables' existing rows (op "r") when the slot
+	// is created, then streams from it with no gap.
+	Snapshot bool     `toml:"snapshot"`
+	Target   Target   `toml:"target"`
+	Delivery Delivery `toml:"delivery"`
 }
 
 // Target names the Kinesis stream and the role cdcd writes as.
@@ -255,8 +261,11 @@ func (c *Config) Validate() error {
 		if cl.ClusterKeyCheckInterval.Duration < time.Second {
 			bad(key+".cluster_key_check_interval", "%s is below 1s", cl.ClusterKeyCheckInterval)
 		}
-		if cl.PasswordEnv != "" && cl.PasswordFile != "" {
-			bad(key+".password_env", "and password_file are both set: choose one")
+		errs = append(errs, cl.Source.Validate(key)...)
+		if cl.DSN != "" {
+			if err := cl.Source.CheckDSN(cl.DSN); err != nil {
+				bad(key+".dsn", "%v", err)
+			}
 		}
 	}
 	streams := map[string]bool{}

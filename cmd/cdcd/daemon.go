@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
@@ -63,6 +64,8 @@ type daemon struct {
 	clusterIDs   map[string]string
 	clusterNames map[string]string
 
+	// auth holds each cluster's credential provider, by cluster name.
+	auth map[string]*pgauth.Provider
 	// configured maps stream ids to the file's streams.
 	configured map[string]*Stream
 
@@ -90,9 +93,13 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (*daemon, err
 	}
 	d := &daemon{cfg: cfg, log: log, reg: reg, aws: awsCfg, stateMetrics: sm,
 		clusterIDs: map[string]string{}, clusterNames: map[string]string{}, configured: map[string]*Stream{},
+		auth: map[string]*pgauth.Provider{},
 		live: map[string]*liveStream{}, metrics: map[string]*streamMetrics{}}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
+		if d.auth[cl.Name], err = sourceAuth(cfg, cl, awsCfg, log); err != nil {
+			return nil, err
+		}
 		id, err := d.clusterID(ctx, cl)
 		if err != nil {
 			return nil, err
@@ -111,18 +118,9 @@ func (d *daemon) clusterID(ctx context.Context, cl *Cluster) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	pcfg, err := pgx.ParseConfig(cl.DSN)
+	conn, err := connectSource(ctx, cl, d.auth[cl.Name])
 	if err != nil {
-		return "", fmt.Errorf("cluster %s dsn: %w", cl.Name, err)
-	}
-	if pw := passwordSource(cl); pw != nil {
-		if pcfg.Password, err = pw(ctx); err != nil {
-			return "", err
-		}
-	}
-	conn, err := pgx.ConnectConfig(ctx, pcfg)
-	if err != nil {
-		return "", fmt.Errorf("cluster %s: derive its identifier from the server (or set identifier in the config to start without it): %w", cl.Name, err)
+		return "", fmt.Errorf("derive the cluster identifier from the server (or set identifier in the config to start without the source): %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var sysID int64
@@ -274,18 +272,9 @@ func (d *daemon) streamConfig(ctx context.Context, def state.Definition) (*Strea
 // created through the API publishes, as a DSQL stream covers its cluster.
 // Tables created later join after a restart of the stream.
 func (d *daemon) allTables(ctx context.Context, cl *Cluster) ([]string, error) {
-	pcfg, err := pgx.ParseConfig(cl.DSN)
+	conn, err := connectSource(ctx, cl, d.auth[cl.Name])
 	if err != nil {
 		return nil, err
-	}
-	if pw := passwordSource(cl); pw != nil {
-		if pcfg.Password, err = pw(ctx); err != nil {
-			return nil, err
-		}
-	}
-	conn, err := pgx.ConnectConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to source: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	rows, err := conn.Query(ctx, `SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables

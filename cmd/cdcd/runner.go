@@ -3,27 +3,26 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/cenkalti/backoff/v4"
-	"github.com/jackc/pgx/v5"
-
 	"github.com/cdcd-dev/cdcd/capture"
+	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/sink"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
+	"github.com/cenkalti/backoff/v4"
 )
 
 // liveStream is what GetStream shows of a running stream beyond its file.
 type liveStream struct {
 	sc     *Stream
+	src    *capture.Source
 	target *sink.Target
 }
 
@@ -35,6 +34,10 @@ func (d *daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
 	var tgt *api.TargetInfo
 	if live != nil {
 		src = &api.SourceInfo{Slot: live.sc.Slot, Publication: live.sc.Publication}
+		if live.src != nil {
+			h := live.src.Health()
+			src.RetainedWALBytes, src.WALStatus = h.RetainedWALBytes, h.WALStatus
+		}
 		if live.target != nil {
 			tgt = &api.TargetInfo{EncryptionType: live.target.EncryptionType, KeyID: live.target.KeyID}
 		}
@@ -53,28 +56,44 @@ func (d *daemon) Teardown(ctx context.Context, s *state.Stream) error {
 	if err != nil {
 		return err
 	}
-	pcfg, err := pgx.ParseConfig(cl.DSN)
+	src, err := d.source(sc, cl, nil, nil, d.log.With("stream", s.ID()))
 	if err != nil {
 		return err
 	}
-	if pw := passwordSource(cl); pw != nil {
-		if pcfg.Password, err = pw(ctx); err != nil {
-			return err
-		}
-	}
-	conn, err := pgx.ConnectConfig(ctx, pcfg)
-	if err != nil {
-		return fmt.Errorf("connect to source: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, sc.Slot); err != nil {
-		return fmt.Errorf("drop replication slot %s: %w", sc.Slot, err)
-	}
-	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{sc.Publication}.Sanitize()); err != nil {
-		return fmt.Errorf("drop publication %s: %w", sc.Publication, err)
+	if err := src.Drop(ctx); err != nil {
+		return err
 	}
 	d.log.Info("dropped slot and publication of deleted stream", "stream", s.ID(), "slot", sc.Slot, "publication", sc.Publication)
 	return nil
+}
+
+// source is the capture side of a stream. st and met may be nil for a
+// source that is only dropped.
+func (d *daemon) source(sc *Stream, cl *Cluster, st *state.Stream, met *streamMetrics, log *slog.Logger) (*capture.Source, error) {
+	auth := d.auth[cl.Name]
+	cfg := capture.Config{
+		DSN: cl.DSN, Configure: auth.Configure, Slot: sc.Slot, Publication: sc.Publication, Tables: sc.Tables,
+		OnConnectError: func(err error) {
+			if pgauth.IsAuthFailure(err) {
+				auth.AuthFailed()
+			}
+		},
+		SetReplicaIdentityFull: sc.SetReplicaIdentityFull, StatusInterval: sc.Delivery.StatusInterval.Duration,
+		Snapshot: sc.Snapshot, Logger: log.With("component", "capture"),
+	}
+	if st != nil {
+		cfg.Report = func(code state.Code, err error) {
+			if code == "" {
+				_ = st.Recover()
+			} else {
+				_ = st.Fault(code, err)
+			}
+		}
+	}
+	if met != nil {
+		cfg.Metrics = met.capture
+	}
+	return capture.New(cfg)
 }
 
 // Run implements api.Pipeline: it prepares the source and the target, then
@@ -94,18 +113,11 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 		sc, cl, err = d.streamConfig(ctx, def)
 	}
 	log = log.With("name", sc.Name)
-	src, err := capture.New(capture.Config{
-		DSN: cl.DSN, Password: passwordSource(cl), Slot: sc.Slot, Publication: sc.Publication, Tables: sc.Tables,
-		SetReplicaIdentityFull: sc.SetReplicaIdentityFull, StatusInterval: sc.Delivery.StatusInterval.Duration,
-		Report: func(code state.Code, err error) {
-			if code == "" {
-				_ = st.Recover()
-			} else {
-				_ = st.Fault(code, err)
-			}
-		},
-		Logger: log.With("component", "capture"),
-	})
+	met, err := d.metricsFor(sc.Name)
+	if err != nil {
+		return err
+	}
+	src, err := d.source(sc, cl, st, met, log)
 	if err != nil {
 		return err
 	}
@@ -176,23 +188,20 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 	if checker != nil {
 		go checker.Run(ctx)
 	}
-	return d.deliver(ctx, sc, st, src, kin, info, target, gate, log)
+	return d.deliver(ctx, sc, st, src, kin, info, target, gate, met, log)
 }
 
 // deliver runs capture and sink for a prepared stream and shuts them down in
 // order: stop capture, drain the sink under a deadline, persist the final
 // checkpoint.
 func (d *daemon) deliver(ctx context.Context, sc *Stream, st *state.Stream, src *capture.Source,
-	kin *kinesis.Client, info capture.Info, target sink.Target, gate *keyGate, log *slog.Logger) error {
+	kin *kinesis.Client, info capture.Info, target sink.Target, gate *keyGate, met *streamMetrics, log *slog.Logger) error {
 	rec := st.Snapshot().Record
 	enc, err := record.NewEncoder(record.Config{
 		SystemID: info.SystemID, Cluster: rec.Definition.ClusterID, Database: info.Database,
 		Ordering: record.Ordering(sc.Ordering), MaxRecordBytes: target.MaxRecordBytes, EmitTruncate: sc.EmitTruncate,
+		Types: src.Types(),
 	})
-	if err != nil {
-		return err
-	}
-	met, err := d.metricsFor(sc.Name)
 	if err != nil {
 		return err
 	}
@@ -218,6 +227,9 @@ func (d *daemon) deliver(ctx context.Context, sc *Stream, st *state.Stream, src 
 		return err
 	}
 	pipe := newPipeline(st.ID(), rec.Checkpoint, enc, snk, st, met.pipe, log)
+	d.mu.Lock()
+	d.live[st.ID()].src = src
+	d.mu.Unlock()
 	pipe.hold = gate.Wait
 	log.Info("stream ready", "slot", sc.Slot, "publication", sc.Publication, "kinesis_stream", sc.Target.KinesisStream,
 		"shards", target.Shards, "max_record_bytes", target.MaxRecordBytes, "encryption", target.EncryptionType, "key_id", target.KeyID,
@@ -307,8 +319,9 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // streamMetrics are registered once per stream name and reused when the
 // stream's pipeline starts again.
 type streamMetrics struct {
-	sink *sink.Metrics
-	pipe *pipelineMetrics
+	capture *capture.Metrics
+	sink    *sink.Metrics
+	pipe    *pipelineMetrics
 }
 
 func (d *daemon) metricsFor(stream string) (*streamMetrics, error) {
@@ -325,7 +338,11 @@ func (d *daemon) metricsFor(stream string) (*streamMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &streamMetrics{sink: sm, pipe: pm}
+	cm, err := capture.NewMetrics(d.reg, stream)
+	if err != nil {
+		return nil, err
+	}
+	m := &streamMetrics{capture: cm, sink: sm, pipe: pm}
 	d.metrics[stream] = m
 	return m, nil
 }

@@ -32,6 +32,7 @@ var _ lifecycle = (*state.Stream)(nil)
 type submitter interface {
 	Submit(ctx context.Context, lsn uint64, recs []record.Record) error
 	Delivered() uint64
+	Drain(ctx context.Context) error
 }
 
 var _ submitter = (*sink.Sink)(nil)
@@ -77,7 +78,34 @@ func newPipeline(id string, cp state.Checkpoint, enc *record.Encoder, snk submit
 	return p
 }
 
-var _ capture.Handler = (*pipeline)(nil)
+var _ capture.SnapshotHandler = (*pipeline)(nil)
+
+// HandleSnapshot encodes a batch of rows read by the initial snapshot
+// (op "r") and submits it at position 0: nothing is confirmed to the slot
+// until SnapshotDone has seen every row delivered.
+func (p *pipeline) HandleSnapshot(ctx context.Context, batch *record.Txn) error {
+	p.mu.Lock()
+	prev := p.prevTs
+	p.mu.Unlock()
+	enc, err := p.enc.Encode(batch, prev, p.now())
+	if err != nil {
+		err = fmt.Errorf("encode snapshot rows: %w", err)
+		_ = p.life.Fault(state.InternalError, err)
+		return err
+	}
+	if err := p.sink.Submit(ctx, 0, enc.Records); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.prevTs = enc.TsNs
+	p.mu.Unlock()
+	return nil
+}
+
+// SnapshotDone waits until every snapshot row is accepted by Kinesis.
+func (p *pipeline) SnapshotDone(ctx context.Context) error {
+	return p.sink.Drain(ctx)
+}
 
 // Handle encodes and submits one transaction. An encoding error holds the
 // stream where it is (nothing after it is confirmed) and impairs it.

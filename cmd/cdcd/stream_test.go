@@ -26,6 +26,8 @@ func (f *fakeSink) Submit(_ context.Context, lsn uint64, _ []record.Record) erro
 	return nil
 }
 
+func (f *fakeSink) Drain(context.Context) error { return nil }
+
 func (f *fakeSink) Delivered() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
