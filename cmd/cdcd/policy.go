@@ -8,7 +8,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 )
 
@@ -17,15 +19,15 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	path := fs.String("config", "", "configuration file")
 	name := fs.String("stream", "", "stream whose role policies to print")
 	principal := fs.String("principal", "", "ARN of cdcd's base identity (default: ask STS GetCallerIdentity)")
-	only := fs.String("only", "", `print one document only: "trust" or "permissions" (for piping into the AWS CLI)`)
+	only := fs.String("only", "", `print one document only: "trust", "permissions" or "source" (for piping into the AWS CLI)`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *path == "" || *name == "" {
 		return usageError{"policy needs --config FILE --stream NAME"}
 	}
-	if *only != "" && *only != "trust" && *only != "permissions" {
-		return usageError{fmt.Sprintf("--only %q: want trust or permissions", *only)}
+	if *only != "" && *only != "trust" && *only != "permissions" && *only != "source" {
+		return usageError{fmt.Sprintf("--only %q: want trust, permissions or source", *only)}
 	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {
@@ -57,10 +59,19 @@ func writePolicies(cfg *Config, name, principal, only string, w io.Writer) error
 	if sc == nil {
 		return fmt.Errorf("--stream %q names no stream in %s", name, cfg.path)
 	}
-	if sc.Target.RoleARN == "" {
-		return fmt.Errorf("stream %s has no target.role_arn: cdcd writes with its base identity, so there is no role policy to print", name)
+	cl := cfg.cluster(sc.Cluster)
+	source, err := sourcePolicy(cfg, cl)
+	if err != nil {
+		return err
 	}
-	rc, err := cfg.roleConfig(sc, "", cfg.cluster(sc.Cluster).Identifier, nil)
+	if sc.Target.RoleARN == "" {
+		if source == "" {
+			return fmt.Errorf("stream %s has no target.role_arn and its cluster needs no AWS permission: cdcd writes with its base identity, so there is no policy to print", name)
+		}
+		_, err = fmt.Fprintf(w, "# Identity policy of cdcd's base principal %s, to read the source of cluster %s\n%s", principal, cl.Name, source)
+		return err
+	}
+	rc, err := cfg.roleConfig(sc, "", cl.Identifier, nil)
 	if err != nil {
 		return err
 	}
@@ -77,9 +88,29 @@ func writePolicies(cfg *Config, name, principal, only string, w io.Writer) error
 		_, err = fmt.Fprintln(w, trust)
 	case "permissions":
 		_, err = fmt.Fprint(w, perms)
+	case "source":
+		_, err = fmt.Fprint(w, source)
 	default:
 		_, err = fmt.Fprintf(w, "# Trust policy of %s (IAM: the role's trust relationships)\n%s\n\n# Permissions policy of %s (IAM: an inline or managed policy on the role)\n%s",
 			sc.Target.RoleARN, strings.TrimRight(trust, "\n"), sc.Target.RoleARN, perms)
+		if err == nil && source != "" {
+			_, err = fmt.Fprintf(w, "\n# Identity policy of cdcd's base principal %s, to read the source of cluster %s\n%s", principal, cl.Name, source)
+		}
 	}
 	return err
+}
+
+// sourcePolicy is the identity policy cdcd's base principal needs to reach a
+// cluster: rds-db:connect for IAM authentication, secretsmanager and
+// kms:Decrypt for a secret; "" when it needs none.
+func sourcePolicy(cfg *Config, cl *Cluster) (string, error) {
+	pcfg, err := pgconn.ParseConfig(cl.DSN)
+	if err != nil {
+		return "", fmt.Errorf("cluster %s dsn: %w", cl.Name, err)
+	}
+	stmts, err := cl.Source.Policy(pgauth.Account{Partition: cfg.AWS.Partition, Region: cfg.AWS.Region, ID: cfg.AWS.Account}, pcfg.User)
+	if err != nil || len(stmts) == 0 {
+		return "", err
+	}
+	return pgauth.PolicyDocument(stmts)
 }

@@ -35,7 +35,7 @@ func TestPolicyGolden(t *testing.T) {
 	}
 	// Each document must paste into IAM as is: valid JSON that names the
 	// real ARNs.
-	for _, part := range []string{"trust", "permissions"} {
+	for _, part := range []string{"trust", "permissions", "source"} {
 		var doc bytes.Buffer
 		if err := writePolicies(cfg, "orders", "arn:aws:iam::111122223333:role/cdcd-daemon", part, &doc); err != nil {
 			t.Fatal(err)
@@ -45,7 +45,8 @@ func TestPolicyGolden(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"arn:aws:kinesis:eu-west-1:444455556666:stream/orders-cdc", "c6a1f0e2-orders",
-		"arn:aws:iam::111122223333:role/cdcd-daemon", "kinesis:PutRecords", "kms:GenerateDataKey", "sts:ExternalId"} {
+		"arn:aws:iam::111122223333:role/cdcd-daemon", "kinesis:PutRecords", "kms:GenerateDataKey", "sts:ExternalId",
+		"rds-db:connect", "arn:aws:rds-db:eu-west-1:111122223333:dbuser:cluster-ABCDEFGHIJKLMNOPQRSTUVWXYZ/cdcd"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("policy output lacks %s", s)
 		}
