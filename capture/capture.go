@@ -25,6 +25,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/state"
 )
@@ -232,7 +233,10 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 			// that dropped is simply reopened, and reported only if that
 			// fails too.
 			s.unavailable = true
-			s.cfg.Report(state.SourceUnavailable, err)
+			// The status reason names the cause (DNS, TCP, TLS,
+			// authentication, permission) in words that carry no secret.
+			cause, msg := pgauth.Describe(err)
+			s.cfg.Report(state.SourceUnavailable, fmt.Errorf("%s: %s", cause, msg))
 		}
 		if !streamed {
 			failures++
