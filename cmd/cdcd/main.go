@@ -49,6 +49,7 @@ const usage = `usage:
   cdcd check   --config FILE          validate the config and exit
   cdcd tail    [flags]                print the records of a Kinesis stream, one JSON line each
   cdcd policy  --config FILE --stream NAME   print the IAM trust and permissions policies of a stream's role
+  cdcd streams list|get|create|delete  drive the control plane of a running daemon
   cdcd version                        print the version
 Run "cdcd COMMAND -h" for a command's flags.
 `
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdTail(ctx, rest, stdout, stderr)
 	case "policy":
 		return cmdPolicy(ctx, rest, stdout, stderr)
+	case "streams":
+		return cmdStreams(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "cdcd", version)
 		return nil

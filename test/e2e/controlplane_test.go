@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,21 @@ func TestControlPlane(t *testing.T) {
 	var conflict *types.ConflictException
 	if !errors.As(err, &conflict) || !strings.Contains(aws.ToString(conflict.Message), h.config) {
 		t.Fatalf("deleting a config-managed stream: got %v, want ConflictException naming %s", err, h.config)
+	}
+
+	// The same through cdcd streams.
+	cli := func(args ...string) (string, error) {
+		out, err := exec.Command(binary, append([]string{"streams"}, append(args, "--endpoint", "http://"+h.listen, "--cluster", cluster)...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := cli("list"); err != nil || !strings.Contains(out, configured) {
+		t.Errorf("cdcd streams list: %v\n%s", err, out)
+	}
+	if out, err := cli("get", "--stream", configured); err != nil || !strings.Contains(out, `"ACTIVE"`) || !strings.Contains(out, `"slot"`) {
+		t.Errorf("cdcd streams get: %v\n%s", err, out)
+	}
+	if out, err := cli("delete", "--stream", configured); err == nil || !strings.Contains(out, "ConflictException") {
+		t.Errorf("cdcd streams delete of a config-managed stream: %v\n%s", err, out)
 	}
 
 	// A stream created through the API, on another Kinesis stream.
