@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -172,10 +173,28 @@ func (h *harness) exec(sql string, args ...any) {
 	}
 }
 
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // daemon is a running cdcd process.
 type daemon struct {
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *syncBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit status, once done is closed
 }
@@ -192,7 +211,7 @@ func (h *harness) startNoWait() *daemon {
 	h.t.Helper()
 	cmd := exec.Command(binary, "run", "--config", h.config)
 	cmd.Env = append(os.Environ(), "CDCD_E2E_PG_PASSWORD="+h.password)
-	d := &daemon{cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
+	d := &daemon{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = d.logs, d.logs
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
