@@ -223,8 +223,17 @@ func tail(ctx context.Context, api tailAPI, opt tailOptions, p *printer) error {
 		if opt.max > 0 && printed >= opt.max {
 			return nil
 		}
+		// Once the tail is stopping, a record is left for the next run
+		// rather than applied on a connection the cancellation may
+		// already have closed.
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		ok, err := p.handle(ctx, data)
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return err
 		}
 		if ok {
