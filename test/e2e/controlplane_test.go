@@ -85,7 +85,7 @@ func TestControlPlane(t *testing.T) {
 	apiID := aws.ToString(created.StreamIdentifier)
 	get := &dsql.GetStreamInput{ClusterIdentifier: &cluster, StreamIdentifier: &apiID}
 	if err := dsql.NewStreamActiveWaiter(cp).Wait(ctx, get, time.Minute); err != nil {
-		t.Fatalf("StreamActive waiter: %v\n%s", err, d.logs.String())
+		t.Fatalf("StreamActive waiter: %v\n%s", err, d.Logs())
 	}
 	h.exec(`INSERT INTO items VALUES (1, 'a')`)
 	h.exec(`INSERT INTO notes VALUES (1, 'n')`)

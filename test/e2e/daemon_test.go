@@ -15,8 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,20 +27,14 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cdcd-e2e")
+	bin, cleanup, err := testenv.BuildCdcd()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "cdcd")
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/cdcd-dev/cdcd/cmd/cdcd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build cdcd:", err)
-		os.Exit(1)
-	}
+	binary = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -173,31 +165,8 @@ func (h *harness) exec(sql string, args ...any) {
 	}
 }
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// daemon is a running cdcd process.
-type daemon struct {
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
-}
+// daemon is a running cdcd run.
+type daemon struct{ *testenv.Process }
 
 func (h *harness) start() *daemon {
 	h.t.Helper()
@@ -209,48 +178,14 @@ func (h *harness) start() *daemon {
 // startNoWait starts the daemon without waiting for it to stream.
 func (h *harness) startNoWait() *daemon {
 	h.t.Helper()
-	cmd := exec.Command(binary, "run", "--config", h.config)
-	cmd.Env = append(os.Environ(), "CDCD_E2E_PG_PASSWORD="+h.password)
-	d := &daemon{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = d.logs, d.logs
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	go func() { d.err = cmd.Wait(); close(d.done) }()
-	h.t.Cleanup(func() {
-		d.stop(h.t)
-		if h.t.Failed() {
-			h.t.Logf("cdcd log:\n%s", d.logs.String())
-		}
-	})
-	return d
+	return &daemon{testenv.Start(h.t, binary, []string{"CDCD_E2E_PG_PASSWORD=" + h.password}, "run", "--config", h.config)}
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (d *daemon) stop(t *testing.T) {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-		if d.err != nil {
-			t.Errorf("cdcd exited with %v after SIGTERM", d.err)
-		}
-	case <-time.After(30 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-		t.Errorf("cdcd did not stop within 30s of SIGTERM")
-	}
-}
+func (d *daemon) stop(t *testing.T) { d.Stop(t) }
 
 // kill ends the daemon with SIGKILL: no drain, no final checkpoint.
-func (d *daemon) kill() {
-	_ = d.cmd.Process.Kill()
-	<-d.done
-}
+func (d *daemon) kill() { d.Kill() }
 
 // waitSlotActive waits until the daemon streams from its slot.
 func (h *harness) waitSlotActive() {

@@ -59,7 +59,7 @@ func TestPasswordRotation(t *testing.T) {
 	h.exec(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, h.slot)
 	insert(5)
 	h.waitStatus("IMPAIRED", "SOURCE_UNAVAILABLE", 60*time.Second)
-	logs := d.logs.String()
+	logs := d.Logs()
 	if !strings.Contains(logs, "password authentication failed") {
 		t.Errorf("the log does not name the cause (authentication):\n%s", logs)
 	}

@@ -7,7 +7,6 @@
 package roundtrip
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,24 +29,15 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "cdcd-roundtrip")
+	bin, cleanup, err := testenv.BuildCdcd()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "cdcd")
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/cdcd-dev/cdcd/cmd/cdcd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build cdcd:", err)
-		return 1
-	}
-	return m.Run()
+	binary = bin
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 // harness is one run's source and replica databases, Kinesis stream and
@@ -143,61 +132,16 @@ func (h *harness) connect(dsn string) *pgx.Conn {
 }
 
 // daemon is a running `cdcd run`.
-type daemon struct {
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan error
-}
+type daemon struct{ *testenv.Process }
 
 // start runs the daemon and waits until it streams from its slot. Cleanup
 // stops it (before the databases are dropped: cleanups run last-in
 // first-out).
 func (h *harness) start() *daemon {
 	h.t.Helper()
-	cmd := exec.Command(binary, "run", "--config", h.config)
-	cmd.Env = append(os.Environ(), "CDCD_ROUNDTRIP_PG_PASSWORD="+h.password)
-	d := &daemon{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = d.logs, d.logs
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	go func() { d.done <- cmd.Wait() }()
-	h.t.Cleanup(func() {
-		d.stop(h.t)
-		if h.t.Failed() {
-			h.t.Logf("cdcd run log (last 20000 bytes):\n%s", tailOf(d.logs.String(), 20000))
-		}
-	})
+	d := &daemon{testenv.Start(h.t, binary, []string{"CDCD_ROUNDTRIP_PG_PASSWORD=" + h.password}, "run", "--config", h.config)}
 	h.waitSlotActive(d)
 	return d
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (d *daemon) stop(t *testing.T) {
-	t.Helper()
-	if d.cmd.Process == nil {
-		return
-	}
-	select {
-	case err := <-d.done:
-		// It had already exited: that is a failure of its own.
-		t.Errorf("cdcd run exited before the test stopped it: %v", err)
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	timer := time.NewTimer(30 * time.Second)
-	defer timer.Stop()
-	select {
-	case err := <-d.done:
-		if err != nil {
-			t.Errorf("cdcd run exited with %v after SIGTERM", err)
-		}
-	case <-timer.C:
-		_ = d.cmd.Process.Kill()
-		<-d.done
-		t.Errorf("cdcd run did not stop within 30s of SIGTERM")
-	}
 }
 
 // waitSlotActive waits until the daemon streams from its slot.
@@ -205,11 +149,8 @@ func (h *harness) waitSlotActive(d *daemon) {
 	h.t.Helper()
 	slot := "cdcd_" + h.stream
 	err := poll(60*time.Second, func() (bool, error) {
-		select {
-		case err := <-d.done:
-			d.done <- err // keep it for stop
-			return false, fmt.Errorf("cdcd run exited during startup: %v\n%s", err, d.logs.String())
-		default:
+		if exited, err := d.Exited(); exited {
+			return false, fmt.Errorf("cdcd run exited during startup: %v\n%s", err, d.Logs())
 		}
 		var active bool
 		err := h.src.QueryRow(context.Background(),
@@ -236,7 +177,7 @@ func (h *harness) delivered(ctx context.Context, lsn string) (bool, error) {
 // tailProc is a running `cdcd tail --apply`.
 type tailProc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testenv.SyncBuffer
 	done   chan error
 }
 
@@ -246,7 +187,7 @@ func (h *harness) startTail(idle time.Duration) *tailProc {
 	h.t.Helper()
 	cmd := exec.Command(binary, "tail", "--config", h.config, "--stream", h.stream,
 		"--from-start", "--apply", h.replicaDSN, "--idle-exit", idle.String(), "--poll", "50ms")
-	p := &tailProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &tailProc{cmd: cmd, stderr: &testenv.SyncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr // stdout (the printed records) goes to /dev/null
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
@@ -308,25 +249,6 @@ func poll(timeout time.Duration, f func() (bool, error)) error {
 		}
 		<-tick.C
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a child process and the test may use at
-// once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tailOf(s string, n int) string {
