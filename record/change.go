@@ -94,6 +94,12 @@ type Txn struct {
 	// CommitTime has microsecond resolution, as PostgreSQL records it.
 	CommitTime time.Time
 	Changes    []Change
+	// Spilled, when not nil, yields the changes instead of Changes (which
+	// is then nil): capture moved a transaction past its memory budget to
+	// disk. Encode refuses such a transaction; EncodeSpilled reads it in
+	// bounded memory and closes it. Whoever drops the Txn without
+	// EncodeSpilled must Close it, which deletes the spill.
+	Spilled ChangeReader
 }
 
 // TypeKind classifies a non-builtin type for encoding.

@@ -107,6 +107,10 @@ type Encoder struct {
 
 	// Scratch, reused across records.
 	rec, before, after, pkBuf []byte
+	// recBase is the position in the transaction's records of the first
+	// record of the slice being appended to: EncodeSpilled hands records
+	// out in batches, Encode all at once (0).
+	recBase int
 }
 
 // Encoded is one transaction's output.
@@ -157,6 +161,11 @@ func (e *Encoder) MaxRecordBytes() int { return e.cfg.MaxRecordBytes }
 func (e *Encoder) Encode(txn *Txn, prevTsNs int64, now time.Time) (Encoded, error) {
 	if txn == nil {
 		return Encoded{}, fmt.Errorf("encode transaction: %w: nil Txn", ErrMalformedChange)
+	}
+	if txn.Spilled != nil {
+		// Its changes are not in Changes: encoding them as none would
+		// drop the transaction silently.
+		return Encoded{}, fmt.Errorf("encode transaction: %w: spilled to disk; use EncodeSpilled", ErrMalformedChange)
 	}
 	if txn.CommitTime.IsZero() {
 		// A zero time would overflow ts_ns and break its ordering.

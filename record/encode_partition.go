@@ -22,7 +22,8 @@ import (
 // its records, and its truncates, share the table's key: commit order holds
 // for the whole table, on one shard. (A truncate cannot be ordered against
 // the rows of a keyed table, which live on other shards.) In UNORDERED
-// ordering, position is the record's index in Encoded.Records, so every
+// ordering, position is the record's index in Encoded.Records (for
+// EncodeSpilled, among all the batches it emits: the same index), so every
 // record of a transaction, fragment or not, lands on its own
 // pseudo-random shard, the same on every replay.
 
@@ -52,7 +53,7 @@ func (e *Encoder) partitionKey(rowKey string, position int) string {
 	}
 	b := append(e.pkBuf[:0], "spread"...)
 	b = append(b, e.txID[:]...)
-	b = binary.AppendUvarint(b, uint64(position))
+	b = binary.AppendUvarint(b, uint64(e.recBase+position))
 	e.pkBuf = b
 	return hashKey(b)
 }

@@ -1,0 +1,141 @@
+package record
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+)
+
+// Phase 3 of the external compaction (external.go): the records, in the
+// order Encode gives them, encoded.
+
+// emit is phase 3: merge the records into Encode's order, with the
+// truncate records in their places, and encode them.
+func (x *external) emit(emit func([]Record) error) error {
+	srcs, err := x.rows.finish()
+	if err != nil {
+		return err
+	}
+	srcs, err = mergeSources(x.opts.Store, srcs, x.opts.MaxFanIn, x.stop)
+	if err != nil {
+		return err
+	}
+	m, err := newMerger(srcs, x.stop)
+	if err != nil {
+		return err
+	}
+	defer m.close()
+
+	// A truncate drops the keyless changes of its table made before it;
+	// with EmitTruncate the last truncate of a table is its t record
+	// (each one drops those before it).
+	last := make(map[uint32]uint64, len(x.truncs))
+	var tRows []truncEvent
+	for id, ts := range x.truncs {
+		last[id] = ts[len(ts)-1].seq
+		if x.emitTruncate {
+			tRows = append(tRows, ts[len(ts)-1])
+		}
+	}
+	slices.SortFunc(tRows, func(a, b truncEvent) int { return cmpUint64(a.seq, b.seq) })
+
+	e := x.e
+	var recs []Record
+	bytes, index := 0, 0
+	e.recBase = 0
+	defer func() { e.recBase = 0 }()
+	put := func(row *compactRow) error {
+		n := len(recs)
+		var err error
+		if recs, err = e.appendRow(recs, row, index); err != nil {
+			return err
+		}
+		index++
+		for _, r := range recs[n:] {
+			bytes += r.Size()
+		}
+		if bytes < x.opts.BatchBytes && len(recs) < maxBatchRecords {
+			return nil
+		}
+		return flushRecords(e, &recs, &bytes, emit)
+	}
+	for {
+		h, ok, err := m.next()
+		if err != nil {
+			return err
+		}
+		seq := uint64(1<<64 - 1)
+		var row compactRow
+		var typ byte
+		if ok {
+			if seq, typ, err = x.decodeRow(h, &row); err != nil {
+				return err
+			}
+		}
+		for len(tRows) > 0 && tRows[0].seq < seq {
+			if err := put(&compactRow{rel: tRows[0].rel, op: 't'}); err != nil {
+				return err
+			}
+			tRows = tRows[1:]
+		}
+		if !ok {
+			break
+		}
+		if typ == rowKeyless {
+			if t, cut := last[row.rel.ID]; cut && t > seq {
+				continue
+			}
+		}
+		if err := put(&row); err != nil {
+			return err
+		}
+	}
+	return flushRecords(e, &recs, &bytes, emit)
+}
+
+// flushRecords passes the batch to emit; the next batch's positions
+// continue from it.
+func flushRecords(e *Encoder, recs *[]Record, bytes *int, emit func([]Record) error) error {
+	if len(*recs) == 0 {
+		return nil
+	}
+	if err := emit(*recs); err != nil {
+		return err
+	}
+	e.recBase += len(*recs)
+	clear(*recs)
+	*recs, *bytes = (*recs)[:0], 0
+	return nil
+}
+
+// decodeRow reads a phase 3 entry into row.
+func (x *external) decodeRow(h head, row *compactRow) (seq uint64, typ byte, err error) {
+	if len(h.key) != 9 {
+		return 0, 0, fmt.Errorf("%w: record key of %d bytes", ErrCorruptSpill, len(h.key))
+	}
+	seq = binary.BigEndian.Uint64(h.key)
+	d := decoder{b: h.payload}
+	typ = d.byte()
+	row.op = d.byte()
+	row.rel = d.rel(x.rels.list)
+	row.key = string(d.bytes())
+	row.before = d.tuple()
+	row.after = d.tuple()
+	if err := d.done(); err != nil {
+		return 0, 0, err
+	}
+	if row.rel == nil || (typ != rowKeyed && typ != rowKeyless) {
+		return 0, 0, fmt.Errorf("%w: bad record entry", ErrCorruptSpill)
+	}
+	return seq, typ, nil
+}
+
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
