@@ -97,6 +97,18 @@ func (r *ring[T]) pop() T {
 	return v
 }
 
+// back returns the newest element; popBack removes it.
+func (r *ring[T]) back() T { return r.buf[(r.head+r.n-1)&(len(r.buf)-1)] }
+
+func (r *ring[T]) popBack() T {
+	var zero T
+	i := (r.head + r.n - 1) & (len(r.buf) - 1)
+	v := r.buf[i]
+	r.buf[i] = zero
+	r.n--
+	return v
+}
+
 func (r *ring[T]) grow() {
 	size := max(2*len(r.buf), 4)
 	buf := make([]T, size)

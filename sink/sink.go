@@ -6,7 +6,9 @@
 // confirm to PostgreSQL (SPEC §3).
 //
 // Data flow: Submit puts a transaction's records on a queue (fifo for
-// UNORDERED, keyed for ROW); MaxInFlight workers, owned by Run, take
+// UNORDERED, keyed for ROW), or a TxnWriter puts them there in parts for
+// a transaction too large to encode at once (txnwriter.go); MaxInFlight
+// workers, owned by Run, take
 // batches, send them, and keep resending a batch's failed entries with
 // backoff until Kinesis has accepted every one. Accepted records count down
 // their transaction in a tracker, which retires transactions in commit
@@ -47,6 +49,7 @@ type Sink struct {
 	queuedRecords int
 	lastLSN       uint64
 	submitted     uint64 // transactions submitted
+	open          *txn   // the transaction a TxnWriter is writing, if any
 	draining      int    // Drain calls waiting: send part-filled batches at once
 	stopped       bool
 	// Wait channels, made by the first waiter and closed (then cleared) by
@@ -112,7 +115,8 @@ func (s *Sink) Run(ctx context.Context) error {
 // If ctx ends first it returns ctx.Err() with nothing enqueued. The sink
 // keeps recs' Data slices until they are accepted: do not modify them. A
 // transaction without records is allowed; it advances Delivered once
-// everything before it is delivered.
+// everything before it is delivered. While a TxnWriter is open, Submit
+// fails with ErrTxnOpen.
 func (s *Sink) Submit(ctx context.Context, lsn uint64, recs []record.Record) error {
 	t := &txn{lsn: lsn, pending: len(recs), at: time.Now()}
 	bytes := 0
@@ -124,30 +128,17 @@ func (s *Sink) Submit(ctx context.Context, lsn uint64, recs []record.Record) err
 		}
 	}
 	s.mu.Lock()
-	for {
-		switch {
-		case s.stopped:
-			s.mu.Unlock()
-			return ErrStopped
-		case lsn < s.lastLSN:
-			last := s.lastLSN
-			s.mu.Unlock()
-			return fmt.Errorf("sink: submit lsn %d after %d: positions must not decrease", lsn, last)
-		case ctx.Err() != nil:
-			s.mu.Unlock()
-			return ctx.Err()
-		}
-		if s.queuedBytes < s.cfg.QueueBytes {
-			break
-		}
-		ch := s.waitOn(&s.space)
+	err := s.waitSpace(ctx)
+	switch {
+	case err != nil:
+	case s.open != nil:
+		err = ErrTxnOpen
+	case lsn < s.lastLSN:
+		err = fmt.Errorf("sink: submit lsn %d after %d: positions must not decrease", lsn, s.lastLSN)
+	}
+	if err != nil {
 		s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ch:
-		}
-		s.mu.Lock()
+		return err
 	}
 	s.lastLSN = lsn
 	s.submitted++
@@ -164,6 +155,29 @@ func (s *Sink) Submit(ctx context.Context, lsn uint64, recs []record.Record) err
 	s.m.queued(s.queuedRecords, s.queuedBytes)
 	s.mu.Unlock()
 	return nil
+}
+
+// waitSpace waits until the queued bytes are below Config.QueueBytes, or
+// Run stops (ErrStopped), or ctx ends (its error). Caller holds mu, which
+// is held again when it returns.
+func (s *Sink) waitSpace(ctx context.Context) error {
+	for {
+		switch {
+		case s.stopped:
+			return ErrStopped
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case s.queuedBytes < s.cfg.QueueBytes:
+			return nil
+		}
+		ch := s.waitOn(&s.space)
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-ch:
+		}
+		s.mu.Lock()
+	}
 }
 
 // Delivered is the highest lsn passed to Submit such that Kinesis has
