@@ -16,8 +16,8 @@ import (
 //
 // Transactions are kept in memory until they commit: the open one of
 // protocol 1 in txn, those streamed in progress (protocol 2) in streams.
-// bytes and streamTxn.bytes count their tuple data; that is the seam for
-// spilling large transactions to disk past a memory budget.
+// bytes and streamTxn.bytes count their tuple data; past the memory budget
+// a transaction spills to disk (assemble_spill.go).
 type assembler struct {
 	keys  KeyLookup
 	types typeResolver
@@ -28,6 +28,16 @@ type assembler struct {
 	txn   *record.Txn
 	inTxn bool
 	bytes int // approximate bytes of the open transaction's tuples
+
+	// Spilling (assemble_spill.go): store and budget are set by the
+	// session (a nil store never spills); held is the estimated memory of
+	// every open transaction's changes, mem the open one's share, spill
+	// its spill file once it has one.
+	store  record.RunStore
+	budget int
+	held   int
+	mem    int
+	spill  *record.ChangeSpill
 
 	// inStream is set between StreamStart and StreamStop; streamXid is the
 	// top-level transaction whose changes the block carries.
@@ -71,7 +81,7 @@ func (a *assembler) handle(msg pglogrepl.Message) (*record.Txn, error) {
 			return nil, fmt.Errorf("begin of xid %d inside open xid %d", m.Xid, a.txn.Xid)
 		}
 		a.inTxn = true
-		a.bytes = 0
+		a.bytes, a.mem = 0, 0
 		a.txn = &record.Txn{Xid: m.Xid, CommitLSN: uint64(m.FinalLSN), CommitTime: m.CommitTime}
 	case *pglogrepl.CommitMessage:
 		if !a.inTxn {
@@ -81,7 +91,11 @@ func (a *assembler) handle(msg pglogrepl.Message) (*record.Txn, error) {
 		t.CommitLSN = uint64(m.CommitLSN)
 		t.EndLSN = uint64(m.TransactionEndLSN)
 		t.CommitTime = m.CommitTime
-		a.txn, a.inTxn, a.bytes = nil, false, 0
+		if err := a.finishOpen(t); err != nil {
+			return nil, err
+		}
+		a.held -= a.mem
+		a.txn, a.inTxn, a.bytes, a.mem = nil, false, 0, 0
 		return t, nil
 	case *pglogrepl.RelationMessage:
 		rel, err := a.relation(m)
@@ -93,9 +107,17 @@ func (a *assembler) handle(msg pglogrepl.Message) (*record.Txn, error) {
 		if !a.inTxn {
 			return nil, fmt.Errorf("%s outside a transaction", msg.Type())
 		}
-		n, err := a.changes(m, a.shared, func(c record.Change) { a.txn.Changes = append(a.txn.Changes, c) })
+		n, err := a.changes(m, a.shared, func(c record.Change) {
+			a.txn.Changes = append(a.txn.Changes, c)
+			cm := changeMem(&c)
+			a.mem += cm
+			a.held += cm
+		})
 		a.bytes += n
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		return nil, a.spillOpen()
 	case *pglogrepl.TypeMessage:
 		return nil, a.typeMessage(m)
 	case *pglogrepl.OriginMessage:

@@ -30,6 +30,13 @@ type streamTxn struct {
 	// cache at Stream Commit and vanish with an abort.
 	rels  map[uint32]*record.Relation
 	bytes int
+	// mem is the estimated memory of changes; spill, once the budget is
+	// passed, holds the rest of them (assemble_spill.go), and abortedSubs
+	// the subtransactions rolled back after some of their changes went
+	// there.
+	mem         int
+	spill       *record.ChangeSpill
+	abortedSubs map[uint32]bool
 }
 
 // relation looks a relation up in this transaction's schema first.
@@ -105,9 +112,15 @@ func (a *assembler) streamChange(st *streamTxn, subxid uint32, msg pglogrepl.Mes
 	n, err := a.changes(msg, st.relation(a.rels), func(c record.Change) {
 		st.changes = append(st.changes, c)
 		st.subxids = append(st.subxids, subxid)
+		cm := changeMem(&c)
+		st.mem += cm
+		a.held += cm
 	})
 	st.bytes += n
-	return err
+	if err != nil {
+		return err
+	}
+	return a.spillStream(st)
 }
 
 func (a *assembler) streamCommit(m *pglogrepl.StreamCommitMessageV2) (*record.Txn, error) {
@@ -120,13 +133,17 @@ func (a *assembler) streamCommit(m *pglogrepl.StreamCommitMessageV2) (*record.Tx
 	}
 	delete(a.streams, m.Xid)
 	maps.Copy(a.rels, st.rels)
-	return &record.Txn{
+	t := &record.Txn{
 		Xid:        m.Xid,
 		CommitLSN:  uint64(m.CommitLSN),
 		EndLSN:     uint64(m.TransactionEndLSN),
 		CommitTime: m.CommitTime,
 		Changes:    st.changes,
-	}, nil
+	}
+	if err := a.finishStream(st, t); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 func (a *assembler) streamAbort(m *pglogrepl.StreamAbortMessageV2) error {
@@ -137,14 +154,25 @@ func (a *assembler) streamAbort(m *pglogrepl.StreamAbortMessageV2) error {
 	}
 	if m.SubXid == m.Xid {
 		delete(a.streams, m.Xid)
+		a.dropStream(st)
 		a.met.aborts.Inc()
 		a.log.Debug("streamed transaction aborted", "xid", m.Xid, "changes", len(st.changes))
 		return nil
+	}
+	if st.spill != nil {
+		// Its changes already spilled are skipped when read back.
+		if st.abortedSubs == nil {
+			st.abortedSubs = make(map[uint32]bool)
+		}
+		st.abortedSubs[m.SubXid] = true
 	}
 	kept := 0
 	for i, c := range st.changes {
 		if st.subxids[i] == m.SubXid {
 			st.bytes -= tupleBytes(c.Old) + tupleBytes(c.New)
+			cm := changeMem(&c)
+			st.mem -= cm
+			a.held -= cm
 			continue
 		}
 		st.changes[kept], st.subxids[kept] = c, st.subxids[i]

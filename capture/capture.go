@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -27,7 +28,9 @@ import (
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/record"
+	"github.com/cdcd-dev/cdcd/record/spill"
 	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/state/atrest"
 )
 
 // Config configures one stream's source.
@@ -70,6 +73,17 @@ type Config struct {
 	// 14 and later stream them while in progress (protocol version 2),
 	// which spares the server from spilling them to its own disk.
 	DisableStreaming bool
+	// MemoryBudget is about how many bytes the changes of transactions not
+	// yet committed may take in memory; past it, a transaction's changes
+	// go to an encrypted spill file and it is handed over with
+	// record.Txn.Spilled (STYLE §4). Default 64 MiB; negative never spills.
+	MemoryBudget int
+	// SpillDir holds the spill files; default os.TempDir(). Files that a
+	// crash leaves are for the caller to sweep (spill.Sweep).
+	SpillDir string
+	// SpillKeyring encrypts the spill files: the cluster key's, or nil for
+	// a key that lives only in this process's memory.
+	SpillKeyring *atrest.Keyring
 	// Report receives SOURCE_UNAVAILABLE when the source cannot be reached
 	// and ("", nil) once streaming works again.
 	Report func(code state.Code, err error)
@@ -131,6 +145,7 @@ type Source struct {
 	log   *slog.Logger
 	met   *Metrics
 	types *typeCache
+	spill record.RunStore // nil: never spill
 
 	// unavailable is set while a SOURCE_UNAVAILABLE report is outstanding,
 	// so recovery is reported once and only for what capture reported.
@@ -174,8 +189,26 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = newMetrics("")
 	}
-	return &Source{cfg: cfg, log: cfg.Logger, met: cfg.Metrics, types: newTypeCache()}, nil
+	src := &Source{cfg: cfg, log: cfg.Logger, met: cfg.Metrics, types: newTypeCache()}
+	if cfg.MemoryBudget == 0 {
+		src.cfg.MemoryBudget = DefaultMemoryBudget
+	}
+	if src.cfg.MemoryBudget > 0 {
+		dir := cfg.SpillDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		store, err := spill.New(dir, cfg.SpillKeyring)
+		if err != nil {
+			return nil, fmt.Errorf("capture: spill directory: %w", err)
+		}
+		src.spill = store
+	}
+	return src, nil
 }
+
+// DefaultMemoryBudget is Config.MemoryBudget's default.
+const DefaultMemoryBudget = 64 << 20
 
 // Types resolves the enums, domains, arrays and extension types that the
 // published tables use, from pg_type; pass it to record.Config.Types. It is

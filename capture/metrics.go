@@ -19,6 +19,7 @@ type Metrics struct {
 	changes      prometheus.Counter
 	messages     prometheus.Counter
 	aborts       prometheus.Counter
+	spilled      prometheus.Counter
 	reconnects   prometheus.Counter
 	openBytes    prometheus.Gauge
 
@@ -57,6 +58,7 @@ func newMetrics(stream string) *Metrics {
 		changes:      counter("cdcd_capture_changes_total", "Row changes (inserts, updates, deletes, truncated tables) in committed transactions."),
 		messages:     counter("cdcd_capture_logical_messages_total", "Logical decoding messages (pg_logical_emit_message) received; they carry no rows."),
 		aborts:       counter("cdcd_capture_streamed_aborts_total", "Transactions streamed in progress that aborted and were discarded."),
+		spilled:      counter("cdcd_capture_spilled_transactions_total", "Committed transactions whose changes passed the memory budget and were spilled to disk."),
 		reconnects:   counter("cdcd_capture_reconnects_total", "Replication sessions that ended with an error and were reopened."),
 		openBytes:    gauge("cdcd_capture_open_transaction_bytes", "Tuple bytes held in memory for transactions not yet committed."),
 		retainedWAL:  gauge("cdcd_slot_retained_wal_bytes", "WAL the slot keeps on the server: pg_current_wal_lsn() - restart_lsn."),
@@ -75,7 +77,7 @@ func newMetrics(stream string) *Metrics {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.transactions, m.changes, m.messages, m.aborts, m.reconnects, m.openBytes,
+	return []prometheus.Collector{m.transactions, m.changes, m.messages, m.aborts, m.spilled, m.reconnects, m.openBytes,
 		m.retainedWAL, m.safeWAL, m.confirmedLag, m.walStatus, m.healthErrors, m.snapshotRows, m.snapshotProgress}
 }
 

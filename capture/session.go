@@ -71,6 +71,10 @@ func (s *Source) stream(ctx context.Context, h Handler) (streamed bool, err erro
 			func(oid uint32, refresh bool) error { return s.types.resolve(ctx, catalog, oid, refresh) },
 			s.met, s.log),
 	}
+	ss.asm.store, ss.asm.budget = s.spill, s.cfg.MemoryBudget
+	// After run, whose worker is done with what it was handed: the spills
+	// of transactions still open are received again next session.
+	defer ss.asm.discard()
 	return true, ss.run(ctx)
 }
 
@@ -244,7 +248,12 @@ func (ss *session) copyData(ctx context.Context, data []byte, txns chan<- *recor
 
 // hand gives a committed transaction to the worker, reporting status while
 // the worker is busy so the server never times the session out.
-func (ss *session) hand(ctx context.Context, txn *record.Txn, txns chan<- *record.Txn, workErr <-chan error) error {
+func (ss *session) hand(ctx context.Context, txn *record.Txn, txns chan<- *record.Txn, workErr <-chan error) (err error) {
+	defer func() {
+		if err != nil && txn.Spilled != nil {
+			_ = txn.Spilled.Close() // not handed over: delete its spill
+		}
+	}()
 	select {
 	case txns <- txn: // the worker was idle: no ticker needed
 		ss.queued = txn.EndLSN
