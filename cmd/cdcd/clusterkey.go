@@ -77,23 +77,33 @@ func (g *keyGate) Wait(ctx context.Context) error {
 
 var _ atrest.Reporter = (*keyGate)(nil)
 
-// clusterKey sets up the stream's cluster key checker, or returns nil when
-// the cluster has no key. The first check runs now: a key that is unusable
-// while the stream is CREATING fails it (SPEC §4).
-func (d *daemon) clusterKey(ctx context.Context, cl *Cluster, st *state.Stream, log *slog.Logger) (*atrest.Checker, *keyGate, error) {
-	gate := newKeyGate(st)
+// keyring is the stream's at-rest keyring: data keys from the cluster key,
+// or, without one, wrapped by a key that lives only in this process. It
+// makes no KMS call.
+func (d *daemon) keyring(cl *Cluster, def state.Definition) (*atrest.Keyring, error) {
 	if cl.ClusterKeyARN == "" {
-		return nil, gate, nil
+		return atrest.NewEphemeral(), nil
 	}
 	client := kms.NewFromConfig(d.aws, func(o *kms.Options) {
 		if d.cfg.AWS.KMSEndpoint != "" {
 			o.BaseEndpoint = aws.String(d.cfg.AWS.KMSEndpoint)
 		}
 	})
-	def := st.Definition()
 	ring, err := atrest.NewKMS(client, cl.ClusterKeyARN, def.ClusterID, def.StreamID, atrest.Options{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster %s cluster_key_arn: %w", cl.Name, err)
+		return nil, fmt.Errorf("cluster %s cluster_key_arn: %w", cl.Name, err)
+	}
+	return ring, nil
+}
+
+// clusterKey sets up the checker of the stream's cluster key, whose
+// keyring is ring, or returns nil when the cluster has no key. The first
+// check runs now: a key that is unusable while the stream is CREATING
+// fails it (SPEC §4).
+func (d *daemon) clusterKey(ctx context.Context, cl *Cluster, st *state.Stream, ring *atrest.Keyring, log *slog.Logger) (*atrest.Checker, *keyGate, error) {
+	gate := newKeyGate(st)
+	if cl.ClusterKeyARN == "" {
+		return nil, gate, nil
 	}
 	checker, err := atrest.NewChecker(ring, gate, atrest.CheckerOptions{
 		Interval: cl.ClusterKeyCheckInterval.Duration, Logger: log.With("component", "cluster-key"),

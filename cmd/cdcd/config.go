@@ -103,6 +103,11 @@ type Delivery struct {
 	Linger         Duration `toml:"linger"`
 	QueueBytes     int      `toml:"queue_bytes"`
 	StatusInterval Duration `toml:"status_interval"`
+	// MemoryBudget bounds, in bytes, the changes of uncommitted
+	// transactions held in memory, and separately the sorting of a
+	// spilled one; larger transactions spill to encrypted files under
+	// <state_dir>/spill/<stream id>.
+	MemoryBudget int `toml:"memory_budget"`
 }
 
 // Duration is a time.Duration written as "10s", "5m", "168h".
@@ -149,10 +154,13 @@ func (s *Stream) applyDefaults() {
 		s.Delivery.Linger.Duration = 20 * time.Millisecond
 	}
 	if s.Delivery.QueueBytes == 0 {
-		s.Delivery.QueueBytes = 64 << 20
+		s.Delivery.QueueBytes = 32 << 20
 	}
 	if s.Delivery.StatusInterval.Duration == 0 {
 		s.Delivery.StatusInterval.Duration = 10 * time.Second
+	}
+	if s.Delivery.MemoryBudget == 0 {
+		s.Delivery.MemoryBudget = 32 << 20
 	}
 }
 
@@ -317,6 +325,9 @@ func (c *Config) Validate() error {
 		}
 		if s.Delivery.QueueBytes < 1<<20 {
 			bad(key+".delivery.queue_bytes", "%d is below 1048576 (1 MiB)", s.Delivery.QueueBytes)
+		}
+		if s.Delivery.MemoryBudget < 1<<20 {
+			bad(key+".delivery.memory_budget", "%d is below 1048576 (1 MiB)", s.Delivery.MemoryBudget)
 		}
 		if s.Delivery.StatusInterval.Duration > 30*time.Second {
 			bad(key+".delivery.status_interval", "%s is too long: keep it well under the server's wal_sender_timeout (60s by default)", s.Delivery.StatusInterval)

@@ -10,7 +10,8 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.toml: %v", err)
 	}
-	if len(cfg.Streams) != 1 || cfg.Streams[0].Slot != "cdcd_orders" || cfg.Streams[0].Delivery.MaxInFlight != 4 {
+	if len(cfg.Streams) != 1 || cfg.Streams[0].Slot != "cdcd_orders" || cfg.Streams[0].Delivery.MaxInFlight != 4 ||
+		cfg.Streams[0].Delivery.MemoryBudget != 32<<20 || cfg.Streams[0].Delivery.QueueBytes != 32<<20 {
 		t.Fatalf("defaults not applied: %+v", cfg.Streams)
 	}
 }
@@ -46,6 +47,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad duration", "failure_threshold = \"a week\"\n" + minimal, []string{"failure_threshold", "duration"}},
 		{"bad identifier", strings.Replace(minimal, `name = "s"`, "name = \"s\"\nidentifier = \"ABC\"", 1), []string{"stream[0].identifier", "26 characters"}},
 		{"bad region", minimal + "\n[aws]\nregion = \"moon\"\n", []string{"aws.region", "moon"}},
+		{"memory budget too small", minimal + "[stream.delivery]\nmemory_budget = 1000\n", []string{"stream[0].delivery.memory_budget", "1000", "1 MiB"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

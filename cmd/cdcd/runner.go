@@ -56,20 +56,23 @@ func (d *daemon) Teardown(ctx context.Context, s *state.Stream) error {
 	if err != nil {
 		return err
 	}
-	src, err := d.source(sc, cl, nil, nil, d.log.With("stream", s.ID()))
+	src, err := d.source(sc, cl, nil, nil, nil, d.log.With("stream", s.ID()))
 	if err != nil {
 		return err
 	}
 	if err := src.Drop(ctx); err != nil {
 		return err
 	}
+	if err := d.removeSpillDir(s.ID()); err != nil {
+		return err
+	}
 	d.log.Info("dropped slot and publication of deleted stream", "stream", s.ID(), "slot", sc.Slot, "publication", sc.Publication)
 	return nil
 }
 
-// source is the capture side of a stream. st and met may be nil for a
+// source is the capture side of a stream. st, met and sp may be nil for a
 // source that is only dropped.
-func (d *daemon) source(sc *Stream, cl *Cluster, st *state.Stream, met *streamMetrics, log *slog.Logger) (*capture.Source, error) {
+func (d *daemon) source(sc *Stream, cl *Cluster, st *state.Stream, met *streamMetrics, sp *spillConfig, log *slog.Logger) (*capture.Source, error) {
 	auth := d.auth[cl.Name]
 	cfg := capture.Config{
 		DSN: cl.DSN, Configure: auth.Configure, Slot: sc.Slot, Publication: sc.Publication, Tables: sc.Tables,
@@ -92,6 +95,10 @@ func (d *daemon) source(sc *Stream, cl *Cluster, st *state.Stream, met *streamMe
 	}
 	if met != nil {
 		cfg.Metrics = met.capture
+	}
+	cfg.MemoryBudget = -1 // a source that is only dropped never spills
+	if sp != nil {
+		cfg.MemoryBudget, cfg.SpillDir, cfg.SpillKeyring = sc.Delivery.MemoryBudget, sp.dir, sp.ring
 	}
 	return capture.New(cfg)
 }
@@ -117,7 +124,16 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 	if err != nil {
 		return err
 	}
-	src, err := d.source(sc, cl, st, met, log)
+	ring, err := d.keyring(cl, def)
+	if err != nil {
+		_ = st.Fault(state.ClusterCMKInaccessible, err)
+		return nil
+	}
+	sp, err := d.spill(ring, def, log)
+	if err != nil {
+		return err
+	}
+	src, err := d.source(sc, cl, st, met, sp, log)
 	if err != nil {
 		return err
 	}
@@ -177,7 +193,7 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 	d.mu.Lock()
 	d.live[def.StreamID].target = &target
 	d.mu.Unlock()
-	checker, gate, err := d.clusterKey(ctx, cl, st, log)
+	checker, gate, err := d.clusterKey(ctx, cl, st, sp.ring, log)
 	if err != nil {
 		_ = st.Fault(state.ClusterCMKInaccessible, err)
 		return nil
@@ -188,14 +204,14 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 	if checker != nil {
 		go checker.Run(ctx)
 	}
-	return d.deliver(ctx, sc, st, src, kin, info, target, gate, met, log)
+	return d.deliver(ctx, sc, st, src, kin, info, target, gate, met, sp, log)
 }
 
 // deliver runs capture and sink for a prepared stream and shuts them down in
 // order: stop capture, drain the sink under a deadline, persist the final
 // checkpoint.
 func (d *daemon) deliver(ctx context.Context, sc *Stream, st *state.Stream, src *capture.Source,
-	kin *kinesis.Client, info capture.Info, target sink.Target, gate *keyGate, met *streamMetrics, log *slog.Logger) error {
+	kin *kinesis.Client, info capture.Info, target sink.Target, gate *keyGate, met *streamMetrics, sp *spillConfig, log *slog.Logger) error {
 	rec := st.Snapshot().Record
 	enc, err := record.NewEncoder(record.Config{
 		SystemID: info.SystemID, Cluster: rec.Definition.ClusterID, Database: info.Database,
@@ -226,7 +242,8 @@ func (d *daemon) deliver(ctx context.Context, sc *Stream, st *state.Stream, src 
 	if err != nil {
 		return err
 	}
-	pipe := newPipeline(st.ID(), rec.Checkpoint, enc, snk, st, met.pipe, log)
+	pipe := newPipeline(st.ID(), rec.Checkpoint, enc, sinkSubmitter{snk}, st, met.pipe, log)
+	pipe.spill = record.SpillOptions{Store: sp.store, Budget: sc.Delivery.MemoryBudget}
 	d.mu.Lock()
 	d.live[st.ID()].src = src
 	d.mu.Unlock()

@@ -31,11 +31,35 @@ var _ lifecycle = (*state.Stream)(nil)
 // submitter is the part of the sink the pipeline uses.
 type submitter interface {
 	Submit(ctx context.Context, lsn uint64, recs []record.Record) error
+	// Begin opens a transaction submitted in parts (a spilled one).
+	Begin() (txnWriter, error)
 	Delivered() uint64
 	Drain(ctx context.Context) error
 }
 
-var _ submitter = (*sink.Sink)(nil)
+// txnWriter is sink.TxnWriter: Delivered does not reach the transaction
+// before Commit, nor ever after Abort.
+type txnWriter interface {
+	Submit(ctx context.Context, recs []record.Record) error
+	Commit(lsn uint64) error
+	Abort()
+}
+
+// sinkSubmitter adapts *sink.Sink, whose Begin returns its own writer type.
+type sinkSubmitter struct{ *sink.Sink }
+
+func (s sinkSubmitter) Begin() (txnWriter, error) {
+	w, err := s.Sink.Begin()
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+var (
+	_ submitter = sinkSubmitter{}
+	_ txnWriter = (*sink.TxnWriter)(nil)
+)
 
 // pipeline joins capture, record and sink for one stream. It is capture's
 // Handler: it encodes each committed transaction, submits its records to the
@@ -51,6 +75,9 @@ type pipeline struct {
 	// hold, when set, blocks before a transaction is submitted: while the
 	// cluster key is unusable, nothing new is delivered.
 	hold func(context.Context) error
+	// spill bounds the memory of a spilled transaction's compaction; its
+	// Store holds the sorted runs, encrypted like capture's spill.
+	spill record.SpillOptions
 
 	mu sync.Mutex
 	// prevTs is source.ts_ns of the last submitted transaction.
@@ -61,7 +88,10 @@ type pipeline struct {
 	// pending maps end LSNs of submitted, unpersisted transactions to their
 	// ts_ns, so a checkpoint records the ts_ns that belongs to its LSN.
 	pending []lsnTs
-	cp      state.Checkpoint
+	// streaming is the spilled transaction being submitted in parts, for
+	// Lag; zero when none.
+	streaming lsnTs
+	cp        state.Checkpoint
 
 	persisted atomic.Uint64
 }
@@ -113,35 +143,103 @@ func (p *pipeline) Handle(ctx context.Context, txn *record.Txn) error {
 	p.mu.Lock()
 	if txn.EndLSN <= p.submitted {
 		p.mu.Unlock()
-		return nil
+		return closeSpill(txn)
 	}
 	prev := p.prevTs
 	p.mu.Unlock()
 	if p.hold != nil {
 		if err := p.hold(ctx); err != nil {
+			_ = closeSpill(txn) // the replay after the reconnect spills anew
 			return err
 		}
+	}
+	if txn.Spilled != nil {
+		return p.handleSpilled(ctx, txn, prev)
 	}
 
 	enc, err := p.enc.Encode(txn, prev, p.now())
 	if err != nil {
-		err = fmt.Errorf("encode transaction %d at %s: %w", txn.Xid, state.FormatLSN(txn.CommitLSN), err)
-		p.life.Fault(state.InternalError, err)
+		return p.encodeFault(txn, err)
+	}
+	p.skipped(txn, enc.SkippedTruncates)
+	if err := p.sink.Submit(ctx, txn.EndLSN, enc.Records); err != nil {
 		return err
 	}
-	for _, rel := range enc.SkippedTruncates {
+	p.submittedTxn(txn.EndLSN, enc.TsNs)
+	return nil
+}
+
+// handleSpilled streams a transaction that capture spilled to disk:
+// compacted in bounded memory (record.EncodeSpilled) and submitted in
+// parts as its records are made, so it never needs its size in memory
+// here either. Any failure aborts it in the sink, which then never
+// confirms it; after the reconnect that follows, capture hands it over
+// again and it is streamed anew, its records byte-identical to the ones
+// that went out the first time.
+func (p *pipeline) handleSpilled(ctx context.Context, txn *record.Txn, prev int64) error {
+	w, err := p.sink.Begin()
+	if err != nil {
+		_ = closeSpill(txn)
+		return err
+	}
+	p.mu.Lock()
+	p.streaming = lsnTs{txn.EndLSN, record.SourceTsNs(txn.CommitTime, prev)}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.streaming = lsnTs{}
+		p.mu.Unlock()
+	}()
+	var submitErr error
+	enc, err := p.enc.EncodeSpilled(ctx, txn, prev, p.now(), p.spill, func(recs []record.Record) error {
+		submitErr = w.Submit(ctx, recs)
+		return submitErr
+	})
+	if err == nil {
+		err = w.Commit(txn.EndLSN)
+	}
+	if err != nil {
+		w.Abort()
+		if submitErr != nil || ctx.Err() != nil {
+			return err
+		}
+		return p.encodeFault(txn, err)
+	}
+	p.skipped(txn, enc.SkippedTruncates)
+	p.submittedTxn(txn.EndLSN, enc.TsNs)
+	p.log.Info("spilled transaction submitted", "lsn", state.FormatLSN(txn.CommitLSN), "xid", txn.Xid)
+	return nil
+}
+
+// closeSpill deletes the spill of a transaction that is not encoded.
+func closeSpill(txn *record.Txn) error {
+	if txn.Spilled == nil {
+		return nil
+	}
+	return txn.Spilled.Close()
+}
+
+// encodeFault impairs the stream for a transaction that cannot be encoded.
+func (p *pipeline) encodeFault(txn *record.Txn, err error) error {
+	err = fmt.Errorf("encode transaction %d at %s: %w", txn.Xid, state.FormatLSN(txn.CommitLSN), err)
+	p.life.Fault(state.InternalError, err)
+	return err
+}
+
+func (p *pipeline) skipped(txn *record.Txn, rels []*record.Relation) {
+	for _, rel := range rels {
 		p.met.truncates.Inc()
 		p.log.Warn("TRUNCATE not emitted: the stream does not opt in to truncate records (emit_truncate = true); consumers still hold the table's rows",
 			"table", rel.Schema+"."+rel.Table, "lsn", state.FormatLSN(txn.CommitLSN))
 	}
-	if err := p.sink.Submit(ctx, txn.EndLSN, enc.Records); err != nil {
-		return err
-	}
+}
+
+// submittedTxn records a transaction the sink holds in full.
+func (p *pipeline) submittedTxn(end uint64, ts int64) {
 	p.mu.Lock()
-	p.prevTs, p.submitted = enc.TsNs, txn.EndLSN
-	p.pending = append(p.pending, lsnTs{txn.EndLSN, enc.TsNs})
+	p.prevTs, p.submitted = ts, end
+	p.pending = append(p.pending, lsnTs{end, ts})
 	p.mu.Unlock()
-	return nil
 }
 
 // Delivered is the sink's contiguous acknowledged position.
@@ -181,6 +279,9 @@ func (p *pipeline) Lag(now time.Time) time.Duration {
 		if e.lsn > delivered {
 			return now.Sub(time.Unix(0, e.ts))
 		}
+	}
+	if p.streaming.lsn != 0 {
+		return now.Sub(time.Unix(0, p.streaming.ts))
 	}
 	return 0
 }

@@ -17,6 +17,9 @@ type fakeSink struct {
 	mu        sync.Mutex
 	submitted []uint64
 	delivered uint64
+	// writers are the transactions begun in parts; partErr fails parts.
+	writers []*fakeWriter
+	partErr error
 }
 
 func (f *fakeSink) Submit(_ context.Context, lsn uint64, _ []record.Record) error {

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/cdcd-dev/cdcd/record/spill"
+	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/state/atrest"
+)
+
+// spillConfig is where a stream's large transactions go past its memory
+// budget: capture's spill of a transaction's changes and the pipeline's
+// sorted runs share one directory and one keyring.
+type spillConfig struct {
+	dir   string
+	ring  *atrest.Keyring
+	store *spill.Store
+}
+
+// spillDir is <state_dir>/spill/<stream id>.
+func (d *daemon) spillDir(streamID string) string {
+	return filepath.Join(d.cfg.StateDir, "spill", streamID)
+}
+
+// spill prepares the stream's spill directory. Files an earlier run left
+// (a crash) are deleted first: the slot replays what they held, and
+// without a cluster key nothing could read them anyway.
+func (d *daemon) spill(ring *atrest.Keyring, def state.Definition, log *slog.Logger) (*spillConfig, error) {
+	dir := d.spillDir(def.StreamID)
+	n, err := spill.Sweep(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spill directory: %w", err)
+	}
+	if n > 0 {
+		log.Info("removed spill files left by an earlier run", "dir", dir, "files", n)
+	}
+	store, err := spill.New(dir, ring)
+	if err != nil {
+		return nil, err
+	}
+	return &spillConfig{dir: dir, ring: ring, store: store}, nil
+}
+
+// removeSpillDir deletes a deleted stream's spill directory.
+func (d *daemon) removeSpillDir(streamID string) error {
+	if err := os.RemoveAll(d.spillDir(streamID)); err != nil {
+		return fmt.Errorf("remove spill directory: %w", err)
+	}
+	return nil
+}
