@@ -26,17 +26,7 @@ import (
 // binary is the cdcd executable built once for the package.
 var binary string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testenv.BuildCdcd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithCdcd(m, &binary)) }
 
 // harness is one test's database, Kinesis stream and config file.
 type harness struct {

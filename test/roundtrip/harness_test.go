@@ -28,17 +28,7 @@ import (
 // tail's reassembly fails the run too.
 var binary string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testenv.BuildCdcd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithCdcd(m, &binary)) }
 
 // harness is one run's source and replica databases, Kinesis stream and
 // config file.

@@ -30,6 +30,19 @@ func BuildCdcd() (string, func(), error) {
 	return bin, func() { os.RemoveAll(dir) }, nil
 }
 
+// RunWithCdcd builds cdcd into *bin, runs the package's tests and removes
+// the binary; TestMain hands its result to os.Exit.
+func RunWithCdcd(m *testing.M, bin *string) int {
+	path, cleanup, err := BuildCdcd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	*bin = path
+	return m.Run()
+}
+
 // Process is a running cdcd (or other) process whose output the test reads.
 type Process struct {
 	cmd  *exec.Cmd
