@@ -120,21 +120,31 @@ func (c *compactor) run(txn *Txn, emitTruncate bool) ([]compactRow, []*Relation,
 			continue
 		}
 		row := compactRow{rel: e.rel, key: e.mapKey[4:]}
-		switch {
-		case !e.presentBefore && e.present && e.read:
-			row.op, row.after = 'r', e.image
-		case !e.presentBefore && e.present:
-			row.op, row.after = 'c', e.image
-		case e.presentBefore && e.present:
-			row.op, row.after = 'u', e.image
-		case e.presentBefore && !e.present:
-			row.op, row.before = 'd', e.keyImage
-		default:
+		if !row.netEffect(e.presentBefore, e.present, e.read, e.image, e.keyImage) {
 			continue // inserted and deleted within the transaction
 		}
 		c.rows = append(c.rows, row)
 	}
 	return c.rows, skipped, nil
+}
+
+// netEffect sets the row's record from its state before and after the
+// transaction (SPEC §2.1), for the in-memory and the external compaction
+// alike; false means no record (inserted and deleted within it).
+func (row *compactRow) netEffect(presentBefore, present, read bool, image, keyImage Tuple) bool {
+	switch {
+	case !presentBefore && present && read:
+		row.op, row.after = 'r', image
+	case !presentBefore && present:
+		row.op, row.after = 'c', image
+	case presentBefore && present:
+		row.op, row.after = 'u', image
+	case presentBefore && !present:
+		row.op, row.before = 'd', keyImage
+	default:
+		return false
+	}
+	return true
 }
 
 // maxRetainedRows caps the entries a compactor keeps between

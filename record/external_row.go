@@ -229,16 +229,7 @@ func (r *rowRun) finish() error {
 		return nil
 	}
 	row := compactRow{rel: s.rel, key: string(r.mapKey[4:])}
-	switch {
-	case !s.presentBefore && s.present && s.read:
-		row.op, row.after = 'r', s.image
-	case !s.presentBefore && s.present:
-		row.op, row.after = 'c', s.image
-	case s.presentBefore && s.present:
-		row.op, row.after = 'u', s.image
-	case s.presentBefore && !s.present:
-		row.op, row.before = 'd', s.keyImage
-	default:
+	if !row.netEffect(s.presentBefore, s.present, s.read, s.image, s.keyImage) {
 		return nil // inserted and deleted within the transaction
 	}
 	return r.x.addRow(s.seq, s.sub, rowKeyed, &row)
