@@ -6,10 +6,13 @@ import (
 	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
+	"github.com/cdcd-dev/cdcd/rolecreds"
 )
 
 // sourceAuth builds the credential provider of a cluster: password from the
@@ -17,6 +20,19 @@ import (
 // with the base identity (SPEC: a password never sits in the config file).
 func sourceAuth(cfg *Config, cl *Cluster, awsCfg aws.Config, log *slog.Logger) (*pgauth.Provider, error) {
 	opts := pgauth.Options{Region: cfg.AWS.Region, Logger: log.With("component", "source-auth", "cluster", cl.Name)}
+	if cl.RoleARN != "" {
+		// aws_role_arn: the source's own role (often in the database's
+		// account) signs IAM tokens and reads the secret, assumed from the
+		// base identity and refreshed before expiry.
+		stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
+			if cfg.AWS.STSEndpoint != "" {
+				o.BaseEndpoint = aws.String(cfg.AWS.STSEndpoint)
+			}
+		})
+		awsCfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, cl.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+			o.RoleSessionName = rolecreds.SessionName("source-" + cl.Name)
+		}))
+	}
 	if cl.SecretID != "" {
 		opts.Secrets = secretsmanager.NewFromConfig(awsCfg)
 	}
