@@ -238,6 +238,7 @@ func (ss *session) copyData(ctx context.Context, data []byte, txns chan<- *recor
 			return fmt.Errorf("pgoutput at %s: %w", xld.WALStart, err)
 		}
 		if txn != nil {
+			ss.src.log.Debug("transaction received", "xid", txn.Xid, "end_lsn", pglogrepl.LSN(txn.EndLSN), "changes", len(txn.Changes))
 			ss.src.met.transactions.Inc()
 			ss.src.met.changes.Add(float64(len(txn.Changes)))
 			return ss.hand(ctx, txn, txns, workErr)

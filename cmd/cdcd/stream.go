@@ -143,6 +143,7 @@ func (p *pipeline) Handle(ctx context.Context, txn *record.Txn) error {
 	p.mu.Lock()
 	if txn.EndLSN <= p.submitted {
 		p.mu.Unlock()
+		p.log.Debug("transaction already submitted before the reconnect", "xid", txn.Xid, "end_lsn", state.FormatLSN(txn.EndLSN))
 		return closeSpill(txn)
 	}
 	prev := p.prevTs
@@ -166,6 +167,8 @@ func (p *pipeline) Handle(ctx context.Context, txn *record.Txn) error {
 		return err
 	}
 	p.submittedTxn(txn.EndLSN, enc.TsNs)
+	p.log.Debug("transaction submitted", "xid", txn.Xid, "end_lsn", state.FormatLSN(txn.EndLSN),
+		"changes", len(txn.Changes), "records", len(enc.Records))
 	return nil
 }
 
