@@ -16,7 +16,9 @@ SHELL := /bin/bash
 
 GO ?= go
 PKGS ?= ./...
-TEST_FLAGS ?= -race -count=1 -timeout 15m
+# -p 1: the integration packages share one PostgreSQL, kinesalite and
+# local-kms, and several at once overload a 2-core machine (see README).
+TEST_FLAGS ?= -race -count=1 -p 1 -timeout 15m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 INFRA := test/infra
