@@ -153,9 +153,14 @@ func (c *chaos) PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, _ .
 // TestPropertyPartialFailures drives random workloads through random
 // failures, fixed seeds, in both ordering modes.
 func TestPropertyPartialFailures(t *testing.T) {
-	seeds := 300
+	forSeeds(t, 300, 40, runChaos)
+}
+
+// forSeeds runs one parallel subtest per seed (fewer with -short),
+// alternating the ordering modes.
+func forSeeds(t *testing.T, seeds, short int, run func(*testing.T, uint64, record.Ordering)) {
 	if testing.Short() {
-		seeds = 40
+		seeds = short
 	}
 	for seed := range uint64(seeds) {
 		ordering := record.Unordered
@@ -164,7 +169,7 @@ func TestPropertyPartialFailures(t *testing.T) {
 		}
 		t.Run(fmt.Sprintf("seed=%d/%s", seed, ordering), func(t *testing.T) {
 			t.Parallel()
-			runChaos(t, seed, ordering)
+			run(t, seed, ordering)
 		})
 	}
 }

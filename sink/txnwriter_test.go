@@ -196,20 +196,7 @@ func TestTxnWriterWaitsForSpace(t *testing.T) {
 // API, and checks continuously that Delivered never covers a transaction
 // that is not committed or has a record not accepted.
 func TestPropertyTxnWriter(t *testing.T) {
-	seeds := 100
-	if testing.Short() {
-		seeds = 20
-	}
-	for seed := range uint64(seeds) {
-		ordering := record.Unordered
-		if seed%2 == 1 {
-			ordering = record.Row
-		}
-		t.Run(fmt.Sprintf("seed=%d/%s", seed, ordering), func(t *testing.T) {
-			t.Parallel()
-			runPartsChaos(t, seed, ordering)
-		})
-	}
+	forSeeds(t, 100, 20, runPartsChaos)
 }
 
 func runPartsChaos(t *testing.T, seed uint64, ordering record.Ordering) {
