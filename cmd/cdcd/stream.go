@@ -167,8 +167,10 @@ func (p *pipeline) Handle(ctx context.Context, txn *record.Txn) error {
 		return err
 	}
 	p.submittedTxn(txn.EndLSN, enc.TsNs)
-	p.log.Debug("transaction submitted", "xid", txn.Xid, "end_lsn", state.FormatLSN(txn.EndLSN),
-		"changes", len(txn.Changes), "records", len(enc.Records))
+	if p.log.Enabled(ctx, slog.LevelDebug) { // the LSN's formatting is not free on the hot path
+		p.log.Debug("transaction submitted", "xid", txn.Xid, "end_lsn", state.FormatLSN(txn.EndLSN),
+			"changes", len(txn.Changes), "records", len(enc.Records))
+	}
 	return nil
 }
 
