@@ -6,7 +6,7 @@ import (
 	"github.com/cdcd-dev/cdcd/record"
 )
 
-// Spilling (STYLE §4). The changes of transactions not yet committed are
+// Spilling (bounded memory). The changes of transactions not yet committed are
 // counted against Config.MemoryBudget; once the total passes it, the
 // transaction whose change tipped it over moves its changes to an encrypted
 // spill file (record.ChangeSpill) and appends every later change there, one

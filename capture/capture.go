@@ -76,7 +76,7 @@ type Config struct {
 	// MemoryBudget is about how many bytes the changes of transactions not
 	// yet committed may take in memory; past it, a transaction's changes
 	// go to an encrypted spill file and it is handed over with
-	// record.Txn.Spilled (STYLE §4). Default 64 MiB; negative never spills.
+	// record.Txn.Spilled (bounded memory). Default 64 MiB; negative never spills.
 	MemoryBudget int
 	// SpillDir holds the spill files; default os.TempDir(). Files that a
 	// crash leaves are for the caller to sweep (spill.Sweep).

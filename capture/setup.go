@@ -230,7 +230,7 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn) ([]table, erro
 		}
 		// Unchanged TOASTed values are not in the WAL. REPLICA IDENTITY FULL
 		// logs the old row whole, which is how every record keeps the whole
-		// row in after (SPEC §2.2).
+		// row in after (docs/records.md#values).
 		if t.toastable && t.replIdent != 'f' {
 			if !s.cfg.SetReplicaIdentityFull {
 				return nil, fmt.Errorf("table %s has columns that PostgreSQL may TOAST and REPLICA IDENTITY %s, so an update could arrive without their values: run ALTER TABLE %s REPLICA IDENTITY FULL, or set set_replica_identity_full = true on the stream", name, identName(t.replIdent), t.name)

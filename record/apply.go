@@ -46,7 +46,7 @@ type Store interface {
 //
 // Equal ts_ns are one transaction: a redelivered record is ignored, and a
 // row change in the same transaction as a truncate wins over it, since
-// write-set compaction (SPEC §2.1) leaves only rows that exist after the
+// write-set compaction (docs/records.md#compaction) leaves only rows that exist after the
 // transaction, that is after its truncate.
 type Applier struct {
 	mu    sync.Mutex

@@ -18,7 +18,7 @@ type history struct {
 }
 
 // genHistory simulates nTx committed transactions on public.t (key id)
-// and emits what write-set compaction yields (SPEC §2.1): one record per
+// and emits what write-set compaction yields (docs/records.md#compaction): one record per
 // touched row per transaction, upserts as c/u/r and, rarely, an op no
 // consumer knows yet; truncates only when withTruncate.
 func genHistory(rng *rand.Rand, nTx, nKeys int, withTruncate bool) history {
@@ -121,7 +121,7 @@ func liveRows(s *MemStore) map[string]RowImage {
 }
 
 // TestConvergenceUnknownOpIsUpsert: a consumer that knows only c and d and
-// treats every other op as an upsert of after (SPEC §2) ends with the same
+// treats every other op as an upsert of after (docs/records.md#operations) ends with the same
 // replica as the full consumer, and both with the source's final state,
 // however the stream is shuffled and duplicated.
 func TestConvergenceUnknownOpIsUpsert(t *testing.T) {
@@ -166,7 +166,7 @@ func TestConvergenceUnknownOpIsUpsert(t *testing.T) {
 	}
 }
 
-// TestConvergenceWithTruncates: truncate records (SPEC §2.5 opt-in),
+// TestConvergenceWithTruncates: truncate records (docs/records.md#chunking opt-in),
 // shuffled with everything else, still converge.
 func TestConvergenceWithTruncates(t *testing.T) {
 	ctx := context.Background()

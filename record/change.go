@@ -53,7 +53,7 @@ type Relation struct {
 	Columns         []Column
 	// HasKey reports whether the Key columns identify a row (a primary key
 	// or a unique replica-identity index), so changes can be compacted.
-	// Tables without one emit every change (SPEC §2.1).
+	// Tables without one emit every change (docs/records.md#compaction).
 	HasKey bool
 }
 

@@ -9,7 +9,7 @@ import (
 	"strconv"
 )
 
-// Chunking (SPEC §2.5). A record whose Data plus partition key would exceed
+// Chunking (docs/records.md#chunking). A record whose Data plus partition key would exceed
 // MaxRecordBytes is sent as fragments followed by one chunked main record.
 // This comment is the contract the consumer's reassembly implements; the
 // same text is in testdata/CHUNKING.md.

@@ -117,7 +117,7 @@ func reassembleByHand(t *testing.T, recs []Record, limit int) []chunkGroup {
 }
 
 // TestChunkedRecords encodes random oversized rows at small limits and
-// checks every property SPEC §2.5 and the contract in chunk.go promise.
+// checks every property docs/records.md#chunking and the contract in chunk.go promise.
 func TestChunkedRecords(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, ordering := range []Ordering{Row, Unordered} {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Write-set compaction (SPEC §2.1). For a table with a key, every row the
+// Write-set compaction (docs/records.md#compaction). For a table with a key, every row the
 // transaction touches yields at most one record, decided by whether the row
 // existed before the transaction and whether it exists after it:
 //
@@ -129,7 +129,7 @@ func (c *compactor) run(txn *Txn, emitTruncate bool) ([]compactRow, []*Relation,
 }
 
 // netEffect sets the row's record from its state before and after the
-// transaction (SPEC §2.1), for the in-memory and the external compaction
+// transaction (docs/records.md#compaction), for the in-memory and the external compaction
 // alike; false means no record (inserted and deleted within it).
 func (row *compactRow) netEffect(presentBefore, present, read bool, image, keyImage Tuple) bool {
 	switch {
@@ -247,8 +247,8 @@ func (c *compactor) change(ch *Change) error {
 	return nil
 }
 
-// keylessChange records a change to a table without a key as-is (SPEC
-// §2.1: such tables cannot be compacted).
+// keylessChange records a change to a table without a key as-is (docs/records.md#keys:
+// such tables cannot be compacted).
 func (c *compactor) keylessChange(ch *Change) error {
 	e := compactEntry{rel: ch.Rel}
 	switch ch.Kind {
@@ -269,7 +269,7 @@ func (c *compactor) keylessChange(ch *Change) error {
 		}
 		e.op, e.image = 'u', row
 	case Delete:
-		// SPEC §2: before is the key on tables with a primary key,
+		// docs/records.md#keys: before is the key on tables with a primary key,
 		// otherwise null; after is null for deletes.
 		e.op = 'd'
 	default:

@@ -31,7 +31,7 @@ func summarize(t *testing.T, recs []Record) []string {
 	return out
 }
 
-// TestCompaction covers every row of SPEC §2.1's table and the cases around
+// TestCompaction covers every row of docs/records.md#compaction's table and the cases around
 // it: key changes, delete and re-insert, TOAST filling, tables without a
 // key and truncates.
 func TestCompaction(t *testing.T) {

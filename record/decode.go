@@ -17,7 +17,7 @@ import (
 // read. Every error Decode returns wraps it.
 var ErrMalformedRecord = errors.New("malformed cdc record")
 
-// MessageType is the record's "type" field (SPEC §2).
+// MessageType is the record's "type" field (docs/records.md#envelope).
 type MessageType string
 
 // The three record types. The names carry the Message prefix because
@@ -30,7 +30,7 @@ const (
 )
 
 // Effect is what a record does to a keyed replica. Applications switch on
-// Effect, never on op strings: that is how "unknown op = upsert" (SPEC §2)
+// Effect, never on op strings: that is how "unknown op = upsert" (docs/records.md#operations)
 // holds everywhere at once.
 type Effect int
 
@@ -89,7 +89,7 @@ type SourceInfo struct {
 	LSN string
 }
 
-// ChunkedImage describes an image that was split into fragments (SPEC §2.5).
+// ChunkedImage describes an image that was split into fragments (docs/records.md#chunking).
 type ChunkedImage struct {
 	ChunkID        string
 	TotalFragments int
@@ -177,7 +177,7 @@ type wireSource struct {
 const maxFragments = 1 << 20
 
 // Decode parses the Data of one Kinesis record. Unknown fields are ignored
-// (SPEC §2.3: consumers ignore fields they do not know); missing or
+// (docs/records.md#identity: consumers ignore fields they do not know); missing or
 // mistyped required fields are errors wrapping ErrMalformedRecord.
 //
 // Values keep their exact JSON text, so int8 values and numerics survive
@@ -274,7 +274,7 @@ func decodeChange(w *wireMessage, m *Message) error {
 
 // checkImages rejects records whose effect cannot be carried out from what
 // they hold: an upsert needs a row. A delete with no before is legal: it is
-// SPEC §2's delete on a table without a primary key, and Applier reports it.
+// the delete (docs/records.md#keys) on a table without a primary key, and Applier reports it.
 func checkImages(m *Message) error {
 	if m.Effect() == EffectUpsert && m.After == nil && m.ChunkedAfter == nil {
 		return fmt.Errorf("%w: op %q is an upsert but \"after\" is null", ErrMalformedRecord, m.Op)
@@ -321,7 +321,7 @@ func decodeChunkRef(raw json.RawMessage) (*ChunkedImage, error) {
 	return &ChunkedImage{ChunkID: *w.ChunkID, TotalFragments: int(*w.TotalFragments), CRC32C: crc}, nil
 }
 
-// parseCRC reads crc32c as SPEC §2.5 writes it, a decimal string, and also
+// parseCRC reads crc32c as docs/records.md#chunking writes it, a decimal string, and also
 // as a bare number: DSQL's guide does not pin the JSON type, and accepting
 // both costs nothing.
 func parseCRC(raw json.RawMessage) (uint32, error) {

@@ -11,7 +11,7 @@ import (
 )
 
 // ColumnValue is one column of a decoded row image. Value is the column's
-// exact JSON text (SPEC §2.2): an int8 stays "9223372036854775807", a
+// exact JSON text (docs/records.md#values): an int8 stays "9223372036854775807", a
 // numeric stays "\"123.45\"", SQL NULL is "null".
 type ColumnValue struct {
 	Name  string

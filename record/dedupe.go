@@ -8,7 +8,7 @@ import (
 )
 
 // ErrNoRowKey marks a record that names no row: a delete whose before is
-// null, which SPEC §2 emits for tables without a primary key. No keyed
+// null, which cdcd emits (docs/records.md#keys) for tables without a primary key. No keyed
 // replica can apply it.
 var ErrNoRowKey = errors.New("record names no row")
 
@@ -20,7 +20,7 @@ type KeyColumnsFunc func(schema, table string) []string
 // RowKey returns the canonical identity (RowImage.Key) of the row a full
 // message changes: the key columns projected from before (remove) or after
 // (upsert). Without key columns a remove uses its whole before image, which
-// SPEC §2 says is the key, and an upsert its whole after image, which
+// docs/records.md#keys says is the key, and an upsert its whole after image, which
 // identifies the row version rather than the row: an upsert then cannot
 // replace an older version, and only a table's real key fixes that. A
 // truncate has the empty key.
@@ -54,7 +54,7 @@ func RowKey(m *Message, keys KeyColumnsFunc) (string, error) {
 	return proj.Key(), nil
 }
 
-// DedupeKey is SPEC §2.3's identity of a record: a redelivered record has
+// DedupeKey is docs/records.md#identity's identity of a record: a redelivered record has
 // the same key, and two different records of one stream never do, except
 // identical changes to a table without a key inside one transaction, which
 // no consumer can tell from a redelivery.
@@ -77,7 +77,7 @@ type DeduperConfig struct {
 	Window int64
 }
 
-// Deduper drops redelivered records (SPEC §2.3: delivery is at least
+// Deduper drops redelivered records (docs/records.md#identity: delivery is at least
 // once). It remembers a bounded window of keys, oldest source.ts_ns
 // forgotten first, so a duplicate older than the window passes as new;
 // Applier's last-writer-wins makes applying it harmless, and Deduper only

@@ -10,7 +10,7 @@ import (
 )
 
 // This file is the producer's entry point: an Encoder turns one committed
-// transaction into the records of SPEC §2. Compaction is in compact.go, the
+// transaction into the records of docs/records.md#envelope. Compaction is in compact.go, the
 // JSON envelope in envelope.go, values in value*.go, partition keys in
 // encode_partition.go and the splitting of oversized records in chunk.go.
 
@@ -29,15 +29,15 @@ type Config struct {
 	// SystemID is the server's system identifier (pg_control_system()),
 	// the high 8 bytes of source.txId.
 	SystemID uint64
-	// Cluster is source.cluster: 26 characters of [a-z0-9] (SPEC §1).
+	// Cluster is source.cluster: 26 characters of [a-z0-9] (docs/glossary.md).
 	Cluster string
 	// Database is source.db.
 	Database string
-	// Ordering selects the partition key scheme (SPEC §2.4).
+	// Ordering selects the partition key scheme (docs/records.md#ordering).
 	Ordering Ordering
 	// MaxRecordBytes is the target stream's record limit including the
 	// partition key; 0 means DefaultMaxRecordBytes. Larger records are
-	// chunked (SPEC §2.5).
+	// chunked (docs/records.md#chunking).
 	MaxRecordBytes int
 	// EmitTruncate opts in to op "t" records; otherwise truncates are
 	// reported in Encoded.SkippedTruncates.
@@ -48,7 +48,7 @@ type Config struct {
 }
 
 // validate checks cfg and fills defaults; errors name the field, the value
-// and what is allowed (STYLE §7).
+// and what is allowed.
 func (cfg *Config) validate() error {
 	if cfg.SystemID == 0 {
 		return fmt.Errorf("%w: SystemID is 0; want the server's system identifier", ErrInvalidConfig)
@@ -122,7 +122,7 @@ type Encoded struct {
 	// next Encode on the stream.
 	TsNs int64
 	// SkippedTruncates lists truncates not emitted because EmitTruncate is
-	// off; the caller logs and counts them (SPEC §2.5).
+	// off; the caller logs and counts them (docs/records.md#chunking).
 	SkippedTruncates []*Relation
 }
 
@@ -146,14 +146,14 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 // included.
 func (e *Encoder) MaxRecordBytes() int { return e.cfg.MaxRecordBytes }
 
-// Encode compacts txn (SPEC §2.1) and encodes it into records. prevTsNs is
+// Encode compacts txn (docs/records.md#compaction) and encodes it into records. prevTsNs is
 // the source.ts_ns of the previous transaction on the stream (0 for none);
 // now stamps the processing-time ts_ms/ts_ns, the only bytes that are not a
 // function of txn, prevTsNs and the Config.
 //
 // Timestamps: source.ts_ns is the commit time in microseconds × 1000, raised
 // to prevTsNs+1 when that is not greater, so it strictly increases along
-// the stream and is the same on replay (SPEC §2.3); source.ts_ms is always
+// the stream and is the same on replay (docs/records.md#identity); source.ts_ms is always
 // source.ts_ns / 10⁶ rounded down, so the two never disagree, even when
 // ts_ns was raised.
 //
@@ -215,7 +215,7 @@ func (e *Encoder) release() {
 // from pgoutput's binary format, as a *ValueError wrapping
 // ErrBinaryUnsupported, or nil. Capture can call it for each Relation
 // message of a stream that publishes in binary, and so refuse the
-// configuration up front (SPEC §2.2) rather than fail on the first row.
+// configuration up front (docs/records.md#values) rather than fail on the first row.
 func (e *Encoder) CheckBinary(rel *Relation) error {
 	for i := range rel.Columns {
 		col := &rel.Columns[i]
@@ -245,7 +245,7 @@ const txIDLen = 26
 var txIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // TxID returns source.txId: the system identifier and the commit LSN,
-// big-endian, in lowercase unpadded base32 (SPEC §2.3).
+// big-endian, in lowercase unpadded base32 (docs/records.md#identity).
 func TxID(systemID, commitLSN uint64) string {
 	var b [txIDLen]byte
 	putTxID(&b, systemID, commitLSN)

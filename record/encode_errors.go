@@ -8,7 +8,7 @@ import (
 
 // Errors the producer side returns. Callers test them with errors.Is and
 // errors.As; every one of them means the transaction was not encoded and must
-// not be confirmed to the slot (STYLE §6).
+// not be confirmed to the slot.
 var (
 	// ErrInvalidConfig wraps every NewEncoder validation failure.
 	ErrInvalidConfig = errors.New("invalid encoder config")
@@ -34,7 +34,7 @@ var (
 
 // PartialRowError reports an update whose new row lacks an unchanged TOASTed
 // value that neither the old row nor an earlier change in the transaction
-// supplies. Emitting the row without it would be a partial row (SPEC §2.2),
+// supplies. Emitting the row without it would be a partial row (docs/records.md#values),
 // so the transaction is refused.
 type PartialRowError struct {
 	Schema, Table, Column string

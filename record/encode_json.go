@@ -8,7 +8,7 @@ import (
 
 // This file holds the JSON primitives the encoder appends with. Records are
 // built by hand into reused buffers rather than through encoding/json: the
-// field order is part of the format (SPEC §2), and reflection per value
+// field order is part of the format (docs/records.md#envelope), and reflection per value
 // would dominate the cost of a row.
 
 const hexDigitsLower = "0123456789abcdef"
@@ -153,7 +153,7 @@ func jsonEscapedLen(s []byte) (out, in int) {
 }
 
 // appendJSONFloat appends f as a JSON number, or as the strings "NaN",
-// "Infinity" and "-Infinity" that SPEC §2.2 prescribes. The number format is
+// "Infinity" and "-Infinity" that docs/records.md#values prescribes. The number format is
 // encoding/json's (ES6 style: plain decimals between 1e-6 and 1e21, exponent
 // otherwise), with the shortest digits that read back as the same float of
 // the given size, so text and binary inputs encode identically.

@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 )
 
-// Partition keys (SPEC §2.4). Every key is 32 lowercase hex characters, the
+// Partition keys (docs/records.md#ordering). Every key is 32 lowercase hex characters, the
 // first 128 bits of a SHA-256, so a record's size is known before its key is
 // chosen and Kinesis' MD5 of the key spreads records evenly over shards.
 //

@@ -152,7 +152,7 @@ func TestAppendLSN(t *testing.T) {
 	}
 }
 
-// TestEncodeIsPure checks STYLE §2: two encoders given the same transaction
+// TestEncodeIsPure checks that record is pure: two encoders given the same transaction
 // produce identical records except for the processing-time fields.
 func TestEncodeIsPure(t *testing.T) {
 	for _, ordering := range []Ordering{Row, Unordered} {

@@ -5,7 +5,7 @@ import (
 	"strconv"
 )
 
-// The record envelope (SPEC §2), field order fixed:
+// The record envelope (docs/records.md#envelope), field order fixed:
 //
 //	{"type":"full","op":"c","before":null,"after":{…},
 //	 "source":{"version":"1.0","ts_ms":…,"ts_ns":…,"txId":"…","schema":"…",

@@ -31,7 +31,7 @@ const maxListedMissing = 64
 
 // ChunkError reports a chunked record that Reassembler gave up on. The
 // record's change is lost to this consumer until the stream redelivers it,
-// so callers must surface it (STYLE §6), not log and continue.
+// so callers must surface it, not log and continue.
 type ChunkError struct {
 	ChunkID string
 	Reason  error
@@ -108,7 +108,7 @@ type ReassemblerConfig struct {
 	Now func() time.Time
 }
 
-// Reassembler rebuilds chunked records (SPEC §2.5) from a main record and
+// Reassembler rebuilds chunked records (docs/records.md#chunking) from a main record and
 // fragments that arrive in any order, on any shard, interleaved with other
 // chunks and duplicated. It is safe for concurrent use.
 //

@@ -12,7 +12,7 @@ import (
 )
 
 // This file holds the test-side encoder for the consumer tests: it writes
-// records in the layout SPEC §2.5 describes, independently of the
+// records in the layout docs/records.md#chunking describes, independently of the
 // producer's encoder, so the two sides check each other.
 
 // wireJSON encodes m the way a producer would.
@@ -118,7 +118,7 @@ func randomText(rng *rand.Rand, max int) string {
 	return b.String()
 }
 
-// randomImage builds an image whose values cover SPEC §2.2's shapes.
+// randomImage builds an image whose values cover docs/records.md#values's shapes.
 func randomImage(rng *rand.Rand, id int64, maxText int) RowImage {
 	img := RowImage{{Name: "id", Value: json.RawMessage(strconv.FormatInt(id, 10))}}
 	for i := range rng.IntN(6) {

@@ -1,6 +1,6 @@
 package record
 
-// Ordering selects how partition keys are chosen (SPEC §2.4).
+// Ordering selects how partition keys are chosen (docs/records.md#ordering).
 type Ordering string
 
 const (

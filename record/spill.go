@@ -7,7 +7,7 @@ import (
 	"io"
 )
 
-// Spilling (STYLE §4: big transactions spill to disk past a memory budget).
+// Spilling (big transactions spill to disk past a memory budget).
 // record does no I/O itself: a RunStore holds opaque byte entries, and the
 // daemon backs it with encrypted files (package record/spill over
 // state/atrest). Two things go through it:

@@ -4,7 +4,7 @@ import (
 	"fmt"
 )
 
-// This file maps a column's type OID to its JSON encoding (SPEC §2.2) and
+// This file maps a column's type OID to its JSON encoding (docs/records.md#values) and
 // dispatches a datum to the text or binary decoder of that encoding. The
 // decoders themselves live in value_text.go, value_binary.go, value_time.go
 // and value_array.go.
@@ -344,7 +344,7 @@ func (v *valueCodec) binaryDecodable(oid uint32) bool {
 	return false
 }
 
-// trimSpaces removes bpchar's blank padding (SPEC §2.2). Only ASCII spaces
+// trimSpaces removes bpchar's blank padding (docs/records.md#values). Only ASCII spaces
 // are padding; other whitespace is data.
 func trimSpaces(b []byte) []byte {
 	n := len(b)

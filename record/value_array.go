@@ -6,7 +6,7 @@ import (
 )
 
 // Arrays encode as JSON arrays of their elements' encoding, nested once per
-// dimension (SPEC §2.2, cdcd's choice). Lower bounds are dropped: JSON
+// dimension (docs/records.md#values, cdcd's choice). Lower bounds are dropped: JSON
 // arrays start at index 0 whatever PostgreSQL's subscripts say.
 
 // maxArrayDims is PostgreSQL's MAXDIM.

@@ -14,7 +14,7 @@ import (
 	"testing"
 )
 
-// Golden files pin the value table (SPEC §2.2) and the envelope. Regenerate
+// Golden files pin the value table (docs/records.md#values) and the envelope. Regenerate
 // them with
 //
 //	go test ./record -run Golden -update
@@ -153,7 +153,7 @@ func typesOf(values []goldenValue) goldenTypes {
 }
 
 // binaryOnlyText lists the cases whose type has no binary decoder: only
-// their text format can be encoded (SPEC §2.2 "anything else").
+// their text format can be encoded (docs/records.md#values "anything else").
 var binaryOnlyText = map[string]bool{
 	"other_point": true, "other_inet": true, "other_int4range": true,
 	"other_composite": true, "other_box_array": true, "other_point_array": true,

@@ -8,7 +8,7 @@ import (
 	"strconv"
 )
 
-// Date and time types (SPEC §2.2). The text decoders read the output of
+// Date and time types (docs/records.md#values). The text decoders read the output of
 // DateStyle = ISO and IntervalStyle = postgres, which capture must set on
 // the replication connection; PostgreSQL's binary formats count from
 // 2000-01-01 and are shifted to the Unix epoch here.
@@ -24,19 +24,19 @@ const (
 	epochShiftUs       = epochShiftDays * usPerDay
 
 	// TimestampPosInfinity and TimestampNegInfinity encode 'infinity' and
-	// '-infinity' timestamps (SPEC §2.2, DSQL's values).
+	// '-infinity' timestamps (docs/records.md#values, DSQL's values).
 	TimestampPosInfinity int64 = 9223372036825200000
 	TimestampNegInfinity int64 = -9223372036832400000
 
 	// DatePosInfinity and DateNegInfinity encode 'infinity' and '-infinity'
-	// dates. SPEC §2.2 gives none; cdcd uses PostgreSQL's own binary
+	// dates. docs/records.md#values gives none; cdcd uses PostgreSQL's own binary
 	// sentinels DATEVAL_NOEND (INT32_MAX) and DATEVAL_NOBEGIN (INT32_MIN)
 	// shifted from the 2000-01-01 epoch to 1970-01-01, so they sit beyond
 	// every finite date (the last is 5874897-12-31, day 2145042905).
 	DatePosInfinity int64 = math.MaxInt32 + epochShiftDays
 	DateNegInfinity int64 = math.MinInt32 + epochShiftDays
 
-	// secondsPerMonth is SPEC §2.2's interval month: 30.4375 days.
+	// secondsPerMonth is docs/records.md#values's interval month: 30.4375 days.
 	secondsPerMonth = 2_629_800
 )
 
@@ -413,7 +413,7 @@ func appendBinaryInterval(dst, data []byte) ([]byte, error) {
 	return appendIntervalUs(dst, months, days, us), nil
 }
 
-// appendIntervalUs applies SPEC §2.2's formula,
+// appendIntervalUs applies docs/records.md#values's formula,
 // (months×2629800 + days×86400)×10⁶ + µs, and writes null when it overflows
 // int64.
 func appendIntervalUs(dst []byte, months, days, us int64) []byte {

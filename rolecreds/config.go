@@ -1,7 +1,7 @@
 // Package rolecreds turns the daemon's base AWS identity into credentials for
 // one stream's IAM role: sts:AssumeRole with the stream's external id, a
 // session name naming the stream, session tags, and a session policy that
-// narrows the role to the one Kinesis stream and key it writes (SPEC §3).
+// narrows the role to the one Kinesis stream and key it writes (docs/delivery.md).
 // It also renders the role's permissions and trust policies for operators,
 // maps STS failures to status-reason codes, and holds the role ARN allow-list
 // that stands in for iam:PassRole.
@@ -172,7 +172,7 @@ func (c Config) validateSession() error {
 			return fieldErr("KeyARN", c.KeyARN, "want a key in the role's account "+role.AccountID)
 		}
 	}
-	// The external id is the confused-deputy guard of SPEC §3: required.
+	// The external id is the confused-deputy guard of docs/delivery.md: required.
 	if !validExternalID(c.ExternalID) {
 		return fieldErr("ExternalID", "<redacted>", `want 2 to 1224 characters of [\w+=,.@:/-]`)
 	}

@@ -76,7 +76,7 @@ func (f *fastKinesis) response(n int) []byte {
 }
 
 // newFastKinesis starts the endpoint and returns a real SDK client for it,
-// built from aws.Config directly (see INFRA.md on AWS_CA_BUNDLE).
+// built from aws.Config directly (config.WithHTTPClient fails when AWS_CA_BUNDLE is set).
 func newFastKinesis(tb testing.TB, delay time.Duration) *kinesis.Client {
 	srv := httptest.NewServer(&fastKinesis{delay: delay, resp: map[int][]byte{}})
 	tb.Cleanup(srv.Close)

@@ -14,7 +14,7 @@ import (
 )
 
 // codes is the one table from AWS error codes to status-reason codes
-// (SPEC §4). It is keyed by the code string so that the typed kinesis
+// (docs/lifecycle.md#codes). It is keyed by the code string so that the typed kinesis
 // errors, a proxy's untyped smithy.APIError and the per-record ErrorCode of
 // a PutRecordsResultEntry all classify the same way. InvalidArgumentException
 // and ValidationException are not here: they mean an oversize record only

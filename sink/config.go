@@ -37,7 +37,7 @@ type Config struct {
 	// requests). StreamARN is sent only when StreamName is empty.
 	StreamName string
 	StreamARN  string
-	// Ordering is record.Unordered or record.Row (SPEC §2.4); required.
+	// Ordering is record.Unordered or record.Row (docs/records.md#ordering); required.
 	Ordering record.Ordering
 
 	MaxRecordsPerCall int           // default 500, at most 500

@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the sink's Prometheus metrics for one stream (SPEC §6), every
+// Metrics are the sink's Prometheus metrics for one stream (docs/metrics.md), every
 // one labelled stream=<name>. A nil *Metrics records nothing.
 type Metrics struct {
 	publishedRecords prometheus.Counter

@@ -1,9 +1,9 @@
 // Package sink delivers committed transactions' records to a Kinesis data
 // stream with PutRecords: batching by count and bytes, a bounded number of
 // requests in flight, retry of exactly the entries that failed, per-row
-// ordering (SPEC §2.4), error classification into status-reason codes
-// (SPEC §4), and an acknowledgement value, Delivered, that is safe to
-// confirm to PostgreSQL (SPEC §3).
+// ordering (docs/records.md#ordering), error classification into status-reason codes
+// (docs/lifecycle.md#codes), and an acknowledgement value, Delivered, that is safe to
+// confirm to PostgreSQL (docs/delivery.md).
 //
 // Data flow: Submit puts a transaction's records on a queue (fifo for
 // UNORDERED, keyed for ROW), or a TxnWriter puts them there in parts for

@@ -22,7 +22,7 @@ import (
 // open, so Delivered stays at the transaction before it. Its parts already
 // queued are still sent: the same transaction comes again after the
 // reconnect, from the confirmed position, with byte-identical records, so
-// they are duplicates, which at-least-once delivery allows (SPEC §2.3), and
+// they are duplicates, which at-least-once delivery allows (docs/records.md#identity), and
 // in ROW ordering they precede the replay's records of their rows, so
 // per-row order holds. Dropping them instead would save Kinesis writes but
 // not correctness.

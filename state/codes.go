@@ -1,6 +1,6 @@
 package state
 
-// Status is a stream's lifecycle state (SPEC §4, DSQL StreamStatus).
+// Status is a stream's lifecycle state (docs/lifecycle.md#codes, DSQL StreamStatus).
 type Status string
 
 const (
@@ -12,7 +12,7 @@ const (
 	Deleted  Status = "DELETED"
 )
 
-// Code is a status-reason code (SPEC §4). The DSQL codes come first; the
+// Code is a status-reason code (docs/lifecycle.md#codes). The DSQL codes come first; the
 // SOURCE_ codes are cdcd's own for a source that DSQL never loses.
 type Code string
 

@@ -8,7 +8,7 @@ import (
 	"fmt"
 )
 
-// IDLen is the length of cluster and stream identifiers (SPEC §1).
+// IDLen is the length of cluster and stream identifiers (docs/glossary.md).
 const IDLen = 26
 
 // idEncoding is lowercase, unpadded RFC 4648 base32: 16 bytes become exactly
@@ -57,7 +57,7 @@ func ValidID(s string) bool {
 	return true
 }
 
-// StreamARN is a stream's ARN (SPEC §1).
+// StreamARN is a stream's ARN (docs/glossary.md).
 func StreamARN(partition, region, account, clusterID, streamID string) string {
 	return fmt.Sprintf("arn:%s:cdcd:%s:%s:cluster/%s/stream/%s",
 		partition, region, account, clusterID, streamID)

@@ -1,4 +1,4 @@
-// Package state owns a stream's lifecycle (SPEC §4): the transition table,
+// Package state owns a stream's lifecycle (docs/lifecycle.md#codes): the transition table,
 // the concurrency-safe Stream that a pipeline reports into, and the durable
 // per-stream file that carries the definition, the status and the
 // checkpoint across restarts.
@@ -84,7 +84,7 @@ func FaultEvent(c Code) Event {
 var transitions = map[Status]map[Event]Status{
 	Creating: {
 		EventCreated: Active,
-		// SPEC §4: key or permission loss before creation finishes sends
+		// docs/lifecycle.md#codes: key or permission loss before creation finishes sends
 		// the stream straight to FAILED with the code; there is nothing
 		// delivered yet to retry.
 		EventFault:      Failed,
@@ -147,5 +147,5 @@ func (s Status) Valid() bool {
 }
 
 // HasReason reports whether a stream in status s carries a statusReason
-// (SPEC §4: only IMPAIRED and FAILED do).
+// (docs/lifecycle.md#codes: only IMPAIRED and FAILED do).
 func (s Status) HasReason() bool { return s == Impaired || s == Failed }

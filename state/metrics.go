@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the lifecycle metrics of every stream (SPEC §6), registered
+// Metrics are the lifecycle metrics of every stream (docs/metrics.md), registered
 // on the Registerer the daemon passes in.
 type Metrics struct {
 	transitions *prometheus.CounterVec

@@ -44,7 +44,7 @@ type Target struct {
 	RoleARN   string `json:"roleArn"`
 }
 
-// Reason is a statusReason (SPEC §4). Code is the DSQL "error" field;
+// Reason is a statusReason (docs/lifecycle.md#codes). Code is the DSQL "error" field;
 // Message is the human detail for GetStream and logs, which DSQL does not
 // have and SDK clients ignore.
 type Reason struct {
@@ -57,7 +57,7 @@ type Reason struct {
 // Kinesis accepted, and that transaction's source.ts_ns. The daemon saves
 // it before confirming the LSN to PostgreSQL, so after a crash the slot
 // never lies ahead of the file. TsNs is kept because source.ts_ns must stay
-// strictly increasing across a restart (SPEC §2.3), which needs the last
+// strictly increasing across a restart (docs/records.md#identity), which needs the last
 // value handed out.
 type Checkpoint struct {
 	LSN  uint64 `json:"lsn"`

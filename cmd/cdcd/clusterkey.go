@@ -99,7 +99,7 @@ func (d *daemon) keyring(cl *Cluster, def state.Definition) (*atrest.Keyring, er
 // clusterKey sets up the checker of the stream's cluster key, whose
 // keyring is ring, or returns nil when the cluster has no key. The first
 // check runs now: a key that is unusable while the stream is CREATING
-// fails it (SPEC §4).
+// fails it (docs/lifecycle.md#codes).
 func (d *daemon) clusterKey(ctx context.Context, cl *Cluster, st *state.Stream, ring *atrest.Keyring, log *slog.Logger) (*atrest.Checker, *keyGate, error) {
 	gate := newKeyGate(st)
 	if cl.ClusterKeyARN == "" {

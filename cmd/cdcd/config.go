@@ -21,7 +21,7 @@ type Config struct {
 	StateDir string `toml:"state_dir"`
 	Listen   string `toml:"listen"`
 	// FailureThreshold is how long an IMPAIRED stream may fall behind before
-	// it fails (SPEC §4).
+	// it fails (docs/lifecycle.md#codes).
 	FailureThreshold Duration  `toml:"failure_threshold"`
 	Log              LogConfig `toml:"log"`
 	AWS              AWSConfig `toml:"aws"`

@@ -110,7 +110,7 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (*daemon, err
 }
 
 // clusterID is the configured identifier, or one derived from the server's
-// system identifier and database (SPEC §1). Deriving needs the source once
+// system identifier and database (docs/glossary.md). Deriving needs the source once
 // at start; set identifier to start while the source is down.
 func (d *daemon) clusterID(ctx context.Context, cl *Cluster) (string, error) {
 	if cl.Identifier != "" {

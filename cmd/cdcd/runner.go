@@ -107,7 +107,7 @@ func (d *daemon) source(sc *Stream, cl *Cluster, st *state.Stream, met *streamMe
 // delivers until ctx ends. A source that is down or misconfigured keeps the
 // stream CREATING (the error is logged and retried, so fixing it needs no
 // restart); AWS permission and key errors fail a CREATING stream and impair
-// a running one, as SPEC §4 says.
+// a running one, as docs/lifecycle.md#codes says.
 func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 	def := st.Definition()
 	log := d.log.With("stream", def.StreamID)

@@ -17,7 +17,7 @@ import (
 
 // sourceAuth builds the credential provider of a cluster: password from the
 // environment or a file, a Secrets Manager secret, or RDS IAM tokens signed
-// with the base identity (SPEC: a password never sits in the config file).
+// with the base identity (a password never sits in the config file: docs/config.md).
 func sourceAuth(cfg *Config, cl *Cluster, awsCfg aws.Config, log *slog.Logger) (*pgauth.Provider, error) {
 	opts := pgauth.Options{Region: cfg.AWS.Region, Logger: log.With("component", "source-auth", "cluster", cl.Name)}
 	if cl.RoleARN != "" {

@@ -20,7 +20,7 @@ const streamsUsage = `usage:
 Each takes --config FILE (to find the daemon's listen address) or --endpoint URL.
 `
 
-// cmdStreams drives the daemon's control plane (SPEC §5) from the command
+// cmdStreams drives the daemon's control plane (docs/api.md) from the command
 // line. It speaks the same REST-JSON as the AWS SDK's dsql client and
 // prints the daemon's answers as they are.
 func cmdStreams(ctx context.Context, args []string, stdout, stderr io.Writer) error {

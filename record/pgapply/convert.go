@@ -11,7 +11,7 @@ import (
 	"strings"
 )
 
-// This file inverts SPEC §2.2: a record value's JSON back into PostgreSQL's
+// This file inverts docs/records.md#values: a record value's JSON back into PostgreSQL's
 // text input for the replica column's type. Values travel as text and are
 // cast in SQL ($n::text::type), so every type PostgreSQL can read from text
 // works, and only the types whose JSON is not their text output (bytea,
@@ -43,7 +43,7 @@ type pgType struct {
 	delim byte    // kindArray: the element type's typdelim
 }
 
-// Sentinels of SPEC §2.2 and cdcd's date infinities (the producer's
+// Sentinels of docs/records.md#values and cdcd's date infinities (the producer's
 // DatePosInfinity/DateNegInfinity: PostgreSQL's DATEVAL_NOEND/NOBEGIN moved
 // to the Unix epoch). Repeated here so the applier reads the documented
 // format, not the encoder's internals.
@@ -116,8 +116,8 @@ func stringText(t *pgType, s string) (string, bool, error) {
 		}
 		return `\x` + hex.EncodeToString(b), true, nil
 	case kindArray:
-		// Not SPEC's encoding, but PostgreSQL's text output of an array is
-		// what SPEC's "anything else" would carry; it is valid input.
+		// Not the record format's array encoding (docs/records.md#values), but PostgreSQL's text output of an array is
+		// what its "anything else" row would carry; it is valid input.
 		return s, true, nil
 	}
 	return s, true, nil
@@ -144,7 +144,7 @@ func temporalText(k kind, n int64) (string, error) {
 		}
 		s := clockText(n)
 		if k == kindTimetz {
-			s += "+00" // SPEC §2.2: timetz travels as UTC
+			s += "+00" // docs/records.md#values: timetz travels as UTC
 		}
 		return s, nil
 	case kindTimestamp, kindTimestamptz:
@@ -207,7 +207,7 @@ func clockText(us int64) string {
 	return fmt.Sprintf("%02d:%02d:%02d.%06d", h, m, s, us%usPerSecond)
 }
 
-// intervalText formats SPEC §2.2's interval microseconds. The record has
+// intervalText formats docs/records.md#values's interval microseconds. The record has
 // already folded months (30.4375 days) and days (24 h) into microseconds;
 // days are split out again only to keep the hours field within
 // PostgreSQL's int range.

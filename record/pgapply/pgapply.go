@@ -4,7 +4,7 @@
 // Records arrive at least once and, on UNORDERED streams, out of order.
 // The replica still converges because every change is applied
 // last-writer-wins by source.ts_ns, which increases in commit order and is
-// stable on replay (SPEC §2.3). The version of every row the applier has
+// stable on replay (docs/records.md#identity). The version of every row the applier has
 // touched, deletes included, lives in a bookkeeping table in the replica,
 // updated in the same transaction as the row:
 //

@@ -134,7 +134,7 @@ func readTSV(t *testing.T, path string, fn func([]string)) {
 	}
 }
 
-// lossy are golden values SPEC §2.2 cannot carry exactly: timetz is
+// lossy are golden values docs/records.md#values cannot carry exactly: timetz is
 // normalized to UTC, intervals fold months (30.4375 days) and days into
 // microseconds, arrays lose their lower bounds, and an interval that
 // overflows is null.

@@ -237,7 +237,7 @@ func TestPipelineReturningEarlyIsAFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A fault while CREATING fails the stream at once (SPEC §4).
+	// A fault while CREATING fails the stream at once (docs/lifecycle.md#codes).
 	got := waitStatus(t, f.client, *out.StreamIdentifier, types.StreamStatusFailed)
 	if got.StatusReason.Error != "INTERNAL_ERROR" {
 		t.Fatalf("statusReason = %+v", got.StatusReason)

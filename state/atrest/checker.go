@@ -111,7 +111,7 @@ func NewChecker(k *Keyring, r Reporter, opts CheckerOptions) (*Checker, error) {
 // timeout) and reports the outcome. It returns the probe's error; Classify
 // tells whether it was a fault or a transient failure that was not yet
 // reported. Call it while a stream is CREATING: a fault then fails the
-// stream (SPEC §4), and on a transient error the creator may call it again.
+// stream (docs/lifecycle.md#codes), and on a transient error the creator may call it again.
 func (c *Checker) Check(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, c.k.timeout)
 	defer cancel()

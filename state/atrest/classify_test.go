@@ -42,7 +42,7 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// TestClassifyTable pins the verdicts the brief and SPEC §4 name, so that an
+// TestClassifyTable pins the verdicts the brief and docs/lifecycle.md#codes name, so that an
 // edit of the table cannot quietly move them.
 func TestClassifyTable(t *testing.T) {
 	want := map[string]Class{

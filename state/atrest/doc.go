@@ -1,6 +1,6 @@
 // Package atrest encrypts the change data that cdcd keeps on disk (spilled
 // transactions, anything buffered past the memory budget) under the cluster
-// key (SPEC §1), and watches that key's health (SPEC §4,
+// key (docs/glossary.md), and watches that key's health (docs/lifecycle.md#codes,
 // CLUSTER_CMK_INACCESSIBLE).
 //
 // # Keys

@@ -12,7 +12,7 @@ PG_MAJOR=15
 PG_BIN=${CDCD_INFRA_PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 KINESALITE_VERSION=3.3.3
 # local-kms has no tags and the proxy refuses its version list: pin the
-# pseudo-version (see /work/shared/INFRA.md).
+# pseudo-version: `go install ...@latest` cannot resolve it.
 LOCAL_KMS_MODULE=github.com/nsmithuk/local-kms
 LOCAL_KMS_VERSION=v0.0.0-20231025161602-e4d9425700fe
 

@@ -178,7 +178,7 @@ func (p *preview) add(m *record.Message) (*record.Message, error) {
 	img := full.After
 	if full.Op == "d" {
 		img = full.Before
-		// SPEC §2: a delete's before holds the key columns only.
+		// docs/records.md#keys: a delete's before holds the key columns only.
 		if got := sortedNames(img); strings.Join(got, ",") != strings.Join(sortedCopy(pk), ",") {
 			return nil, fmt.Errorf("delete on %s.%s at ts_ns %d: before has columns %v, want the key %v", s.Schema, s.Table, s.TsNs, got, pk)
 		}
@@ -218,13 +218,13 @@ func sortedCopy(s []string) []string {
 	return c
 }
 
-// recordChecks are SPEC properties of the stream as a whole, checked on
+// recordChecks are properties (docs/records.md) of the stream as a whole, checked on
 // the records of every shard.
 type recordChecks struct {
 	pk map[string][]string
 	// versions holds, per (ts_ns, row), the first record seen: any other
 	// record of the same row and transaction must be its duplicate
-	// (SPEC §2.1: at most one record per row per transaction; §2.3: a
+	// (docs/records.md#compaction: at most one record per row per transaction; docs/records.md#identity: a
 	// duplicate is identical but for ts_ms, ts_ns).
 	versions map[versionKey]string
 	problems []string
@@ -246,7 +246,7 @@ func (c *recordChecks) problem(format string, args ...any) {
 // check reads every shard. Fragments are all fed to a Reassembler first,
 // so that each chunked main record is complete where it stands in its
 // shard: the checks then see main records in shard order. With rowOrder,
-// it also checks SPEC §2.4's ROW ordering: all records of one row are on
+// it also checks docs/records.md#ordering's ROW ordering: all records of one row are on
 // one shard, in commit order.
 func (c *recordChecks) check(shards [][]*record.Message, rowOrder bool) error {
 	re := record.NewReassembler(record.ReassemblerConfig{MaxBytes: 1 << 30, MaxPendingChunks: 1 << 16})

@@ -1,4 +1,4 @@
-// Package roundtrip proves SPEC §2 end to end: a seeded random workload on a
+// Package roundtrip proves docs/records.md#envelope end to end: a seeded random workload on a
 // source database goes through cdcd into Kinesis and back out through
 // `cdcd tail --apply` into a replica, which must then equal the source row
 // for row; and a consumer that knows only DSQL's preview contract (c, d,
@@ -153,7 +153,7 @@ func (h *harness) waitSlotActive(d *daemon) {
 }
 
 // delivered reports whether the daemon's slot is confirmed past lsn, which
-// it may only be once Kinesis has accepted every change before (SPEC §3).
+// it may only be once Kinesis has accepted every change before (docs/delivery.md).
 func (h *harness) delivered(ctx context.Context, lsn string) (bool, error) {
 	var ok bool
 	err := h.src.QueryRow(ctx, `SELECT coalesce(confirmed_flush_lsn > $1::pg_lsn, false) FROM pg_replication_slots

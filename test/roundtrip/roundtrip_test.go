@@ -122,7 +122,7 @@ func roundTrip(t *testing.T, ordering string, seed int64) {
 	t.Logf("Kinesis records: %d (%d bytes) on %d shards; ops %v", total, bytes, len(shardData), p.ops)
 	for op := range p.ops {
 		if op != "c" && op != "u" && op != "d" {
-			t.Errorf("op %q in the stream: cdcd emits c, u and d for this workload (SPEC §2)", op)
+			t.Errorf("op %q in the stream: cdcd emits c, u and d for this workload (docs/records.md#envelope)", op)
 		}
 	}
 

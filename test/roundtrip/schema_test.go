@@ -10,7 +10,7 @@ CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'très bien 😀', 'with "quotes
 CREATE DOMAIN posint AS int4 CHECK (VALUE > 0);
 CREATE DOMAIN email AS text CHECK (VALUE LIKE '%@%');
 
--- One column per SPEC §2.2 row, and arrays of many element types.
+-- One column per docs/records.md#values row, and arrays of many element types.
 CREATE TABLE public.typed (
 	id           int8 PRIMARY KEY,
 	c_int2       int2,
@@ -98,12 +98,12 @@ type tableSpec struct {
 	name string   // schema-qualified, as in the config
 	pk   []string // primary key columns
 	// cols are the compared expressions, one per column. Most are the
-	// column itself; where SPEC §2.2's encoding is lossy they normalise
+	// column itself; where docs/records.md#values's encoding is lossy they normalise
 	// both sides to what the encoding keeps, and say why.
 	cols []string
 }
 
-// specInterval is SPEC §2.2's interval number: (months×2,629,800 +
+// specInterval is docs/records.md#values's interval number: (months×2,629,800 +
 // days×86,400)×10⁶ + microseconds, NULL where that passes int64. The
 // replica receives only this number, so an interval of "1 mon" arrives as
 // "30 days 10:30:00" and one that overflows arrives as NULL: comparing
@@ -129,13 +129,13 @@ var tables = []tableSpec{
 			// char(8) pads on the replica again, so it compares as is.
 			"c_bpchar",
 			// Unbounded bpchar keeps the trailing spaces it was given, but
-			// SPEC §2.2 sends bpchar without them (they are insignificant
+			// docs/records.md#values sends bpchar without them (they are insignificant
 			// to bpchar semantics), so compare the value without them;
 			// bpchar's cast to text removes exactly those spaces.
 			"c_bpchar_u::text",
 			"encode(c_bytea, 'hex')",
 			"c_date", "c_time",
-			// SPEC §2.2: timetz travels as microseconds since midnight in
+			// docs/records.md#values: timetz travels as microseconds since midnight in
 			// UTC; the offset is not sent, so compare the UTC time of day.
 			"(c_timetz AT TIME ZONE 'UTC')::time",
 			"c_ts", "c_tstz",

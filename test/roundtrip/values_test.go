@@ -273,7 +273,7 @@ func genInterval(r *rand.Rand) *string {
 	if r.Intn(4) == 0 {
 		return ptr(pick(r, []string{"0", "1 mon", "-1 mon", "1 year 1 mon 1 day 00:00:00.000001", "@ 1 year 2 mons ago",
 			"1 day -00:00:00.000001",
-			"178000000 years", "-178000000 years", // past int64 microseconds: SPEC says null
+			"178000000 years", "-178000000 years", // past int64 microseconds: docs/records.md#values says null
 			"2562047788:00:54.775807", "-2562047788:00:54.775807", // the int64 limits themselves
 			"1 mon 2562047788:00:00", // months push it past int64
 		}))

@@ -296,7 +296,7 @@ func (w *workload) pickDoc(ctx context.Context, tx pgx.Tx, which int) (int32, bo
 
 // docTitle updates a document on other columns only. A large body is
 // TOASTed and unchanged, absent from the WAL's new row, and must still be
-// in the record (SPEC §2.2).
+// in the record (docs/records.md#values).
 func (w *workload) docTitle(large bool) op {
 	title := text(w.r, 30)
 	which := smallDoc

@@ -32,7 +32,7 @@ type workload struct {
 	counts    map[string]int
 	// beforeMarker is a WAL position before the marker transaction's
 	// commit: a slot confirmed past it has every change in Kinesis
-	// (SPEC §3).
+	// (docs/delivery.md).
 	beforeMarker string
 }
 
@@ -179,7 +179,7 @@ func (w *workload) rollbackTxn(ctx context.Context, conn *pgx.Conn) error {
 }
 
 // churnTxn changes one row several times in one transaction, which
-// write-set compaction (SPEC §2.1) must fold into at most one record.
+// write-set compaction (docs/records.md#compaction) must fold into at most one record.
 func (w *workload) churnTxn(ctx context.Context, conn *pgx.Conn) error {
 	switch w.r.Intn(4) {
 	case 0: // inserted then deleted: no record at all
