@@ -27,9 +27,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/record/spill"
-	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/atrest"
 )
 
@@ -86,7 +86,7 @@ type Config struct {
 	SpillKeyring *atrest.Keyring
 	// Report receives SOURCE_UNAVAILABLE when the source cannot be reached
 	// and ("", nil) once streaming works again.
-	Report func(code state.Code, err error)
+	Report func(code codes.Code, err error)
 	// Metrics receives the source's metrics; nil keeps them unregistered.
 	Metrics *Metrics
 	Logger  *slog.Logger
@@ -184,7 +184,7 @@ func New(cfg Config) (*Source, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Report == nil {
-		cfg.Report = func(state.Code, error) {}
+		cfg.Report = func(codes.Code, error) {}
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = newMetrics("")
@@ -269,7 +269,7 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 			// The status reason names the cause (DNS, TCP, TLS,
 			// authentication, permission) in words that carry no secret.
 			cause, msg := pgauth.Describe(err)
-			s.cfg.Report(state.SourceUnavailable, fmt.Errorf("%s: %s", cause, msg))
+			s.cfg.Report(codes.SourceUnavailable, fmt.Errorf("%s: %s", cause, msg))
 		}
 		if !streamed {
 			failures++

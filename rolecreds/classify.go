@@ -4,8 +4,7 @@ import (
 	"errors"
 
 	"github.com/aws/smithy-go"
-
-	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/codes"
 )
 
 // Classify maps a failure to assume the stream's role to a status-reason
@@ -22,28 +21,28 @@ import (
 // ROLE_ACCESS_DENIED: the operator must fix the role or the identity. Any
 // other failure (validation, throttling, STS unavailable, network) is
 // INTERNAL_ERROR.
-func Classify(err error) (state.Code, bool) {
+func Classify(err error) (codes.Code, bool) {
 	cause, ok := assumeRoleCause(err)
 	if !ok {
 		return "", false
 	}
 	var api smithy.APIError
 	if !errors.As(cause, &api) {
-		return state.InternalError, true
+		return codes.InternalError, true
 	}
 	switch api.ErrorCode() {
 	case "AccessDenied", "AccessDeniedException":
-		return state.RoleAccessDenied, true
+		return codes.RoleAccessDenied, true
 	case "RegionDisabledException":
 		// STS is not activated for the account in this region: the role
 		// cannot be assumed here until the operator activates it.
-		return state.RoleAccessDenied, true
+		return codes.RoleAccessDenied, true
 	case "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch",
 		"IncompleteSignature", "MissingAuthenticationToken", "ExpiredToken", "ExpiredTokenException":
 		// The base identity's credentials were refused.
-		return state.RoleAccessDenied, true
+		return codes.RoleAccessDenied, true
 	default:
-		return state.InternalError, true
+		return codes.InternalError, true
 	}
 }
 

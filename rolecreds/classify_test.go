@@ -8,8 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/rolecreds"
-	"github.com/cdcd-dev/cdcd/state"
 )
 
 func stsOp(err error) error {
@@ -35,28 +35,28 @@ func TestClassify(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
-		code state.Code
+		code codes.Code
 		ok   bool
 	}{
-		{"AccessDenied", assumeErr(apiErr("AccessDenied")), state.RoleAccessDenied, true},
-		{"AccessDeniedException", assumeErr(apiErr("AccessDeniedException")), state.RoleAccessDenied, true},
-		{"RegionDisabledException", assumeErr(&types.RegionDisabledException{Message: new("off")}), state.RoleAccessDenied, true},
-		{"InvalidClientTokenId", assumeErr(apiErr("InvalidClientTokenId")), state.RoleAccessDenied, true},
-		{"UnrecognizedClientException", assumeErr(apiErr("UnrecognizedClientException")), state.RoleAccessDenied, true},
-		{"SignatureDoesNotMatch", assumeErr(apiErr("SignatureDoesNotMatch")), state.RoleAccessDenied, true},
-		{"IncompleteSignature", assumeErr(apiErr("IncompleteSignature")), state.RoleAccessDenied, true},
-		{"MissingAuthenticationToken", assumeErr(apiErr("MissingAuthenticationToken")), state.RoleAccessDenied, true},
-		{"ExpiredToken", assumeErr(apiErr("ExpiredToken")), state.RoleAccessDenied, true},
-		{"ExpiredTokenException", assumeErr(&types.ExpiredTokenException{}), state.RoleAccessDenied, true},
-		{"ValidationError", assumeErr(apiErr("ValidationError")), state.InternalError, true},
-		{"MalformedPolicyDocument", assumeErr(&types.MalformedPolicyDocumentException{}), state.InternalError, true},
-		{"PackedPolicyTooLarge", assumeErr(&types.PackedPolicyTooLargeException{}), state.InternalError, true},
-		{"Throttling", assumeErr(apiErr("Throttling")), state.InternalError, true},
-		{"InternalFailure", assumeErr(apiErr("InternalFailure")), state.InternalError, true},
-		{"network", &rolecreds.AssumeRoleError{RoleARN: testRole, Err: errors.New("dial tcp: connection refused")}, state.InternalError, true},
-		{"denied via Kinesis client", viaKinesis(assumeErr(apiErr("AccessDenied"))), state.RoleAccessDenied, true},
-		{"bare STS error via Kinesis client", viaKinesis(stsOp(apiErr("AccessDenied"))), state.RoleAccessDenied, true},
-		{"joined", errors.Join(errors.New("other"), stsOp(apiErr("AccessDenied"))), state.RoleAccessDenied, true},
+		{"AccessDenied", assumeErr(apiErr("AccessDenied")), codes.RoleAccessDenied, true},
+		{"AccessDeniedException", assumeErr(apiErr("AccessDeniedException")), codes.RoleAccessDenied, true},
+		{"RegionDisabledException", assumeErr(&types.RegionDisabledException{Message: new("off")}), codes.RoleAccessDenied, true},
+		{"InvalidClientTokenId", assumeErr(apiErr("InvalidClientTokenId")), codes.RoleAccessDenied, true},
+		{"UnrecognizedClientException", assumeErr(apiErr("UnrecognizedClientException")), codes.RoleAccessDenied, true},
+		{"SignatureDoesNotMatch", assumeErr(apiErr("SignatureDoesNotMatch")), codes.RoleAccessDenied, true},
+		{"IncompleteSignature", assumeErr(apiErr("IncompleteSignature")), codes.RoleAccessDenied, true},
+		{"MissingAuthenticationToken", assumeErr(apiErr("MissingAuthenticationToken")), codes.RoleAccessDenied, true},
+		{"ExpiredToken", assumeErr(apiErr("ExpiredToken")), codes.RoleAccessDenied, true},
+		{"ExpiredTokenException", assumeErr(&types.ExpiredTokenException{}), codes.RoleAccessDenied, true},
+		{"ValidationError", assumeErr(apiErr("ValidationError")), codes.InternalError, true},
+		{"MalformedPolicyDocument", assumeErr(&types.MalformedPolicyDocumentException{}), codes.InternalError, true},
+		{"PackedPolicyTooLarge", assumeErr(&types.PackedPolicyTooLargeException{}), codes.InternalError, true},
+		{"Throttling", assumeErr(apiErr("Throttling")), codes.InternalError, true},
+		{"InternalFailure", assumeErr(apiErr("InternalFailure")), codes.InternalError, true},
+		{"network", &rolecreds.AssumeRoleError{RoleARN: testRole, Err: errors.New("dial tcp: connection refused")}, codes.InternalError, true},
+		{"denied via Kinesis client", viaKinesis(assumeErr(apiErr("AccessDenied"))), codes.RoleAccessDenied, true},
+		{"bare STS error via Kinesis client", viaKinesis(stsOp(apiErr("AccessDenied"))), codes.RoleAccessDenied, true},
+		{"joined", errors.Join(errors.New("other"), stsOp(apiErr("AccessDenied"))), codes.RoleAccessDenied, true},
 		{"Kinesis AccessDeniedException", &smithy.OperationError{ServiceID: "Kinesis", OperationName: "PutRecords", Err: apiErr("AccessDeniedException")}, "", false},
 		{"other STS operation", &smithy.OperationError{ServiceID: "STS", OperationName: "GetCallerIdentity", Err: apiErr("AccessDenied")}, "", false},
 		{"plain error", errors.New("boom"), "", false},

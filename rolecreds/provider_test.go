@@ -14,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/rolecreds"
-	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/test/stsstub"
 )
 
@@ -204,7 +204,7 @@ func TestRoleAccessDeniedThenAllowed(t *testing.T) {
 	p := newProvider(t, s, testConfig())
 
 	_, err := retrieve(p)
-	if code, ok := rolecreds.Classify(err); code != state.RoleAccessDenied || !ok {
+	if code, ok := rolecreds.Classify(err); code != codes.RoleAccessDenied || !ok {
 		t.Fatalf("Classify(%v) = %q, %v; want ROLE_ACCESS_DENIED", err, code, ok)
 	}
 	var are *rolecreds.AssumeRoleError
@@ -224,16 +224,16 @@ func TestAssumeRoleFailuresClassified(t *testing.T) {
 		name  string
 		setup func(*stsstub.Server)
 		edit  func(*rolecreds.Config)
-		code  state.Code
+		code  codes.Code
 	}{
-		{"missing role", func(*stsstub.Server) {}, nil, state.RoleAccessDenied},
-		{"trust refuses", func(s *stsstub.Server) { s.AddRole(testRole, testExternal, false) }, nil, state.RoleAccessDenied},
-		{"wrong external id", func(s *stsstub.Server) { s.AddRole(testRole, "ext-other", true) }, nil, state.RoleAccessDenied},
+		{"missing role", func(*stsstub.Server) {}, nil, codes.RoleAccessDenied},
+		{"trust refuses", func(s *stsstub.Server) { s.AddRole(testRole, testExternal, false) }, nil, codes.RoleAccessDenied},
+		{"wrong external id", func(s *stsstub.Server) { s.AddRole(testRole, "ext-other", true) }, nil, codes.RoleAccessDenied},
 		{"no sts:TagSession", func(s *stsstub.Server) {
 			s.AddRoleWith(testRole, stsstub.Role{ExternalID: testExternal, TrustAllowed: true})
-		}, nil, state.RoleAccessDenied},
+		}, nil, codes.RoleAccessDenied},
 		{"duration over role max", func(s *stsstub.Server) { s.AddRole(testRole, testExternal, true) },
-			func(c *rolecreds.Config) { c.Duration = 2 * time.Hour }, state.InternalError},
+			func(c *rolecreds.Config) { c.Duration = 2 * time.Hour }, codes.InternalError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -385,7 +385,7 @@ func TestExpiredCredentialsReportDenial(t *testing.T) {
 			t.Fatalf("got %+v while denied, want the first, unexpired credentials", c)
 		}
 	}
-	if code, ok := rolecreds.Classify(err); code != state.RoleAccessDenied || !ok {
+	if code, ok := rolecreds.Classify(err); code != codes.RoleAccessDenied || !ok {
 		t.Fatalf("Classify(%v) = %q, %v; want ROLE_ACCESS_DENIED", err, code, ok)
 	}
 	s.Allow(testRole)

@@ -9,30 +9,29 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
-
-	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/codes"
 )
 
-// codes is the one table from AWS error codes to status-reason codes
+// awsCodes is the one table from AWS error codes to status-reason codes
 // (docs/lifecycle.md#codes). It is keyed by the code string so that the typed kinesis
 // errors, a proxy's untyped smithy.APIError and the per-record ErrorCode of
 // a PutRecordsResultEntry all classify the same way. InvalidArgumentException
 // and ValidationException are not here: they mean an oversize record only
 // when their message says so (see classifyCode).
-var codes = map[string]state.Code{
-	"ProvisionedThroughputExceededException": state.KinesisThroughputExceeded,
-	"LimitExceededException":                 state.KinesisThroughputExceeded,
-	"KMSThrottlingException":                 state.KinesisThroughputExceeded,
-	"ThrottlingException":                    state.KinesisThroughputExceeded,
-	"AccessDeniedException":                  state.KinesisAccessDenied,
-	"KMSAccessDeniedException":               state.KinesisKMSAccessDenied,
-	"KMSDisabledException":                   state.KinesisKMSAccessDenied,
-	"KMSInvalidStateException":               state.KinesisKMSAccessDenied,
-	"KMSNotFoundException":                   state.KinesisKMSAccessDenied,
-	"KMSOptInRequired":                       state.KinesisKMSAccessDenied,
-	"ResourceNotFoundException":              state.KinesisStreamNotFound,
-	"InternalFailure":                        state.InternalError,
-	"InternalFailureException":               state.InternalError,
+var awsCodes = map[string]codes.Code{
+	"ProvisionedThroughputExceededException": codes.KinesisThroughputExceeded,
+	"LimitExceededException":                 codes.KinesisThroughputExceeded,
+	"KMSThrottlingException":                 codes.KinesisThroughputExceeded,
+	"ThrottlingException":                    codes.KinesisThroughputExceeded,
+	"AccessDeniedException":                  codes.KinesisAccessDenied,
+	"KMSAccessDeniedException":               codes.KinesisKMSAccessDenied,
+	"KMSDisabledException":                   codes.KinesisKMSAccessDenied,
+	"KMSInvalidStateException":               codes.KinesisKMSAccessDenied,
+	"KMSNotFoundException":                   codes.KinesisKMSAccessDenied,
+	"KMSOptInRequired":                       codes.KinesisKMSAccessDenied,
+	"ResourceNotFoundException":              codes.KinesisStreamNotFound,
+	"InternalFailure":                        codes.InternalError,
+	"InternalFailureException":               codes.InternalError,
 }
 
 // typed lists the modelled kinesis errors matched with errors.As before the
@@ -41,18 +40,18 @@ var codes = map[string]state.Code{
 // working if a type ever overrides its code.
 var typed = []struct {
 	is   func(error) bool
-	code state.Code
+	code codes.Code
 }{
-	{as[*types.ProvisionedThroughputExceededException], state.KinesisThroughputExceeded},
-	{as[*types.LimitExceededException], state.KinesisThroughputExceeded},
-	{as[*types.KMSThrottlingException], state.KinesisThroughputExceeded},
-	{as[*types.AccessDeniedException], state.KinesisAccessDenied},
-	{as[*types.KMSAccessDeniedException], state.KinesisKMSAccessDenied},
-	{as[*types.KMSDisabledException], state.KinesisKMSAccessDenied},
-	{as[*types.KMSInvalidStateException], state.KinesisKMSAccessDenied},
-	{as[*types.KMSNotFoundException], state.KinesisKMSAccessDenied},
-	{as[*types.KMSOptInRequired], state.KinesisKMSAccessDenied},
-	{as[*types.ResourceNotFoundException], state.KinesisStreamNotFound},
+	{as[*types.ProvisionedThroughputExceededException], codes.KinesisThroughputExceeded},
+	{as[*types.LimitExceededException], codes.KinesisThroughputExceeded},
+	{as[*types.KMSThrottlingException], codes.KinesisThroughputExceeded},
+	{as[*types.AccessDeniedException], codes.KinesisAccessDenied},
+	{as[*types.KMSAccessDeniedException], codes.KinesisKMSAccessDenied},
+	{as[*types.KMSDisabledException], codes.KinesisKMSAccessDenied},
+	{as[*types.KMSInvalidStateException], codes.KinesisKMSAccessDenied},
+	{as[*types.KMSNotFoundException], codes.KinesisKMSAccessDenied},
+	{as[*types.KMSOptInRequired], codes.KinesisKMSAccessDenied},
+	{as[*types.ResourceNotFoundException], codes.KinesisStreamNotFound},
 }
 
 func as[T error](err error) bool {
@@ -63,22 +62,22 @@ func as[T error](err error) bool {
 // Classify maps an error from PutRecords (whole call or per record), from
 // the sink's own size check, or from DescribeStreamSummary to a
 // status-reason code. Anything it does not recognise is INTERNAL_ERROR.
-func Classify(err error) state.Code {
+func Classify(err error) codes.Code {
 	if err == nil {
 		return ""
 	}
 	var over *OversizeError
 	if errors.As(err, &over) {
-		return state.KinesisOversizeRecord
+		return codes.KinesisOversizeRecord
 	}
 	// Credentials come from sts:AssumeRole inside the Kinesis call; an
 	// AccessDenied from STS is the role's fault, not the stream's.
 	if op := innerOperation(err, "STS"); op != nil {
 		var api smithy.APIError
 		if errors.As(op, &api) && strings.HasPrefix(normalize(api.ErrorCode()), "AccessDenied") {
-			return state.RoleAccessDenied
+			return codes.RoleAccessDenied
 		}
-		return state.InternalError
+		return codes.InternalError
 	}
 	for _, t := range typed {
 		if t.is(err) {
@@ -91,22 +90,22 @@ func Classify(err error) state.Code {
 	}
 	var resp *awshttp.ResponseError
 	if errors.As(err, &resp) && resp.HTTPStatusCode() == 413 {
-		return state.KinesisOversizeRecord
+		return codes.KinesisOversizeRecord
 	}
-	return state.InternalError
+	return codes.InternalError
 }
 
 // classifyCode classifies one AWS error code with its message; it serves
 // whole-call errors and per-record ErrorCode values alike.
-func classifyCode(code, msg string) state.Code {
+func classifyCode(code, msg string) codes.Code {
 	code = normalize(code)
-	if c, ok := codes[code]; ok {
+	if c, ok := awsCodes[code]; ok {
 		return c
 	}
 	if (code == "InvalidArgumentException" || code == "ValidationException") && mentionsSize(msg) {
-		return state.KinesisOversizeRecord
+		return codes.KinesisOversizeRecord
 	}
-	return state.InternalError
+	return codes.InternalError
 }
 
 // mentionsSize recognises Kinesis's ways of saying a record is too big:
@@ -146,19 +145,19 @@ func innerOperation(err error, service string) *smithy.OperationError {
 // transient reports whether a code may clear by itself: throttling and
 // internal failures are retried for Config.ImpairAfter before they are
 // reported; every other code is reported at its first occurrence.
-func transient(c state.Code) bool {
-	return c == state.KinesisThroughputExceeded || c == state.InternalError
+func transient(c codes.Code) bool {
+	return c == codes.KinesisThroughputExceeded || c == codes.InternalError
 }
 
 // severity orders codes when one attempt fails in several ways; the most
 // actionable is reported.
-func severity(c state.Code) int {
+func severity(c codes.Code) int {
 	switch c {
 	case "":
 		return 0
-	case state.InternalError:
+	case codes.InternalError:
 		return 1
-	case state.KinesisThroughputExceeded:
+	case codes.KinesisThroughputExceeded:
 		return 2
 	default:
 		return 3
@@ -212,7 +211,7 @@ func codeLabel(err error) string {
 
 func knownCode(code string) string {
 	code = normalize(code)
-	if _, ok := codes[code]; ok || code == "InvalidArgumentException" || code == "ValidationException" {
+	if _, ok := awsCodes[code]; ok || code == "InvalidArgumentException" || code == "ValidationException" {
 		return code
 	}
 	return "Other"

@@ -11,8 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
-	"github.com/cdcd-dev/cdcd/state"
 )
 
 // Kinesis limits (PutRecords API reference). A stream may raise its record
@@ -73,7 +73,7 @@ type Config struct {
 	// (a batch stuck on an oversize record keeps the stream impaired however
 	// well the others go). Calls are serialised; Report must not block or
 	// call back into the sink.
-	Report  func(code state.Code, err error)
+	Report  func(code codes.Code, err error)
 	Logger  *slog.Logger
 	Metrics *Metrics // may be nil
 }
@@ -110,7 +110,7 @@ func (c Config) withDefaults() Config {
 		c.Backoff = DefaultBackoff
 	}
 	if c.Report == nil {
-		c.Report = func(state.Code, error) {}
+		c.Report = func(codes.Code, error) {}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

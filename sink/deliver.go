@@ -10,9 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cenkalti/backoff/v4"
-
-	"github.com/cdcd-dev/cdcd/state"
 )
 
 // batch is a worker's reusable state for the entries it currently owns.
@@ -200,11 +199,11 @@ func (s *Sink) wait(ctx context.Context, b *batch) bool {
 // stream is healthy again when no batch is impairing.
 type health struct {
 	mu          sync.Mutex
-	report      func(state.Code, error)
+	report      func(codes.Code, error)
 	log         *slog.Logger
 	impairAfter time.Duration
 	failing     int        // batches whose failure was reported
-	reported    state.Code // last code given to Report, "" when healthy
+	reported    codes.Code // last code given to Report, "" when healthy
 	lastLog     time.Time
 	suppressed  int // failure lines not logged since lastLog
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
-	"github.com/cdcd-dev/cdcd/state"
 )
 
 // fakeAPI is the scripted PutRecords: each test sets put.
@@ -50,21 +50,21 @@ func rejectAll(in *kinesis.PutRecordsInput, code string) *kinesis.PutRecordsOutp
 // reports collects Report calls.
 type reports struct {
 	mu    sync.Mutex
-	codes []state.Code
+	codes []codes.Code
 	errs  []error
 }
 
-func (r *reports) report(c state.Code, err error) {
+func (r *reports) report(c codes.Code, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.codes = append(r.codes, c)
 	r.errs = append(r.errs, err)
 }
 
-func (r *reports) get() []state.Code {
+func (r *reports) get() []codes.Code {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]state.Code(nil), r.codes...)
+	return append([]codes.Code(nil), r.codes...)
 }
 
 // fastBackoff keeps retries quick in tests.

@@ -18,9 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/sink"
-	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
@@ -166,7 +166,7 @@ func TestKinesisErrors(t *testing.T) {
 	defer cancel()
 
 	missing := testenv.StreamName(t)
-	if _, err := sink.DescribeTarget(ctx, client, missing, ""); sink.Classify(err) != state.KinesisStreamNotFound {
+	if _, err := sink.DescribeTarget(ctx, client, missing, ""); sink.Classify(err) != codes.KinesisStreamNotFound {
 		t.Errorf("DescribeTarget(missing) error %v classifies as %q", err, sink.Classify(err))
 	}
 
@@ -176,10 +176,10 @@ func TestKinesisErrors(t *testing.T) {
 		name   string
 		stream string
 		size   int
-		want   state.Code
+		want   codes.Code
 	}{
-		{"stream not found", missing, 10, state.KinesisStreamNotFound},
-		{"oversize record", name, 1<<20 + 100, state.KinesisOversizeRecord},
+		{"stream not found", missing, 10, codes.KinesisStreamNotFound},
+		{"oversize record", name, 1<<20 + 100, codes.KinesisOversizeRecord},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var rep reporter
@@ -216,19 +216,19 @@ func TestKinesisErrors(t *testing.T) {
 
 type reporter struct {
 	mu    sync.Mutex
-	codes []state.Code
+	codes []codes.Code
 }
 
-func (r *reporter) report(c state.Code, _ error) {
+func (r *reporter) report(c codes.Code, _ error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.codes = append(r.codes, c)
 }
 
-func (r *reporter) get() []state.Code {
+func (r *reporter) get() []codes.Code {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]state.Code(nil), r.codes...)
+	return append([]codes.Code(nil), r.codes...)
 }
 
 type readRecord struct {

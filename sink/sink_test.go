@@ -15,8 +15,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
-	"github.com/cdcd-dev/cdcd/state"
 )
 
 // TestReport replays every classification case through a running sink: the
@@ -51,7 +51,7 @@ func TestReport(t *testing.T) {
 			if local {
 				eventually(t, "oversize report", func() bool { return len(r.get()) > 0 })
 				time.Sleep(5 * time.Millisecond) // more retries: still refused, still undelivered
-				if got := r.get(); !slices.Equal(got, []state.Code{tc.want}) {
+				if got := r.get(); !slices.Equal(got, []codes.Code{tc.want}) {
 					t.Errorf("reports = %v, want [%s]", got, tc.want)
 				}
 				if calls.Load() != 0 || s.Delivered() != 0 {
@@ -62,7 +62,7 @@ func TestReport(t *testing.T) {
 			drain(t, s, 5*time.Second)
 			// The recovery report follows the acceptance that Drain sees.
 			eventually(t, "recovery report", func() bool { return len(r.get()) >= 2 })
-			if got := r.get(); !slices.Equal(got, []state.Code{tc.want, ""}) {
+			if got := r.get(); !slices.Equal(got, []codes.Code{tc.want, ""}) {
 				t.Errorf("reports = %v, want [%s \"\"]", got, tc.want)
 			}
 			r.mu.Lock()
@@ -187,10 +187,10 @@ func TestThrottlingStorm(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		impairAfter time.Duration
-		want        []state.Code
+		want        []codes.Code
 	}{
 		{"short storm", time.Hour, nil},
-		{"lag grows", 10 * time.Millisecond, []state.Code{state.KinesisThroughputExceeded, ""}},
+		{"lag grows", 10 * time.Millisecond, []codes.Code{codes.KinesisThroughputExceeded, ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int32
@@ -442,7 +442,7 @@ func TestDescribeTarget(t *testing.T) {
 		})
 	}
 	api.err = &types.ResourceNotFoundException{}
-	if _, err := DescribeTarget(context.Background(), api, "", "arn:x"); Classify(err) != state.KinesisStreamNotFound {
+	if _, err := DescribeTarget(context.Background(), api, "", "arn:x"); Classify(err) != codes.KinesisStreamNotFound {
 		t.Errorf("DescribeTarget error %v classifies as %q", err, Classify(err))
 	}
 }

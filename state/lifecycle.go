@@ -7,6 +7,8 @@ package state
 import (
 	"errors"
 	"fmt"
+
+	"github.com/cdcd-dev/cdcd/codes"
 )
 
 // Event is something that happened to a stream. Events, not statuses, are
@@ -67,7 +69,7 @@ func (e Event) String() string {
 
 // FaultEvent is the event a failure with code c raises. Splitting the fault
 // by Code.Fatal keeps the whole lifecycle in one table keyed by event alone.
-func FaultEvent(c Code) Event {
+func FaultEvent(c codes.Code) Event {
 	if c.Fatal() {
 		return EventFatalFault
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/cdcd-dev/cdcd/codes"
 )
 
 // reject marks an event the lifecycle refuses in a status.
@@ -85,19 +87,19 @@ func TestFailedIsTerminalButDeletable(t *testing.T) {
 
 func TestFaultEvent(t *testing.T) {
 	tests := []struct {
-		code Code
+		code codes.Code
 		want Event
 	}{
-		{KinesisThroughputExceeded, EventFault},
-		{KinesisStreamNotFound, EventFatalFault},
-		{RoleAccessDenied, EventFault},
-		{KinesisAccessDenied, EventFault},
-		{KinesisKMSAccessDenied, EventFault},
-		{KinesisOversizeRecord, EventFault},
-		{ClusterCMKInaccessible, EventFault},
-		{InternalError, EventFault},
-		{SourceUnavailable, EventFault},
-		{SourceSlotLost, EventFatalFault},
+		{codes.KinesisThroughputExceeded, EventFault},
+		{codes.KinesisStreamNotFound, EventFatalFault},
+		{codes.RoleAccessDenied, EventFault},
+		{codes.KinesisAccessDenied, EventFault},
+		{codes.KinesisKMSAccessDenied, EventFault},
+		{codes.KinesisOversizeRecord, EventFault},
+		{codes.ClusterCMKInaccessible, EventFault},
+		{codes.InternalError, EventFault},
+		{codes.SourceUnavailable, EventFault},
+		{codes.SourceSlotLost, EventFatalFault},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.code), func(t *testing.T) {

@@ -3,6 +3,8 @@ package state
 import (
 	"fmt"
 	"time"
+
+	"github.com/cdcd-dev/cdcd/codes"
 )
 
 // FileVersion is the version of the per-stream file format. Open refuses
@@ -48,9 +50,9 @@ type Target struct {
 // Message is the human detail for GetStream and logs, which DSQL does not
 // have and SDK clients ignore.
 type Reason struct {
-	Code      Code      `json:"error"`
-	Message   string    `json:"message,omitempty"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	Code      codes.Code `json:"error"`
+	Message   string     `json:"message,omitempty"`
+	UpdatedAt time.Time  `json:"updatedAt"`
 }
 
 // Checkpoint is the resume position: the last commit LSN whose records

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cdcd-dev/cdcd/codes"
 )
 
 func openStore(t *testing.T, dir string) *Store {
@@ -42,7 +44,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	}
 	// Loaded records are copies: changing one must not reach the store.
 	got.Definition.Tags["team"] = "x"
-	got.StatusReason.Code = InternalError
+	got.StatusReason.Code = codes.InternalError
 	if again, _ := s.Load(testStream); !reflect.DeepEqual(again, want) {
 		t.Fatal("Load shares memory with the store")
 	}
@@ -133,7 +135,7 @@ func TestStoreFailedSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Fault(SourceSlotLost, errors.New("wal_status = lost")); err != nil {
+	if err := st.Fault(codes.SourceSlotLost, errors.New("wal_status = lost")); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close()
@@ -143,7 +145,7 @@ func TestStoreFailedSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != Failed || got.StatusReason == nil || got.StatusReason.Code != SourceSlotLost {
+	if got.Status != Failed || got.StatusReason == nil || got.StatusReason.Code != codes.SourceSlotLost {
 		t.Fatalf("after reopen: %s %+v", got.Status, got.StatusReason)
 	}
 	st2, err := NewStream(got, Options{Store: s2})
@@ -175,7 +177,7 @@ func TestStoreCheckpoint(t *testing.T) {
 		t.Fatalf("regress: %v", err)
 	}
 	// A status save from a copy taken before the checkpoint keeps it.
-	rec.Status, rec.StatusReason = Impaired, &Reason{Code: InternalError, UpdatedAt: time.Now()}
+	rec.Status, rec.StatusReason = Impaired, &Reason{Code: codes.InternalError, UpdatedAt: time.Now()}
 	if err := s.Save(rec); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +225,7 @@ func TestStoreRejects(t *testing.T) {
 		{"path in stream id", func() Record { r := testRecord(Active); r.Definition.StreamID = "../../../../../../etc/pass"; return r }},
 		{"bad cluster id", func() Record { r := testRecord(Active); r.Definition.ClusterID = "x"; return r }},
 		{"unknown status", func() Record { r := testRecord(Active); r.Status = "PAUSED"; return r }},
-		{"reason on ACTIVE", func() Record { r := testRecord(Active); r.StatusReason = &Reason{Code: InternalError}; return r }},
+		{"reason on ACTIVE", func() Record { r := testRecord(Active); r.StatusReason = &Reason{Code: codes.InternalError}; return r }},
 		{"FAILED without reason", func() Record { r := testRecord(Failed); r.StatusReason = nil; return r }},
 		{"newer file version", func() Record { r := testRecord(Active); r.Version = FileVersion + 1; return r }},
 	}

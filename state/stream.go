@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cdcd-dev/cdcd/codes"
 )
 
 // DefaultFailureThreshold is how long an IMPAIRED stream may fall behind
@@ -162,7 +164,7 @@ func (s *Stream) Created() error { return s.apply(EventCreated, nil) }
 // Fault reports a failure classified as code. A non-fatal code impairs an
 // ACTIVE stream; a fatal one, or any fault while CREATING, fails it. The
 // error's text becomes the reason's message.
-func (s *Stream) Fault(code Code, err error) error {
+func (s *Stream) Fault(code codes.Code, err error) error {
 	msg := string(code)
 	if err != nil {
 		msg = err.Error()

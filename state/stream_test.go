@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -84,7 +85,7 @@ func testRecord(st Status) Record {
 		Status: st,
 	}
 	if st.HasReason() {
-		r.StatusReason = &Reason{Code: KinesisAccessDenied, Message: "denied", UpdatedAt: r.Definition.CreationTime}
+		r.StatusReason = &Reason{Code: codes.KinesisAccessDenied, Message: "denied", UpdatedAt: r.Definition.CreationTime}
 	}
 	return r
 }
@@ -124,9 +125,9 @@ func (h *harness) fire(ev Event) error {
 	case EventCreated:
 		return h.s.Created()
 	case EventFault:
-		return h.s.Fault(KinesisThroughputExceeded, errors.New("slow down"))
+		return h.s.Fault(codes.KinesisThroughputExceeded, errors.New("slow down"))
 	case EventFatalFault:
-		return h.s.Fault(KinesisStreamNotFound, errors.New("no such stream"))
+		return h.s.Fault(codes.KinesisStreamNotFound, errors.New("no such stream"))
 	case EventRecovered:
 		return h.s.Recover()
 	case EventLagExceeded:
@@ -206,11 +207,11 @@ func TestStreamEveryStatusEveryEvent(t *testing.T) {
 
 func TestStreamCreatingFaultFailsWithCode(t *testing.T) {
 	h := newHarness(t, Creating, time.Hour)
-	if err := h.s.Fault(KinesisKMSAccessDenied, errors.New("key disabled")); err != nil {
+	if err := h.s.Fault(codes.KinesisKMSAccessDenied, errors.New("key disabled")); err != nil {
 		t.Fatal(err)
 	}
 	got := h.s.Snapshot()
-	if got.Status != Failed || got.StatusReason.Code != KinesisKMSAccessDenied || got.StatusReason.Message != "key disabled" {
+	if got.Status != Failed || got.StatusReason.Code != codes.KinesisKMSAccessDenied || got.StatusReason.Message != "key disabled" {
 		t.Fatalf("got %s %+v", got.Status, got.StatusReason)
 	}
 	if !got.StatusReason.UpdatedAt.Equal(*h.clock) {
@@ -222,7 +223,7 @@ func TestStreamRepeatedFaultsAreRateLimited(t *testing.T) {
 	h := newHarness(t, Active, time.Hour)
 	first := *h.clock
 	for range 100 {
-		if err := h.s.Fault(KinesisThroughputExceeded, errors.New("slow down")); err != nil {
+		if err := h.s.Fault(codes.KinesisThroughputExceeded, errors.New("slow down")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -230,7 +231,7 @@ func TestStreamRepeatedFaultsAreRateLimited(t *testing.T) {
 		t.Fatalf("100 faults: logs %q, %d saves; want one of each", msgs, h.store.count())
 	}
 	*h.clock = first.Add(2 * time.Minute)
-	_ = h.s.Fault(KinesisThroughputExceeded, errors.New("slow down again"))
+	_ = h.s.Fault(codes.KinesisThroughputExceeded, errors.New("slow down again"))
 	msgs := h.logs.messages()
 	if len(msgs) != 2 || msgs[1] != "stream still impaired" {
 		t.Fatalf("after the interval: %q", msgs)
@@ -241,8 +242,8 @@ func TestStreamRepeatedFaultsAreRateLimited(t *testing.T) {
 	}
 
 	// A different code is news: logged and saved, but not a transition.
-	_ = h.s.Fault(KinesisAccessDenied, errors.New("denied"))
-	if got := h.s.Snapshot(); got.StatusReason.Code != KinesisAccessDenied || !got.StatusReason.UpdatedAt.Equal(*h.clock) {
+	_ = h.s.Fault(codes.KinesisAccessDenied, errors.New("denied"))
+	if got := h.s.Snapshot(); got.StatusReason.Code != codes.KinesisAccessDenied || !got.StatusReason.UpdatedAt.Equal(*h.clock) {
 		t.Errorf("reason = %+v", got.StatusReason)
 	}
 	if n, _ := metricValue(t, h.reg, "cdcd_stream_transitions_total", map[string]string{"from": "IMPAIRED", "to": "IMPAIRED"}); n != 0 {
@@ -258,7 +259,7 @@ func TestStreamLagThreshold(t *testing.T) {
 	if err := h.s.Lag(48 * time.Hour); err != nil || h.s.Snapshot().Status != Active {
 		t.Fatalf("an ACTIVE stream catching up failed: %v", err)
 	}
-	_ = h.s.Fault(RoleAccessDenied, errors.New("assume role denied"))
+	_ = h.s.Fault(codes.RoleAccessDenied, errors.New("assume role denied"))
 	if err := h.s.Lag(time.Hour); err != nil || h.s.Snapshot().Status != Impaired {
 		t.Fatalf("lag at the threshold: %v, %s", err, h.s.Snapshot().Status)
 	}
@@ -266,7 +267,7 @@ func TestStreamLagThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := h.s.Snapshot()
-	if got.Status != Failed || got.StatusReason.Code != RoleAccessDenied ||
+	if got.Status != Failed || got.StatusReason.Code != codes.RoleAccessDenied ||
 		!strings.Contains(got.StatusReason.Message, "failure threshold") ||
 		!strings.Contains(got.StatusReason.Message, "assume role denied") {
 		t.Fatalf("got %s %+v", got.Status, got.StatusReason)
@@ -297,7 +298,7 @@ func TestStreamDefaultThreshold(t *testing.T) {
 func TestStreamPersistFailureStillTransitions(t *testing.T) {
 	h := newHarness(t, Active, time.Hour)
 	h.store.err = errors.New("disk full")
-	err := h.s.Fault(KinesisStreamNotFound, errors.New("gone"))
+	err := h.s.Fault(codes.KinesisStreamNotFound, errors.New("gone"))
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("err = %v", err)
 	}
@@ -346,7 +347,7 @@ func TestStreamConcurrent(t *testing.T) {
 			for i := range 50 {
 				switch (g + i) % 4 {
 				case 0:
-					_ = s.Fault(KinesisThroughputExceeded, errors.New("throttled"))
+					_ = s.Fault(codes.KinesisThroughputExceeded, errors.New("throttled"))
 				case 1:
 					_ = s.Recover()
 				case 2:

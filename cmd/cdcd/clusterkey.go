@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/atrest"
 )
@@ -34,7 +35,7 @@ func newKeyGate(st *state.Stream) *keyGate {
 }
 
 // Fault implements atrest.Reporter.
-func (g *keyGate) Fault(code state.Code, err error) error {
+func (g *keyGate) Fault(code codes.Code, err error) error {
 	g.mu.Lock()
 	if g.ok {
 		g.ok, g.ready = false, make(chan struct{})

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/sink"
@@ -85,7 +86,7 @@ func (d *daemon) source(sc *Stream, cl *Cluster, st *state.Stream, met *streamMe
 		Snapshot: sc.Snapshot, Logger: log.With("component", "capture"),
 	}
 	if st != nil {
-		cfg.Report = func(code state.Code, err error) {
+		cfg.Report = func(code codes.Code, err error) {
 			if code == "" {
 				_ = st.Recover()
 			} else {
@@ -126,7 +127,7 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 	}
 	ring, err := d.keyring(cl, def)
 	if err != nil {
-		_ = st.Fault(state.ClusterCMKInaccessible, err)
+		_ = st.Fault(codes.ClusterCMKInaccessible, err)
 		return nil
 	}
 	sp, err := d.spill(ring, def, log)
@@ -145,7 +146,7 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 	if err != nil {
 		// A role the configuration does not allow will not start working
 		// by itself.
-		_ = st.Fault(state.RoleAccessDenied, err)
+		_ = st.Fault(codes.RoleAccessDenied, err)
 		return nil
 	}
 	defer closer.Close()
@@ -164,13 +165,13 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 	for {
 		info, err = src.Prepare(ctx, st.Snapshot().Checkpoint.LSN)
 		if errors.Is(err, capture.ErrSlotLost) {
-			_ = st.Fault(state.SourceSlotLost, err)
+			_ = st.Fault(codes.SourceSlotLost, err)
 			return nil
 		}
 		if err == nil {
 			target, err = sink.DescribeTarget(ctx, kin, sc.Target.KinesisStream, "")
 			if err != nil {
-				if code := classify(err); code != state.InternalError {
+				if code := classify(err); code != codes.InternalError {
 					_ = st.Fault(code, err)
 					if st.Snapshot().Status == state.Failed {
 						return nil
@@ -195,7 +196,7 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 	d.mu.Unlock()
 	checker, gate, err := d.clusterKey(ctx, cl, st, sp.ring, log)
 	if err != nil {
-		_ = st.Fault(state.ClusterCMKInaccessible, err)
+		_ = st.Fault(codes.ClusterCMKInaccessible, err)
 		return nil
 	}
 	if st.Snapshot().Status == state.Failed {
@@ -225,14 +226,14 @@ func (d *daemon) deliver(ctx context.Context, sc *Stream, st *state.Stream, src 
 		StreamName: sc.Target.KinesisStream, Ordering: record.Ordering(sc.Ordering),
 		MaxRecordBytes: target.MaxRecordBytes, MaxRequestBytes: target.MaxRequestBytes(), MaxInFlight: sc.Delivery.MaxInFlight,
 		Linger: sc.Delivery.Linger.Duration, QueueBytes: sc.Delivery.QueueBytes,
-		Report: func(code state.Code, err error) {
+		Report: func(code codes.Code, err error) {
 			if code == "" {
 				if gate.OK() {
 					_ = st.Recover()
 				}
 				return
 			}
-			if c := classify(err); c != state.InternalError {
+			if c := classify(err); c != codes.InternalError {
 				code = c // an STS error inside a Kinesis call is the role's
 			}
 			_ = st.Fault(code, err)
@@ -265,7 +266,7 @@ func (d *daemon) deliver(ctx context.Context, sc *Stream, st *state.Stream, src 
 
 	capErr := src.Run(ctx, pipe)
 	if errors.Is(capErr, capture.ErrSlotLost) {
-		_ = st.Fault(state.SourceSlotLost, capErr)
+		_ = st.Fault(codes.SourceSlotLost, capErr)
 	}
 	wg.Wait()
 
@@ -306,7 +307,7 @@ func watchLag(ctx context.Context, st *state.Stream, pipe *pipeline) {
 
 // classify maps a delivery error to its status-reason code: an error from
 // assuming the stream's role first, then Kinesis and KMS errors.
-func classify(err error) state.Code {
+func classify(err error) codes.Code {
 	if code, ok := rolecreds.Classify(err); ok {
 		return code
 	}

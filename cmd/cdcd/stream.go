@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cdcd-dev/cdcd/capture"
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/sink"
 	"github.com/cdcd-dev/cdcd/state"
@@ -21,7 +22,7 @@ import (
 // not allowed or not persisted, which state.Stream already logs.
 type lifecycle interface {
 	Created() error
-	Fault(code state.Code, err error) error
+	Fault(code codes.Code, err error) error
 	Recover() error
 	Checkpoint(cp state.Checkpoint) error
 }
@@ -120,7 +121,7 @@ func (p *pipeline) HandleSnapshot(ctx context.Context, batch *record.Txn) error 
 	enc, err := p.enc.Encode(batch, prev, p.now())
 	if err != nil {
 		err = fmt.Errorf("encode snapshot rows: %w", err)
-		_ = p.life.Fault(state.InternalError, err)
+		_ = p.life.Fault(codes.InternalError, err)
 		return err
 	}
 	if err := p.sink.Submit(ctx, 0, enc.Records); err != nil {
@@ -227,7 +228,7 @@ func closeSpill(txn *record.Txn) error {
 // encodeFault impairs the stream for a transaction that cannot be encoded.
 func (p *pipeline) encodeFault(txn *record.Txn, err error) error {
 	err = fmt.Errorf("encode transaction %d at %s: %w", txn.Xid, state.FormatLSN(txn.CommitLSN), err)
-	p.life.Fault(state.InternalError, err)
+	p.life.Fault(codes.InternalError, err)
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/record/spill"
 	"github.com/cdcd-dev/cdcd/state"
@@ -173,7 +174,7 @@ func TestPipelineSpilledEncodeError(t *testing.T) {
 	if err := p.Handle(context.Background(), txn); err == nil {
 		t.Fatal("Handle succeeded")
 	}
-	if !snk.writers[0].aborted || len(life.faults) != 1 || life.faults[0] != state.InternalError || files(t, dir) != 0 {
+	if !snk.writers[0].aborted || len(life.faults) != 1 || life.faults[0] != codes.InternalError || files(t, dir) != 0 {
 		t.Fatalf("aborted %v, faults %v, files %d", snk.writers[0].aborted, life.faults, files(t, dir))
 	}
 }

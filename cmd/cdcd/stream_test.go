@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/state"
 )
@@ -39,11 +40,11 @@ func (f *fakeSink) Delivered() uint64 {
 
 type fakeLife struct {
 	cps    []state.Checkpoint
-	faults []state.Code
+	faults []codes.Code
 }
 
 func (f *fakeLife) Created() error { return nil }
-func (f *fakeLife) Fault(c state.Code, _ error) error {
+func (f *fakeLife) Fault(c codes.Code, _ error) error {
 	f.faults = append(f.faults, c)
 	return nil
 }

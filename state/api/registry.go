@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
 )
@@ -192,7 +193,7 @@ func (r *Registry) start(e *entry) {
 						err = errors.New("returned without being stopped")
 					}
 					r.log.Error("stream pipeline stopped", "stream", s.ID(), "error", err)
-					_ = s.Fault(state.InternalError, fmt.Errorf("pipeline stopped: %w", err))
+					_ = s.Fault(codes.InternalError, fmt.Errorf("pipeline stopped: %w", err))
 				}
 				return
 			case <-changed:

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dsql"
 	"github.com/aws/aws-sdk-go-v2/service/dsql/types"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -105,7 +106,7 @@ func TestRestartKeepsFailed(t *testing.T) {
 		c.Pipeline = funcPipeline{run: func(ctx context.Context, s *state.Stream) error {
 			defer runs.Done()
 			_ = s.Created()
-			_ = s.Fault(state.KinesisStreamNotFound, errors.New("stream orders not found"))
+			_ = s.Fault(codes.KinesisStreamNotFound, errors.New("stream orders not found"))
 			<-ctx.Done() // the Registry stops a FAILED stream's pipeline
 			return nil
 		}}
@@ -116,7 +117,7 @@ func TestRestartKeepsFailed(t *testing.T) {
 	}
 	id := *out.StreamIdentifier
 	got := waitStatus(t, f.client, id, types.StreamStatusFailed)
-	if got.StatusReason == nil || got.StatusReason.Error != types.StreamFailureErrorCode(state.KinesisStreamNotFound) || got.StatusReason.UpdatedAt == nil {
+	if got.StatusReason == nil || got.StatusReason.Error != types.StreamFailureErrorCode(codes.KinesisStreamNotFound) || got.StatusReason.UpdatedAt == nil {
 		t.Fatalf("statusReason = %+v", got.StatusReason)
 	}
 	runs.Wait() // returns only because FAILED cancelled the pipeline
@@ -152,7 +153,7 @@ func TestFailureThreshold(t *testing.T) {
 		c.FailureThreshold = time.Second
 		c.Pipeline = funcPipeline{run: func(ctx context.Context, s *state.Stream) error {
 			_ = s.Created()
-			_ = s.Fault(state.KinesisThroughputExceeded, errors.New("rate exceeded"))
+			_ = s.Fault(codes.KinesisThroughputExceeded, errors.New("rate exceeded"))
 			start := time.Now()
 			tick := time.NewTicker(50 * time.Millisecond)
 			defer tick.Stop()

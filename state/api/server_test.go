@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dsql/types"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -62,7 +63,7 @@ func TestGetStreamWireShape(t *testing.T) {
 				_ = s.Created()
 				_ = s.Checkpoint(state.Checkpoint{LSN: 0x16_B374D848, TsNs: 1})
 				_ = s.Lag(1500 * time.Millisecond)
-				_ = s.Fault(state.KinesisKMSAccessDenied, errors.New("key 1234 is disabled"))
+				_ = s.Fault(codes.KinesisKMSAccessDenied, errors.New("key 1234 is disabled"))
 				<-ctx.Done()
 				return nil
 			},
@@ -185,7 +186,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 		t.Fatalf("readyz with an ACTIVE stream: %d", resp.StatusCode)
 	}
 
-	_ = mustStream(t, f.reg, id).Fault(state.RoleAccessDenied, errors.New("sts:AssumeRole denied"))
+	_ = mustStream(t, f.reg, id).Fault(codes.RoleAccessDenied, errors.New("sts:AssumeRole denied"))
 	resp, m := do(t, "GET", f.srv.URL+"/readyz", "")
 	if resp.StatusCode != 503 || m["ready"] != false {
 		t.Fatalf("readyz with an IMPAIRED stream: %d %v", resp.StatusCode, m)

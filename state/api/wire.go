@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -61,7 +62,7 @@ type streamSummary struct {
 }
 
 type statusReason struct {
-	Error     state.Code   `json:"error"`
+	Error     codes.Code   `json:"error"`
 	UpdatedAt epochSeconds `json:"updatedAt"`
 	// Message is cdcd's; the SDK ignores members it does not know.
 	Message string `json:"message,omitempty"`

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -30,7 +31,7 @@ const (
 
 // Reporter is what a Checker reports the key's health to.
 type Reporter interface {
-	Fault(code state.Code, err error) error
+	Fault(code codes.Code, err error) error
 	Recover() error
 }
 
@@ -223,7 +224,7 @@ func (c *Checker) fault(err error) {
 	if name == "" {
 		name = "(ephemeral)"
 	}
-	c.reported("fault", c.r.Fault(state.ClusterCMKInaccessible, fmt.Errorf("cluster key %s: %w", name, err)))
+	c.reported("fault", c.r.Fault(codes.ClusterCMKInaccessible, fmt.Errorf("cluster key %s: %w", name, err)))
 }
 
 // reported logs a Reporter error. A rejected transition means the stream

@@ -10,10 +10,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
-const faultCMK = "fault " + string(state.ClusterCMKInaccessible)
+const faultCMK = "fault " + string(codes.ClusterCMKInaccessible)
 
 func newTestChecker(t *testing.T, opts CheckerOptions) (*Checker, *kmsModel, *recorder) {
 	t.Helper()
@@ -168,7 +169,7 @@ func TestCheckerFailsCreatingStream(t *testing.T) {
 	m.setFail(apiError("DisabledException"))
 	c.Check(context.Background())
 	snap := stream.Snapshot()
-	if snap.Status != state.Failed || snap.StatusReason == nil || snap.StatusReason.Code != state.ClusterCMKInaccessible {
+	if snap.Status != state.Failed || snap.StatusReason == nil || snap.StatusReason.Code != codes.ClusterCMKInaccessible {
 		t.Fatalf("stream is %s (%+v), want FAILED with CLUSTER_CMK_INACCESSIBLE", snap.Status, snap.StatusReason)
 	}
 	// FAILED is terminal: a later recovery is not an error for the Checker.

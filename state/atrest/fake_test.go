@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -143,7 +144,7 @@ type recorder struct {
 	errs   []error
 }
 
-func (r *recorder) Fault(code state.Code, err error) error {
+func (r *recorder) Fault(code codes.Code, err error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, "fault "+string(code))

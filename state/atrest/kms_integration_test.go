@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/atrest"
 	"github.com/cdcd-dev/cdcd/test/testenv"
@@ -107,8 +108,8 @@ func TestKMSCheckerFaultsAndRecovers(t *testing.T) {
 	_, err = client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: key})
 	keyOp(t, "disable key", err)
 	snap := waitStatus(t, stream, state.Impaired)
-	if snap.StatusReason.Code != state.ClusterCMKInaccessible {
-		t.Fatalf("impaired with %s, want %s", snap.StatusReason.Code, state.ClusterCMKInaccessible)
+	if snap.StatusReason.Code != codes.ClusterCMKInaccessible {
+		t.Fatalf("impaired with %s, want %s", snap.StatusReason.Code, codes.ClusterCMKInaccessible)
 	}
 	_, err = client.EnableKey(ctx, &kms.EnableKeyInput{KeyId: key})
 	keyOp(t, "enable key", err)
@@ -118,8 +119,8 @@ func TestKMSCheckerFaultsAndRecovers(t *testing.T) {
 	_, err = client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: key, PendingWindowInDays: aws.Int32(7)})
 	keyOp(t, "schedule key deletion", err)
 	snap = waitStatus(t, stream, state.Impaired)
-	if snap.StatusReason.Code != state.ClusterCMKInaccessible {
-		t.Fatalf("impaired with %s, want %s", snap.StatusReason.Code, state.ClusterCMKInaccessible)
+	if snap.StatusReason.Code != codes.ClusterCMKInaccessible {
+		t.Fatalf("impaired with %s, want %s", snap.StatusReason.Code, codes.ClusterCMKInaccessible)
 	}
 	// AWS leaves a key Disabled after CancelKeyDeletion (local-kms leaves it
 	// Enabled): enable it as an operator would.
@@ -146,8 +147,8 @@ func TestKMSCreatingStreamFailsOnDisabledKey(t *testing.T) {
 		t.Fatalf("Check = %v, want an inaccessible key", err)
 	}
 	snap := stream.Snapshot()
-	if snap.Status != state.Failed || snap.StatusReason.Code != state.ClusterCMKInaccessible {
-		t.Fatalf("stream is %s (%+v), want FAILED with %s", snap.Status, snap.StatusReason, state.ClusterCMKInaccessible)
+	if snap.Status != state.Failed || snap.StatusReason.Code != codes.ClusterCMKInaccessible {
+		t.Fatalf("stream is %s (%+v), want FAILED with %s", snap.Status, snap.StatusReason, codes.ClusterCMKInaccessible)
 	}
 }
 
@@ -169,8 +170,8 @@ func TestKMSWriterFailureIsReported(t *testing.T) {
 		t.Fatalf("Create with a disabled key: err = %v", err)
 	}
 	snap := stream.Snapshot()
-	if snap.Status != state.Impaired || snap.StatusReason.Code != state.ClusterCMKInaccessible {
-		t.Fatalf("stream is %s (%+v), want IMPAIRED with %s", snap.Status, snap.StatusReason, state.ClusterCMKInaccessible)
+	if snap.Status != state.Impaired || snap.StatusReason.Code != codes.ClusterCMKInaccessible {
+		t.Fatalf("stream is %s (%+v), want IMPAIRED with %s", snap.Status, snap.StatusReason, codes.ClusterCMKInaccessible)
 	}
 }
 

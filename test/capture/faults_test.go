@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cdcd-dev/cdcd/capture"
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
-	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
@@ -82,7 +82,7 @@ func TestRestartMidStream(t *testing.T) {
 
 	h.db.Close(h.ctx)
 	c.stop()
-	h.waitFor(30*time.Second, "SOURCE_UNAVAILABLE", func() bool { return slices.Contains(h.reported(), state.SourceUnavailable) })
+	h.waitFor(30*time.Second, "SOURCE_UNAVAILABLE", func() bool { return slices.Contains(h.reported(), codes.SourceUnavailable) })
 	c.start()
 	h.db = connectDB(t, h.ctx, h.dsn)
 	for i := 6; i <= 10; i++ {

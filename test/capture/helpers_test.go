@@ -20,8 +20,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cdcd-dev/cdcd/capture"
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
-	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
@@ -121,7 +121,7 @@ type harness struct {
 	rec  *recorder
 
 	reportMu sync.Mutex
-	reports  []state.Code
+	reports  []codes.Code
 
 	cancel context.CancelFunc
 	done   chan error
@@ -142,7 +142,7 @@ func newHarness(t *testing.T, dsn string, tables ...string) *harness {
 	h.cfg = capture.Config{
 		DSN: dsn, Slot: h.slot, Publication: "cdcd_pub", Tables: tables, SetReplicaIdentityFull: true,
 		StatusInterval: 200 * time.Millisecond, HealthInterval: 200 * time.Millisecond,
-		Report: func(code state.Code, _ error) {
+		Report: func(code codes.Code, _ error) {
 			h.reportMu.Lock()
 			h.reports = append(h.reports, code)
 			h.reportMu.Unlock()
@@ -335,7 +335,7 @@ func value(m *dto.Metric) float64 {
 	return 0
 }
 
-func (h *harness) reported() []state.Code {
+func (h *harness) reported() []codes.Code {
 	h.reportMu.Lock()
 	defer h.reportMu.Unlock()
 	return slices.Clone(h.reports)

@@ -1,19 +1,11 @@
-package state
+// Package codes holds the status-reason codes of a stream (DSQL's codes and
+// cdcd's SOURCE_ ones, docs/lifecycle.md#codes). It is a leaf: the
+// components that detect a condition (sink, rolecreds, atrest, capture)
+// name it here without importing the lifecycle machinery in state.
+package codes
 
-// Status is a stream's lifecycle state (docs/lifecycle.md#codes, DSQL StreamStatus).
-type Status string
-
-const (
-	Creating Status = "CREATING"
-	Active   Status = "ACTIVE"
-	Impaired Status = "IMPAIRED"
-	Failed   Status = "FAILED"
-	Deleting Status = "DELETING"
-	Deleted  Status = "DELETED"
-)
-
-// Code is a status-reason code (docs/lifecycle.md#codes). The DSQL codes come first; the
-// SOURCE_ codes are cdcd's own for a source that DSQL never loses.
+// Code is a status-reason code. The DSQL codes come first; the SOURCE_ codes
+// are cdcd's own for a source that DSQL never loses.
 type Code string
 
 const (
