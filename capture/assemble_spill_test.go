@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/cdcd-dev/cdcd/atrest"
 	"github.com/cdcd-dev/cdcd/record"
-	"github.com/cdcd-dev/cdcd/record/spill"
 )
 
 // readSpill moves a spilled transaction's changes into Changes, deleting
@@ -104,7 +104,7 @@ func TestAssemblerSpillsPastBudget(t *testing.T) {
 			}
 
 			dir := t.TempDir()
-			store, err := spill.New(dir, nil)
+			store, err := atrest.NewSpillStore(dir, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,7 +156,7 @@ func TestAssemblerSpillsPastBudget(t *testing.T) {
 // handed over in memory, as without one.
 func TestAssemblerUnderBudgetStaysInMemory(t *testing.T) {
 	dir := t.TempDir()
-	store, err := spill.New(dir, nil)
+	store, err := atrest.NewSpillStore(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

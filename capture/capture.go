@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -29,8 +28,6 @@ import (
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
-	"github.com/cdcd-dev/cdcd/record/spill"
-	"github.com/cdcd-dev/cdcd/state/atrest"
 )
 
 // Config configures one stream's source.
@@ -78,12 +75,11 @@ type Config struct {
 	// go to an encrypted spill file and it is handed over with
 	// record.Txn.Spilled (bounded memory). Default 64 MiB; negative never spills.
 	MemoryBudget int
-	// SpillDir holds the spill files; default os.TempDir(). Files that a
-	// crash leaves are for the caller to sweep (spill.Sweep).
-	SpillDir string
-	// SpillKeyring encrypts the spill files: the cluster key's, or nil for
-	// a key that lives only in this process's memory.
-	SpillKeyring *atrest.Keyring
+	// Spill stores the changes of transactions past MemoryBudget; the
+	// caller builds it (atrest.NewSpillStore) so one directory and one
+	// keyring serve capture and the encoder's sorted runs. Nil with a
+	// positive budget is an error.
+	Spill record.RunStore
 	// Report receives SOURCE_UNAVAILABLE when the source cannot be reached
 	// and ("", nil) once streaming works again.
 	Report func(code codes.Code, err error)
@@ -194,15 +190,10 @@ func New(cfg Config) (*Source, error) {
 		src.cfg.MemoryBudget = DefaultMemoryBudget
 	}
 	if src.cfg.MemoryBudget > 0 {
-		dir := cfg.SpillDir
-		if dir == "" {
-			dir = os.TempDir()
+		if cfg.Spill == nil {
+			return nil, errors.New("capture: a memory budget needs a spill store")
 		}
-		store, err := spill.New(dir, cfg.SpillKeyring)
-		if err != nil {
-			return nil, fmt.Errorf("capture: spill directory: %w", err)
-		}
-		src.spill = store
+		src.spill = cfg.Spill
 	}
 	return src, nil
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
-	"github.com/cdcd-dev/cdcd/state/atrest"
+	"github.com/cdcd-dev/cdcd/atrest"
 )
 
 // keyGate holds delivery while the cluster key cannot be used. The key

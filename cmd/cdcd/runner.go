@@ -99,7 +99,7 @@ func (d *daemon) source(sc *Stream, cl *Cluster, st *state.Stream, met *streamMe
 	}
 	cfg.MemoryBudget = -1 // a source that is only dropped never spills
 	if sp != nil {
-		cfg.MemoryBudget, cfg.SpillDir, cfg.SpillKeyring = sc.Delivery.MemoryBudget, sp.dir, sp.ring
+		cfg.MemoryBudget, cfg.Spill = sc.Delivery.MemoryBudget, sp.store
 	}
 	return capture.New(cfg)
 }

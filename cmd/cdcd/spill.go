@@ -6,9 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/cdcd-dev/cdcd/record/spill"
 	"github.com/cdcd-dev/cdcd/state"
-	"github.com/cdcd-dev/cdcd/state/atrest"
+	"github.com/cdcd-dev/cdcd/atrest"
 )
 
 // spillConfig is where a stream's large transactions go past its memory
@@ -17,7 +16,7 @@ import (
 type spillConfig struct {
 	dir   string
 	ring  *atrest.Keyring
-	store *spill.Store
+	store *atrest.SpillStore
 }
 
 // spillDir is <state_dir>/spill/<stream id>.
@@ -30,14 +29,14 @@ func (d *daemon) spillDir(streamID string) string {
 // without a cluster key nothing could read them anyway.
 func (d *daemon) spill(ring *atrest.Keyring, def state.Definition, log *slog.Logger) (*spillConfig, error) {
 	dir := d.spillDir(def.StreamID)
-	n, err := spill.Sweep(dir)
+	n, err := atrest.Sweep(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spill directory: %w", err)
 	}
 	if n > 0 {
 		log.Info("removed spill files left by an earlier run", "dir", dir, "files", n)
 	}
-	store, err := spill.New(dir, ring)
+	store, err := atrest.NewSpillStore(dir, ring)
 	if err != nil {
 		return nil, err
 	}

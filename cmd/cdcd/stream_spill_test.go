@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcd-dev/cdcd/atrest"
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
-	"github.com/cdcd-dev/cdcd/record/spill"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -51,7 +51,7 @@ func (w *fakeWriter) Abort() { w.aborted = true }
 // would hand it over.
 func spilledTxn(t *testing.T, dir string, end uint64, commit time.Time, n int) *record.Txn {
 	t.Helper()
-	store, err := spill.New(dir, nil)
+	store, err := atrest.NewSpillStore(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func spillPipeline(t *testing.T, cp state.Checkpoint) (*pipeline, *fakeSink, *fa
 	t.Helper()
 	p, snk, life := testPipeline(t, cp)
 	dir := t.TempDir()
-	store, err := spill.New(dir, nil)
+	store, err := atrest.NewSpillStore(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

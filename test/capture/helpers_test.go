@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/cdcd-dev/cdcd/atrest"
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
@@ -149,6 +150,11 @@ func newHarness(t *testing.T, dsn string, tables ...string) *harness {
 		},
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
+	spill, err := atrest.NewSpillStore(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.Spill = spill
 	return h
 }
 

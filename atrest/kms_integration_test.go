@@ -14,9 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cdcd-dev/cdcd/atrest"
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
-	"github.com/cdcd-dev/cdcd/state/atrest"
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 

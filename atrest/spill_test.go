@@ -1,4 +1,4 @@
-package spill
+package atrest
 
 import (
 	"bytes"
@@ -15,17 +15,17 @@ import (
 // marker is in every row; it must never reach the disk in the clear.
 const marker = "PLAINTEXT-MARKER-7f3a"
 
-// watched is a Store that, whenever a run is created, checks every file in
+// watched is a SpillStore that, whenever a run is created, checks every file in
 // the directory for the marker: by then the earlier runs are on disk.
 type watched struct {
-	*Store
+	*SpillStore
 	t     *testing.T
 	files int
 }
 
 func (w *watched) Create() (record.RunWriter, error) {
 	w.scan()
-	return w.Store.Create()
+	return w.SpillStore.Create()
 }
 
 func (w *watched) scan() {
@@ -82,11 +82,11 @@ func bigTxn() *record.Txn {
 // to Encode's records; no file ever holds plaintext, and none is left.
 func TestEncryptedRunsMatchEncode(t *testing.T) {
 	dir := t.TempDir()
-	st, err := New(dir, nil)
+	st, err := NewSpillStore(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &watched{Store: st, t: t}
+	store := &watched{SpillStore: st, t: t}
 	txn := bigTxn()
 	enc, err := record.NewEncoder(record.Config{SystemID: 1, Cluster: "abcdefghijklmnopqrstuvwxyz", Database: "db", Ordering: record.Row})
 	if err != nil {
@@ -140,7 +140,7 @@ func TestEncryptedRunsMatchEncode(t *testing.T) {
 // rolled back) or closed unread leaves nothing; Sweep clears leftovers.
 func TestAbandonedSpillIsDeleted(t *testing.T) {
 	dir := t.TempDir()
-	st, err := New(dir, nil)
+	st, err := NewSpillStore(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
