@@ -9,11 +9,12 @@ import (
 	"log/slog"
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
+	"github.com/cdcd-dev/cdcd/config"
 )
 
 // checkOnline connects to every stream's source as cdcd would and reports
 // each missing prerequisite with the SQL that fixes it. It changes nothing.
-func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
+func checkOnline(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	awsCfg, err := loadAWS(ctx, cfg.AWS.Region)
 	if err != nil {
 		return err
@@ -21,7 +22,7 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 	problems := 0
 	for i := range cfg.Streams {
 		sc := &cfg.Streams[i]
-		cl := cfg.cluster(sc.Cluster)
+		cl := cfg.ClusterNamed(sc.Cluster)
 		auth, err := sourceAuth(cfg, cl, awsCfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return err
@@ -50,7 +51,7 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 	return nil
 }
 
-func streamFindings(ctx context.Context, cl *Cluster, sc *Stream, auth *pgauth.Provider) ([]pgauth.Finding, error) {
+func streamFindings(ctx context.Context, cl *config.Cluster, sc *config.Stream, auth *pgauth.Provider) ([]pgauth.Finding, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := connectSource(ctx, cl, auth)

@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/cdcd-dev/cdcd/codes"
-	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/atrest"
+	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/config"
+	"github.com/cdcd-dev/cdcd/state"
 )
 
 // keyGate holds delivery while the cluster key cannot be used. The key
@@ -81,7 +81,7 @@ var _ atrest.Reporter = (*keyGate)(nil)
 // keyring is the stream's at-rest keyring: data keys from the cluster key,
 // or, without one, wrapped by a key that lives only in this process. It
 // makes no KMS call.
-func (d *daemon) keyring(cl *Cluster, def state.Definition) (*atrest.Keyring, error) {
+func (d *daemon) keyring(cl *config.Cluster, def state.Definition) (*atrest.Keyring, error) {
 	if cl.ClusterKeyARN == "" {
 		return atrest.NewEphemeral(), nil
 	}
@@ -101,7 +101,7 @@ func (d *daemon) keyring(cl *Cluster, def state.Definition) (*atrest.Keyring, er
 // keyring is ring, or returns nil when the cluster has no key. The first
 // check runs now: a key that is unusable while the stream is CREATING
 // fails it (docs/lifecycle.md#codes).
-func (d *daemon) clusterKey(ctx context.Context, cl *Cluster, st *state.Stream, ring *atrest.Keyring, log *slog.Logger) (*atrest.Checker, *keyGate, error) {
+func (d *daemon) clusterKey(ctx context.Context, cl *config.Cluster, st *state.Stream, ring *atrest.Keyring, log *slog.Logger) (*atrest.Checker, *keyGate, error) {
 	gate := newKeyGate(st)
 	if cl.ClusterKeyARN == "" {
 		return nil, gate, nil
@@ -117,7 +117,3 @@ func (d *daemon) clusterKey(ctx context.Context, cl *Cluster, st *state.Stream, 
 	}
 	return checker, gate, nil
 }
-
-// defaultKeyCheckInterval is how often a cluster key is checked (issue:
-// periodically, default 60 s).
-const defaultKeyCheckInterval = time.Minute

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
+	"github.com/cdcd-dev/cdcd/config"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
@@ -38,7 +39,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if *path == "" {
 		return usageError{"run needs --config FILE"}
 	}
-	cfg, err := LoadConfig(*path)
+	cfg, err := config.Load(*path)
 	if err != nil {
 		return err
 	}
@@ -54,7 +55,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 // stream's goroutine) and the HTTP server. It is the registry's Pipeline:
 // Run delivers one stream, Teardown releases its slot and publication.
 type daemon struct {
-	cfg          *Config
+	cfg          *config.Config
 	log          *slog.Logger
 	store        *state.Store
 	reg          *prometheus.Registry
@@ -67,7 +68,7 @@ type daemon struct {
 	// auth holds each cluster's credential provider, by cluster name.
 	auth map[string]*pgauth.Provider
 	// configured maps stream ids to the file's streams.
-	configured map[string]*Stream
+	configured map[string]*config.Stream
 
 	mu sync.Mutex
 	// live holds what GetStream shows beyond the state file, per stream id.
@@ -77,7 +78,7 @@ type daemon struct {
 
 var _ api.Pipeline = (*daemon)(nil)
 
-func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (*daemon, error) {
+func newDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state_dir: %w", err)
 	}
@@ -92,7 +93,7 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (*daemon, err
 		return nil, err
 	}
 	d := &daemon{cfg: cfg, log: log, reg: reg, aws: awsCfg, stateMetrics: sm,
-		clusterIDs: map[string]string{}, clusterNames: map[string]string{}, configured: map[string]*Stream{},
+		clusterIDs: map[string]string{}, clusterNames: map[string]string{}, configured: map[string]*config.Stream{},
 		auth: map[string]*pgauth.Provider{},
 		live: map[string]*liveStream{}, metrics: map[string]*streamMetrics{}}
 	for i := range cfg.Clusters {
@@ -112,7 +113,7 @@ func newDaemon(ctx context.Context, cfg *Config, log *slog.Logger) (*daemon, err
 // clusterID is the configured identifier, or one derived from the server's
 // system identifier and database (docs/glossary.md). Deriving needs the source once
 // at start; set identifier to start while the source is down.
-func (d *daemon) clusterID(ctx context.Context, cl *Cluster) (string, error) {
+func (d *daemon) clusterID(ctx context.Context, cl *config.Cluster) (string, error) {
 	if cl.Identifier != "" {
 		return cl.Identifier, nil
 	}
@@ -224,19 +225,19 @@ func (d *daemon) adoptConfigStreams(registry *api.Registry, defs []state.Definit
 }
 
 // definition is the state definition of a configured stream.
-func (d *daemon) definition(sc *Stream) (state.Definition, error) {
+func (d *daemon) definition(sc *config.Stream) (state.Definition, error) {
 	id := sc.Identifier
 	if id == "" {
 		id = state.DeriveID("stream", sc.Cluster, sc.Name)
 	}
-	kinARN, err := d.cfg.kinesisStreamARN(sc)
+	kinARN, err := d.cfg.KinesisStreamARN(sc)
 	if err != nil {
 		return state.Definition{}, err
 	}
 	return state.Definition{
 		ClusterID: d.clusterIDs[sc.Cluster], StreamID: id, Format: "JSON", Ordering: sc.Ordering,
 		Target:     state.Target{StreamARN: kinARN, RoleARN: sc.Target.RoleARN},
-		ConfigFile: d.cfg.path, Tags: map[string]string{"cdcd:name": sc.Name},
+		ConfigFile: d.cfg.Path, Tags: map[string]string{"cdcd:name": sc.Name},
 	}, nil
 }
 
@@ -244,22 +245,22 @@ func (d *daemon) definition(sc *Stream) (state.Definition, error) {
 // file, or for a stream created through the API, defaults derived from its
 // definition (every table of the database, the slot and publication named
 // after the stream, the cdcd stream ARN as the role's external id).
-func (d *daemon) streamConfig(ctx context.Context, def state.Definition) (*Stream, *Cluster, error) {
+func (d *daemon) streamConfig(ctx context.Context, def state.Definition) (*config.Stream, *config.Cluster, error) {
 	if sc, ok := d.configured[def.StreamID]; ok {
-		return sc, d.cfg.cluster(sc.Cluster), nil
+		return sc, d.cfg.ClusterNamed(sc.Cluster), nil
 	}
 	name, ok := d.clusterNames[def.ClusterID]
 	if !ok {
 		return nil, nil, fmt.Errorf("cluster %s is not in the configuration", def.ClusterID)
 	}
-	cl := d.cfg.cluster(name)
+	cl := d.cfg.ClusterNamed(name)
 	kinName := def.Target.StreamARN[strings.LastIndex(def.Target.StreamARN, "/")+1:]
-	sc := &Stream{
+	sc := &config.Stream{
 		Name: def.StreamID, Cluster: name, Identifier: def.StreamID, Ordering: def.Ordering,
 		Publication: "cdcd_" + def.StreamID, Slot: "cdcd_" + def.StreamID, SetReplicaIdentityFull: cl.SetReplicaIdentityFull,
-		Target: Target{KinesisStream: kinName, KinesisStreamARN: def.Target.StreamARN, RoleARN: def.Target.RoleARN, ExternalID: def.ARN},
+		Target: config.Target{KinesisStream: kinName, KinesisStreamARN: def.Target.StreamARN, RoleARN: def.Target.RoleARN, ExternalID: def.ARN},
 	}
-	sc.applyDefaults()
+	sc.ApplyDefaults()
 	tables, err := d.allTables(ctx, cl)
 	if err != nil {
 		return nil, nil, err
@@ -271,7 +272,7 @@ func (d *daemon) streamConfig(ctx context.Context, def state.Definition) (*Strea
 // allTables lists the user tables of a cluster's database: what a stream
 // created through the API publishes, as a DSQL stream covers its cluster.
 // Tables created later join after a restart of the stream.
-func (d *daemon) allTables(ctx context.Context, cl *Cluster) ([]string, error) {
+func (d *daemon) allTables(ctx context.Context, cl *config.Cluster) ([]string, error) {
 	conn, err := connectSource(ctx, cl, d.auth[cl.Name])
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
+	"github.com/cdcd-dev/cdcd/config"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 )
 
@@ -29,7 +30,7 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *only != "" && *only != "trust" && *only != "permissions" && *only != "source" {
 		return usageError{fmt.Sprintf("--only %q: want trust, permissions or source", *only)}
 	}
-	cfg, err := LoadConfig(*path)
+	cfg, err := config.Load(*path)
 	if err != nil {
 		return err
 	}
@@ -49,17 +50,17 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // writePolicies prints the role's trust policy and permissions policy for
 // one stream, each a JSON document ready to paste into IAM.
-func writePolicies(cfg *Config, name, principal, only string, w io.Writer) error {
-	var sc *Stream
+func writePolicies(cfg *config.Config, name, principal, only string, w io.Writer) error {
+	var sc *config.Stream
 	for i := range cfg.Streams {
 		if cfg.Streams[i].Name == name {
 			sc = &cfg.Streams[i]
 		}
 	}
 	if sc == nil {
-		return fmt.Errorf("--stream %q names no stream in %s", name, cfg.path)
+		return fmt.Errorf("--stream %q names no stream in %s", name, cfg.Path)
 	}
-	cl := cfg.cluster(sc.Cluster)
+	cl := cfg.ClusterNamed(sc.Cluster)
 	source, err := sourcePolicy(cfg, cl)
 	if err != nil {
 		return err
@@ -71,7 +72,7 @@ func writePolicies(cfg *Config, name, principal, only string, w io.Writer) error
 		_, err = fmt.Fprintf(w, "# Identity policy of cdcd's base principal %s, to read the source of cluster %s\n%s", principal, cl.Name, source)
 		return err
 	}
-	rc, err := cfg.roleConfig(sc, "", cl.Identifier, nil)
+	rc, err := cfg.RoleConfig(sc, "", cl.Identifier, nil)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func writePolicies(cfg *Config, name, principal, only string, w io.Writer) error
 // sourcePolicy is the identity policy cdcd's base principal needs to reach a
 // cluster: rds-db:connect for IAM authentication, secretsmanager and
 // kms:Decrypt for a secret; "" when it needs none.
-func sourcePolicy(cfg *Config, cl *Cluster) (string, error) {
+func sourcePolicy(cfg *config.Config, cl *config.Cluster) (string, error) {
 	pcfg, err := pgconn.ParseConfig(cl.DSN)
 	if err != nil {
 		return "", fmt.Errorf("cluster %s dsn: %w", cl.Name, err)

@@ -7,12 +7,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/cdcd-dev/cdcd/config"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestPolicyGolden(t *testing.T) {
-	cfg, err := LoadConfig("testdata/policy.toml")
+	cfg, err := config.Load("testdata/policy.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,7 @@ func TestPolicyGolden(t *testing.T) {
 }
 
 func TestPolicyErrors(t *testing.T) {
-	cfg, err := LoadConfig("../../config.example.toml")
+	cfg, err := config.Load("../../config.example.toml")
 	if err != nil {
 		t.Fatal(err)
 	}

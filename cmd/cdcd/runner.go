@@ -12,6 +12,7 @@ import (
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/config"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/sink"
@@ -22,7 +23,7 @@ import (
 
 // liveStream is what GetStream shows of a running stream beyond its file.
 type liveStream struct {
-	sc     *Stream
+	sc     *config.Stream
 	src    *capture.Source
 	target *sink.Target
 }
@@ -73,7 +74,7 @@ func (d *daemon) Teardown(ctx context.Context, s *state.Stream) error {
 
 // source is the capture side of a stream. st, met and sp may be nil for a
 // source that is only dropped.
-func (d *daemon) source(sc *Stream, cl *Cluster, st *state.Stream, met *streamMetrics, sp *spillConfig, log *slog.Logger) (*capture.Source, error) {
+func (d *daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream, met *streamMetrics, sp *spillConfig, log *slog.Logger) (*capture.Source, error) {
 	auth := d.auth[cl.Name]
 	cfg := capture.Config{
 		DSN: cl.DSN, Configure: auth.Configure, Slot: sc.Slot, Publication: sc.Publication, Tables: sc.Tables,
@@ -211,7 +212,7 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 // deliver runs capture and sink for a prepared stream and shuts them down in
 // order: stop capture, drain the sink under a deadline, persist the final
 // checkpoint.
-func (d *daemon) deliver(ctx context.Context, sc *Stream, st *state.Stream, src *capture.Source,
+func (d *daemon) deliver(ctx context.Context, sc *config.Stream, st *state.Stream, src *capture.Source,
 	kin *kinesis.Client, info capture.Info, target sink.Target, gate *keyGate, met *streamMetrics, sp *spillConfig, log *slog.Logger) error {
 	rec := st.Snapshot().Record
 	enc, err := record.NewEncoder(record.Config{

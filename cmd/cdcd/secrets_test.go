@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcd-dev/cdcd/config"
 	"github.com/cdcd-dev/cdcd/test/stsstub"
 )
 
@@ -21,7 +22,7 @@ func TestSourceRoleSignsIAMTokens(t *testing.T) {
 	const role = "arn:aws:iam::123456789012:role/cdcd-source"
 	sts := stsstub.New(t)
 	sts.AddRole(role, "", true)
-	cfg, err := ParseConfig("c.toml", fmt.Sprintf(`
+	cfg, err := config.Parse("c.toml", fmt.Sprintf(`
 state_dir = "/tmp/x"
 [aws]
 sts_endpoint = %q

@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/atrest"
+	"github.com/cdcd-dev/cdcd/state"
 )
 
 // spillConfig is where a stream's large transactions go past its memory

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/cdcd-dev/cdcd/config"
 )
 
 const streamsUsage = `usage:
@@ -44,7 +46,7 @@ func cmdStreams(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	base := *endpoint
 	if *path != "" {
-		cfg, err := LoadConfig(*path)
+		cfg, err := config.Load(*path)
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcd-dev/cdcd/config"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/record/pgapply"
 )
@@ -49,7 +50,7 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	opt.stream = *kinStream
 	ep, reg := *endpoint, *region
 	if *path != "" {
-		cfg, err := LoadConfig(*path)
+		cfg, err := config.Load(*path)
 		if err != nil {
 			return err
 		}

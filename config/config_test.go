@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 )
 
 func TestExampleConfigIsValid(t *testing.T) {
-	cfg, err := LoadConfig("../../config.example.toml")
+	cfg, err := Load("../config.example.toml")
 	if err != nil {
 		t.Fatalf("config.example.toml: %v", err)
 	}
@@ -51,7 +51,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig("c.toml", tc.text)
+			_, err := Parse("c.toml", tc.text)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -69,7 +69,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 
 func TestConfigReportsEveryProblem(t *testing.T) {
 	text := strings.Replace(minimal, `tables = ["public.t"]`, "tables = []\nordering = \"X\"", 1)
-	_, err := ParseConfig("c.toml", text)
+	_, err := Parse("c.toml", text)
 	if err == nil || !strings.Contains(err.Error(), "tables") || !strings.Contains(err.Error(), "ordering") {
 		t.Fatalf("want both problems, got %v", err)
 	}

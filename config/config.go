@@ -1,8 +1,9 @@
-package main
+package config
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
+	"github.com/cdcd-dev/cdcd/rolecreds"
 )
 
 // Config is the whole configuration file. Defaults are applied first, the
@@ -28,7 +30,8 @@ type Config struct {
 	Clusters         []Cluster `toml:"cluster"`
 	Streams          []Stream  `toml:"stream"`
 
-	path string
+	// Path is the file the configuration was read from.
+	Path string `toml:"-"`
 }
 
 // LogConfig selects the log level and format.
@@ -136,7 +139,7 @@ func defaultConfig() Config {
 	}
 }
 
-func (s *Stream) applyDefaults() {
+func (s *Stream) ApplyDefaults() {
 	if s.Ordering == "" {
 		s.Ordering = "UNORDERED"
 	}
@@ -164,17 +167,17 @@ func (s *Stream) applyDefaults() {
 	}
 }
 
-// LoadConfig reads, decodes and validates the file at path.
-func LoadConfig(path string) (*Config, error) {
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
 	text, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(path, string(text))
+	return Parse(path, string(text))
 }
 
-// ParseConfig decodes text (named path in errors) and validates it.
-func ParseConfig(path, text string) (*Config, error) {
+// Parse decodes text (named path in errors) and validates it.
+func Parse(path, text string) (*Config, error) {
 	cfg := defaultConfig()
 	md, err := toml.Decode(text, &cfg)
 	if err != nil {
@@ -192,9 +195,9 @@ func ParseConfig(path, text string) (*Config, error) {
 		sort.Strings(keys)
 		return nil, fmt.Errorf("%s: unknown key %s: check the spelling against config.example.toml", path, strings.Join(keys, ", "))
 	}
-	cfg.path = path
+	cfg.Path = path
 	for i := range cfg.Streams {
-		cfg.Streams[i].applyDefaults()
+		cfg.Streams[i].ApplyDefaults()
 	}
 	for i := range cfg.Clusters {
 		if cfg.Clusters[i].ClusterKeyCheckInterval.Duration == 0 {
@@ -356,7 +359,7 @@ func hasPassword(dsn string) bool {
 }
 
 // cluster returns the cluster a stream reads.
-func (c *Config) cluster(name string) *Cluster {
+func (c *Config) ClusterNamed(name string) *Cluster {
 	for i := range c.Clusters {
 		if c.Clusters[i].Name == name {
 			return &c.Clusters[i]
@@ -364,3 +367,38 @@ func (c *Config) cluster(name string) *Cluster {
 	}
 	return nil
 }
+
+// KinesisStreamARN is the target stream's ARN: configured, or built from the
+// name in the role's account (a role writes to its own account's streams),
+// or in aws.account when the stream has no role.
+func (c *Config) KinesisStreamARN(s *Stream) (string, error) {
+	if s.Target.KinesisStreamARN != "" {
+		return s.Target.KinesisStreamARN, nil
+	}
+	account := c.AWS.Account
+	if s.Target.RoleARN != "" {
+		role, err := rolecreds.ParseRoleARN(s.Target.RoleARN)
+		if err != nil {
+			return "", fmt.Errorf("stream %s target.role_arn: %w", s.Name, err)
+		}
+		account = role.AccountID
+	}
+	return fmt.Sprintf("arn:%s:kinesis:%s:%s:stream/%s", c.AWS.Partition, c.AWS.Region, account, s.Target.KinesisStream), nil
+}
+
+// RoleConfig is the rolecreds configuration of one stream.
+func (c *Config) RoleConfig(s *Stream, streamARN, clusterID string, log *slog.Logger) (rolecreds.Config, error) {
+	kinARN, err := c.KinesisStreamARN(s)
+	if err != nil {
+		return rolecreds.Config{}, err
+	}
+	return rolecreds.Config{
+		RoleARN: s.Target.RoleARN, ExternalID: s.Target.ExternalID, StreamName: s.Name,
+		StreamARN: streamARN, ClusterID: clusterID, KinesisStreamARN: kinARN,
+		Region: c.AWS.Region, Partition: c.AWS.Partition, Duration: s.Target.SessionDuration.Duration, Logger: log,
+	}, nil
+}
+
+// defaultKeyCheckInterval is how often a cluster key is checked when
+// cluster_key_check_interval is not set.
+const defaultKeyCheckInterval = time.Minute
