@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/BurntSushi/toml"
 
@@ -402,3 +406,15 @@ func (c *Config) RoleConfig(s *Stream, streamARN, clusterID string, log *slog.Lo
 // defaultKeyCheckInterval is how often a cluster key is checked when
 // cluster_key_check_interval is not set.
 const defaultKeyCheckInterval = time.Minute
+
+// LoadAWS loads the base identity from the standard AWS chain (environment,
+// shared config and profiles, web identity, ECS task role, instance
+// metadata). It never sets an HTTP client here: with AWS_CA_BUNDLE set, the
+// SDK refuses a custom client at load time.
+func LoadAWS(ctx context.Context, region string) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return cfg, nil
+}

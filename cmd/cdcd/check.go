@@ -10,12 +10,13 @@ import (
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/config"
+	"github.com/cdcd-dev/cdcd/pipeline"
 )
 
 // checkOnline connects to every stream's source as cdcd would and reports
 // each missing prerequisite with the SQL that fixes it. It changes nothing.
 func checkOnline(ctx context.Context, cfg *config.Config, w io.Writer) error {
-	awsCfg, err := loadAWS(ctx, cfg.AWS.Region)
+	awsCfg, err := config.LoadAWS(ctx, cfg.AWS.Region)
 	if err != nil {
 		return err
 	}
@@ -23,7 +24,7 @@ func checkOnline(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	for i := range cfg.Streams {
 		sc := &cfg.Streams[i]
 		cl := cfg.ClusterNamed(sc.Cluster)
-		auth, err := sourceAuth(cfg, cl, awsCfg, slog.New(slog.DiscardHandler))
+		auth, err := pipeline.SourceAuth(cfg, cl, awsCfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return err
 		}
@@ -54,7 +55,7 @@ func checkOnline(ctx context.Context, cfg *config.Config, w io.Writer) error {
 func streamFindings(ctx context.Context, cl *config.Cluster, sc *config.Stream, auth *pgauth.Provider) ([]pgauth.Finding, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := connectSource(ctx, cl, auth)
+	conn, err := pipeline.ConnectSource(ctx, cl, auth)
 	if err != nil {
 		return nil, err
 	}

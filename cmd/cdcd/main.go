@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/cdcd-dev/cdcd/config"
+	"github.com/cdcd-dev/cdcd/pipeline"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -130,4 +131,25 @@ func newLogger(cfg config.LogConfig, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	path := fs.String("config", "", "configuration file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usageError{"run needs --config FILE"}
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	d, err := pipeline.NewDaemon(ctx, cfg, version, log)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
 }

@@ -70,7 +70,7 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if opt.stream == "" {
 		return usageError{"tail needs --kinesis-stream NAME, or --config FILE [--stream NAME]"}
 	}
-	awsCfg, err := loadAWS(ctx, cmpOr(reg, "us-east-1"))
+	awsCfg, err := config.LoadAWS(ctx, cmpOr(reg, "us-east-1"))
 	if err != nil {
 		return err
 	}

@@ -177,6 +177,10 @@ var (
 // Validate checks the request's shape; the Controller checks the rest.
 func (r CreateRequest) Validate() error { return r.validate(true) }
 
+// ValidateConfigured checks a stream from a configuration file, which may
+// omit the role and write with cdcd's base identity.
+func (r CreateRequest) ValidateConfigured() error { return r.validate(false) }
+
 // validate checks the request; a stream from a configuration file may omit
 // the role and write with cdcd's base identity, which the API never allows.
 func (r CreateRequest) validate(roleRequired bool) error {

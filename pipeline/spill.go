@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"fmt"
@@ -20,14 +20,14 @@ type spillConfig struct {
 }
 
 // spillDir is <state_dir>/spill/<stream id>.
-func (d *daemon) spillDir(streamID string) string {
+func (d *Daemon) spillDir(streamID string) string {
 	return filepath.Join(d.cfg.StateDir, "spill", streamID)
 }
 
 // spill prepares the stream's spill directory. Files an earlier run left
 // (a crash) are deleted first: the slot replays what they held, and
 // without a cluster key nothing could read them anyway.
-func (d *daemon) spill(ring *atrest.Keyring, def state.Definition, log *slog.Logger) (*spillConfig, error) {
+func (d *Daemon) spill(ring *atrest.Keyring, def state.Definition, log *slog.Logger) (*spillConfig, error) {
 	dir := d.spillDir(def.StreamID)
 	n, err := atrest.Sweep(dir)
 	if err != nil {
@@ -44,7 +44,7 @@ func (d *daemon) spill(ring *atrest.Keyring, def state.Definition, log *slog.Log
 }
 
 // removeSpillDir deletes a deleted stream's spill directory.
-func (d *daemon) removeSpillDir(streamID string) error {
+func (d *Daemon) removeSpillDir(streamID string) error {
 	if err := os.RemoveAll(d.spillDir(streamID)); err != nil {
 		return fmt.Errorf("remove spill directory: %w", err)
 	}

@@ -1,10 +1,9 @@
-package main
+package pipeline
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,32 +29,12 @@ import (
 // Kinesis; whatever is left is redelivered from the slot on the next start.
 const drainTimeout = 10 * time.Second
 
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("run", stderr)
-	path := fs.String("config", "", "configuration file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *path == "" {
-		return usageError{"run needs --config FILE"}
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg.Log, stderr)
-	d, err := newDaemon(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	return d.run(ctx)
-}
-
-// daemon owns the state store, the stream registry (which owns every
-// stream's goroutine) and the HTTP server. It is the registry's Pipeline:
+// Daemon owns the state store, the stream registry (which owns every
+// stream's goroutine) and the HTTP server. It is the supervisor's Runner:
 // Run delivers one stream, Teardown releases its slot and publication.
-type daemon struct {
+type Daemon struct {
 	cfg          *config.Config
+	version      string
 	log          *slog.Logger
 	store        *state.Store
 	reg          *prometheus.Registry
@@ -76,13 +55,13 @@ type daemon struct {
 	metrics map[string]*streamMetrics
 }
 
-var _ api.Pipeline = (*daemon)(nil)
+var _ Runner = (*Daemon)(nil)
 
-func newDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (*daemon, error) {
+func NewDaemon(ctx context.Context, cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state_dir: %w", err)
 	}
-	awsCfg, err := loadAWS(ctx, cfg.AWS.Region)
+	awsCfg, err := config.LoadAWS(ctx, cfg.AWS.Region)
 	if err != nil {
 		return nil, err
 	}
@@ -92,13 +71,13 @@ func newDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (*daem
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{cfg: cfg, log: log, reg: reg, aws: awsCfg, stateMetrics: sm,
+	d := &Daemon{cfg: cfg, version: version, log: log, reg: reg, aws: awsCfg, stateMetrics: sm,
 		clusterIDs: map[string]string{}, clusterNames: map[string]string{}, configured: map[string]*config.Stream{},
 		auth: map[string]*pgauth.Provider{},
 		live: map[string]*liveStream{}, metrics: map[string]*streamMetrics{}}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
-		if d.auth[cl.Name], err = sourceAuth(cfg, cl, awsCfg, log); err != nil {
+		if d.auth[cl.Name], err = SourceAuth(cfg, cl, awsCfg, log); err != nil {
 			return nil, err
 		}
 		id, err := d.clusterID(ctx, cl)
@@ -113,13 +92,13 @@ func newDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (*daem
 // clusterID is the configured identifier, or one derived from the server's
 // system identifier and database (docs/glossary.md). Deriving needs the source once
 // at start; set identifier to start while the source is down.
-func (d *daemon) clusterID(ctx context.Context, cl *config.Cluster) (string, error) {
+func (d *Daemon) clusterID(ctx context.Context, cl *config.Cluster) (string, error) {
 	if cl.Identifier != "" {
 		return cl.Identifier, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	conn, err := connectSource(ctx, cl, d.auth[cl.Name])
+	conn, err := ConnectSource(ctx, cl, d.auth[cl.Name])
 	if err != nil {
 		return "", fmt.Errorf("derive the cluster identifier from the server (or set identifier in the config to start without the source): %w", err)
 	}
@@ -132,7 +111,8 @@ func (d *daemon) clusterID(ctx context.Context, cl *config.Cluster) (string, err
 	return state.DeriveID("cluster", fmt.Sprint(uint64(sysID)), db), nil
 }
 
-func (d *daemon) run(ctx context.Context) error {
+// Run serves until ctx ends, then stops every stream in order.
+func (d *Daemon) Run(ctx context.Context) error {
 	store, err := state.Open(d.cfg.StateDir, d.log.With("component", "state"))
 	if err != nil {
 		return fmt.Errorf("open state_dir %s: %w", d.cfg.StateDir, err)
@@ -160,10 +140,10 @@ func (d *daemon) run(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	registry, err := api.NewRegistry(api.RegistryConfig{
+	registry, err := NewSupervisor(SupervisorConfig{
 		Store: store, Logger: d.log.With("component", "registry"), Metrics: d.stateMetrics,
 		Partition: d.cfg.AWS.Partition, Region: d.cfg.AWS.Region, Account: d.cfg.AWS.Account,
-		Clusters: ids, Roles: roles, FailureThreshold: d.cfg.FailureThreshold.Duration, Pipeline: d,
+		Clusters: ids, Roles: roles, FailureThreshold: d.cfg.FailureThreshold.Duration, Runner: d,
 	})
 	if err != nil {
 		return err
@@ -186,7 +166,7 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Error("http server stopped", "err", err)
 		}
 	}()
-	d.log.Info("cdcd started", "version", version, "listen", ln.Addr().String(), "streams", len(d.cfg.Streams))
+	d.log.Info("cdcd started", "version", d.version, "listen", ln.Addr().String(), "streams", len(d.cfg.Streams))
 
 	<-ctx.Done()
 	d.log.Info("shutting down")
@@ -203,7 +183,7 @@ func (d *daemon) run(ctx context.Context) error {
 
 // adoptConfigStreams registers the file's streams and deletes the streams a
 // previous version of the file had and this one does not.
-func (d *daemon) adoptConfigStreams(registry *api.Registry, defs []state.Definition) error {
+func (d *Daemon) adoptConfigStreams(registry *Supervisor, defs []state.Definition) error {
 	want := map[string]bool{}
 	for i, def := range defs {
 		want[def.StreamID] = true
@@ -225,7 +205,7 @@ func (d *daemon) adoptConfigStreams(registry *api.Registry, defs []state.Definit
 }
 
 // definition is the state definition of a configured stream.
-func (d *daemon) definition(sc *config.Stream) (state.Definition, error) {
+func (d *Daemon) definition(sc *config.Stream) (state.Definition, error) {
 	id := sc.Identifier
 	if id == "" {
 		id = state.DeriveID("stream", sc.Cluster, sc.Name)
@@ -245,7 +225,7 @@ func (d *daemon) definition(sc *config.Stream) (state.Definition, error) {
 // file, or for a stream created through the API, defaults derived from its
 // definition (every table of the database, the slot and publication named
 // after the stream, the cdcd stream ARN as the role's external id).
-func (d *daemon) streamConfig(ctx context.Context, def state.Definition) (*config.Stream, *config.Cluster, error) {
+func (d *Daemon) streamConfig(ctx context.Context, def state.Definition) (*config.Stream, *config.Cluster, error) {
 	if sc, ok := d.configured[def.StreamID]; ok {
 		return sc, d.cfg.ClusterNamed(sc.Cluster), nil
 	}
@@ -272,8 +252,8 @@ func (d *daemon) streamConfig(ctx context.Context, def state.Definition) (*confi
 // allTables lists the user tables of a cluster's database: what a stream
 // created through the API publishes, as a DSQL stream covers its cluster.
 // Tables created later join after a restart of the stream.
-func (d *daemon) allTables(ctx context.Context, cl *config.Cluster) ([]string, error) {
-	conn, err := connectSource(ctx, cl, d.auth[cl.Name])
+func (d *Daemon) allTables(ctx context.Context, cl *config.Cluster) ([]string, error) {
+	conn, err := ConnectSource(ctx, cl, d.auth[cl.Name])
 	if err != nil {
 		return nil, err
 	}

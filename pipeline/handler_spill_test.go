@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -83,9 +83,9 @@ func files(t *testing.T, dir string) int {
 	return len(e)
 }
 
-func spillPipeline(t *testing.T, cp state.Checkpoint) (*pipeline, *fakeSink, *fakeLife, string) {
+func spillHandler(t *testing.T, cp state.Checkpoint) (*handler, *fakeSink, *fakeLife, string) {
 	t.Helper()
-	p, snk, life := testPipeline(t, cp)
+	p, snk, life := testHandler(t, cp)
 	dir := t.TempDir()
 	store, err := atrest.NewSpillStore(dir, nil)
 	if err != nil {
@@ -95,11 +95,11 @@ func spillPipeline(t *testing.T, cp state.Checkpoint) (*pipeline, *fakeSink, *fa
 	return p, snk, life, dir
 }
 
-// TestPipelineStreamsSpilledTransaction: a spilled transaction goes to the
+// TestHandlerStreamsSpilledTransaction: a spilled transaction goes to the
 // sink in parts and is committed at its end LSN; its spill is deleted, and
 // the checkpoint and ts_ns bookkeeping is that of any transaction.
-func TestPipelineStreamsSpilledTransaction(t *testing.T) {
-	p, snk, life, dir := spillPipeline(t, state.Checkpoint{LSN: 100})
+func TestHandlerStreamsSpilledTransaction(t *testing.T) {
+	p, snk, life, dir := spillHandler(t, state.Checkpoint{LSN: 100})
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	ctx := context.Background()
 	if err := p.Handle(ctx, spilledTxn(t, dir, 200, base, 300)); err != nil {
@@ -140,11 +140,11 @@ func TestPipelineStreamsSpilledTransaction(t *testing.T) {
 	}
 }
 
-// TestPipelineSpilledAbort: when a part cannot be submitted (the session
+// TestHandlerSpilledAbort: when a part cannot be submitted (the session
 // is ending), the transaction is aborted in the sink, not faulted, its
 // spill deleted, and handed again it is streamed anew.
-func TestPipelineSpilledAbort(t *testing.T) {
-	p, snk, life, dir := spillPipeline(t, state.Checkpoint{LSN: 100})
+func TestHandlerSpilledAbort(t *testing.T) {
+	p, snk, life, dir := spillHandler(t, state.Checkpoint{LSN: 100})
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	snk.partErr = context.Canceled
 	err := p.Handle(context.Background(), spilledTxn(t, dir, 200, base, 300))
@@ -166,10 +166,10 @@ func TestPipelineSpilledAbort(t *testing.T) {
 	}
 }
 
-// TestPipelineSpilledEncodeError: a spilled transaction that cannot be
+// TestHandlerSpilledEncodeError: a spilled transaction that cannot be
 // encoded impairs the stream like any other, and is aborted in the sink.
-func TestPipelineSpilledEncodeError(t *testing.T) {
-	p, snk, life, dir := spillPipeline(t, state.Checkpoint{LSN: 100})
+func TestHandlerSpilledEncodeError(t *testing.T) {
+	p, snk, life, dir := spillHandler(t, state.Checkpoint{LSN: 100})
 	txn := spilledTxn(t, dir, 200, time.Time{}, 3) // no commit time
 	if err := p.Handle(context.Background(), txn); err == nil {
 		t.Fatal("Handle succeeded")

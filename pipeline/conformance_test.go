@@ -1,4 +1,4 @@
-package api
+package pipeline
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/state/api"
 )
 
 // These tests drive cdcd's control plane with the real AWS SDK dsql client:
@@ -38,23 +39,23 @@ const (
 type fixture struct {
 	t        *testing.T
 	dir      string
-	cfg      RegistryConfig
+	cfg      SupervisorConfig
 	store    *state.Store
-	reg      *Registry
+	reg      *Supervisor
 	prom     *prometheus.Registry
 	srv      *httptest.Server
 	client   *dsql.Client
 	stopOnce bool
 }
 
-func newFixture(t *testing.T, mod func(*RegistryConfig)) *fixture {
+func newFixture(t *testing.T, mod func(*SupervisorConfig)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, dir: t.TempDir()}
-	f.cfg = RegistryConfig{
+	f.cfg = SupervisorConfig{
 		Region: "us-east-1", Account: account,
 		Clusters: []string{cluster, cluster2},
 		Roles:    mustAllow(t, "arn:aws:iam::123456789012:role/cdcd-*"),
-		Pipeline: IdlePipeline{Delay: 20 * time.Millisecond},
+		Runner:   IdleRunner{Delay: 20 * time.Millisecond},
 	}
 	if mod != nil {
 		mod(&f.cfg)
@@ -78,10 +79,10 @@ func (f *fixture) start() {
 	if cfg.Metrics, err = state.NewMetrics(f.prom); err != nil {
 		t.Fatal(err)
 	}
-	if f.reg, err = NewRegistry(cfg); err != nil {
+	if f.reg, err = NewSupervisor(cfg); err != nil {
 		t.Fatal(err)
 	}
-	f.srv = httptest.NewServer(NewServer(f.reg, f.prom, logger))
+	f.srv = httptest.NewServer(api.NewServer(f.reg, f.prom, logger))
 	f.client = dsql.New(dsql.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(f.srv.URL),
@@ -102,7 +103,7 @@ func (f *fixture) stop() {
 }
 
 // restart stops everything and opens the same state directory again.
-func (f *fixture) restart(mod func(*RegistryConfig)) {
+func (f *fixture) restart(mod func(*SupervisorConfig)) {
 	f.stop()
 	if mod != nil {
 		mod(&f.cfg)
@@ -295,7 +296,7 @@ func statusOf(err error) int {
 }
 
 func TestConformanceErrors(t *testing.T) {
-	f := newFixture(t, func(c *RegistryConfig) { c.MaxStreamsPerCluster = 2 })
+	f := newFixture(t, func(c *SupervisorConfig) { c.MaxStreamsPerCluster = 2 })
 	ctx := ctxT(t)
 	managed, err := f.reg.Adopt(state.Definition{
 		ClusterID: cluster, StreamID: state.DeriveID(cluster, "orders"), Format: "JSON", Ordering: "ROW",

@@ -1,4 +1,4 @@
-package api
+package pipeline
 
 import (
 	"context"
@@ -12,10 +12,11 @@ import (
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/state/api"
 )
 
-// RegistryConfig configures a Registry. Store is required.
-type RegistryConfig struct {
+// SupervisorConfig configures a Supervisor. Store is required.
+type SupervisorConfig struct {
 	Store   *state.Store
 	Logger  *slog.Logger
 	Metrics *state.Metrics
@@ -35,17 +36,17 @@ type RegistryConfig struct {
 	// FailureThreshold is the lag at which an IMPAIRED stream fails; zero
 	// means state.DefaultFailureThreshold.
 	FailureThreshold time.Duration
-	// Pipeline runs streams; nil means IdlePipeline{Delay: 100ms}.
-	Pipeline Pipeline
+	// Runner runs streams; nil means IdleRunner{Delay: 100ms}.
+	Runner Runner
 	// Now is the clock for creation times; nil means time.Now.
 	Now func() time.Time
 }
 
-// Registry is the reference Controller: the live streams of one daemon,
-// backed by a Store, each run by the Pipeline in a goroutine the Registry
+// Supervisor is the reference api.Controller: the live streams of one daemon,
+// backed by a Store, each run by the Runner in a goroutine the Supervisor
 // owns.
-type Registry struct {
-	cfg      RegistryConfig
+type Supervisor struct {
+	cfg      SupervisorConfig
 	log      *slog.Logger
 	clusters map[string]bool
 	ctx      context.Context
@@ -57,29 +58,29 @@ type Registry struct {
 	closed  bool
 }
 
-var _ Controller = (*Registry)(nil)
+var _ api.Controller = (*Supervisor)(nil)
 
 type entry struct {
 	s *state.Stream
 	// stop cancels the pipeline; done is closed once it has returned.
 	stop context.CancelFunc
 	done chan struct{}
-	// tearingDown is set, under Registry.mu, when teardown has started.
+	// tearingDown is set, under Supervisor.mu, when teardown has started.
 	tearingDown bool
 }
 
-// NewRegistry loads every saved stream and resumes it: pipelines for
+// NewSupervisor loads every saved stream and resumes it: pipelines for
 // CREATING, ACTIVE and IMPAIRED streams, teardown for DELETING ones. FAILED
 // streams stay FAILED, without a pipeline, until deleted.
-func NewRegistry(cfg RegistryConfig) (*Registry, error) {
+func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("new registry: no store")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Pipeline == nil {
-		cfg.Pipeline = IdlePipeline{Delay: 100 * time.Millisecond}
+	if cfg.Runner == nil {
+		cfg.Runner = IdleRunner{Delay: 100 * time.Millisecond}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -93,7 +94,7 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	if cfg.Account == "" {
 		cfg.Account = "000000000000"
 	}
-	r := &Registry{cfg: cfg, log: cfg.Logger, clusters: map[string]bool{}, streams: map[string]*entry{}}
+	r := &Supervisor{cfg: cfg, log: cfg.Logger, clusters: map[string]bool{}, streams: map[string]*entry{}}
 	for _, c := range cfg.Clusters {
 		if !state.ValidID(c) {
 			return nil, fmt.Errorf("new registry: cluster identifier %q is not %d characters of [a-z0-9]", c, state.IDLen)
@@ -135,14 +136,14 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	return r, nil
 }
 
-func (r *Registry) streamOptions() state.Options {
+func (r *Supervisor) streamOptions() state.Options {
 	return state.Options{Logger: r.cfg.Logger, Metrics: r.cfg.Metrics, Store: r.cfg.Store,
 		FailureThreshold: r.cfg.FailureThreshold}
 }
 
 // Close stops every pipeline and teardown and waits for them. Streams keep
 // their saved status; the store stays open for the caller to close.
-func (r *Registry) Close() error {
+func (r *Supervisor) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
@@ -152,7 +153,7 @@ func (r *Registry) Close() error {
 }
 
 // Stream returns a live stream by identifier, for the daemon's wiring.
-func (r *Registry) Stream(streamID string) (*state.Stream, bool) {
+func (r *Supervisor) Stream(streamID string) (*state.Stream, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.streams[streamID]
@@ -163,7 +164,7 @@ func (r *Registry) Stream(streamID string) (*state.Stream, bool) {
 }
 
 // idle marks an entry as having no pipeline.
-func (r *Registry) idle(e *entry) {
+func (r *Supervisor) idle(e *entry) {
 	e.stop = func() {}
 	e.done = make(chan struct{})
 	close(e.done)
@@ -171,12 +172,12 @@ func (r *Registry) idle(e *entry) {
 
 // start runs the pipeline for e and stops it when the stream fails or is
 // being deleted, so that a FAILED stream never delivers again.
-func (r *Registry) start(e *entry) {
+func (r *Supervisor) start(e *entry) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	e.stop, e.done = cancel, make(chan struct{})
 	s := e.s
 	runErr := make(chan error, 1)
-	r.wg.Go(func() { runErr <- r.cfg.Pipeline.Run(ctx, s) })
+	r.wg.Go(func() { runErr <- r.cfg.Runner.RunStream(ctx, s) })
 	r.wg.Go(func() {
 		defer close(e.done)
 		defer cancel()
@@ -203,7 +204,7 @@ func (r *Registry) start(e *entry) {
 }
 
 // startTeardown begins deleting e once; the caller holds r.mu.
-func (r *Registry) startTeardown(e *entry) {
+func (r *Supervisor) startTeardown(e *entry) {
 	if e.tearingDown {
 		return
 	}
@@ -213,8 +214,8 @@ func (r *Registry) startTeardown(e *entry) {
 
 // teardown stops the pipeline, releases the source with retries, then
 // marks the stream DELETED and removes its file. If the daemon stops first,
-// the stream stays DELETING on disk and NewRegistry resumes here.
-func (r *Registry) teardown(e *entry) {
+// the stream stays DELETING on disk and NewSupervisor resumes here.
+func (r *Supervisor) teardown(e *entry) {
 	s := e.s
 	e.stop()
 	select {
@@ -224,7 +225,7 @@ func (r *Registry) teardown(e *entry) {
 	}
 	backoff := time.Second
 	for {
-		err := r.cfg.Pipeline.Teardown(r.ctx, s)
+		err := r.cfg.Runner.Teardown(r.ctx, s)
 		if err == nil {
 			break
 		}
@@ -253,45 +254,45 @@ func (r *Registry) teardown(e *entry) {
 
 // lookup finds a stream that exists from the client's point of view: one on
 // that cluster that is not DELETED.
-func (r *Registry) lookup(clusterID, streamID string) (*entry, error) {
+func (r *Supervisor) lookup(clusterID, streamID string) (*entry, error) {
 	e, ok := r.streams[streamID]
 	if !ok || e.s.Definition().ClusterID != clusterID || e.s.Snapshot().Status == state.Deleted {
-		return nil, &NotFoundError{Type: "stream", ID: streamID}
+		return nil, &api.NotFoundError{Type: "stream", ID: streamID}
 	}
 	return e, nil
 }
 
-func (r *Registry) view(s *state.Stream) StreamView {
-	v := StreamView{Snapshot: s.Snapshot()}
-	v.Source, v.TargetInfo = r.cfg.Pipeline.Describe(s)
+func (r *Supervisor) view(s *state.Stream) api.StreamView {
+	v := api.StreamView{Snapshot: s.Snapshot()}
+	v.Source, v.TargetInfo = r.cfg.Runner.Describe(s)
 	return v
 }
 
-func sameRequest(d state.Definition, req CreateRequest) bool {
+func sameRequest(d state.Definition, req api.CreateRequest) bool {
 	return d.Format == req.Format && d.Ordering == req.Ordering && d.Target == req.Target && maps.Equal(d.Tags, req.Tags)
 }
 
 var errClosed = errors.New("registry closed")
 
-// CreateStream implements Controller.
-func (r *Registry) CreateStream(_ context.Context, req CreateRequest) (StreamView, error) {
+// CreateStream implements api.Controller.
+func (r *Supervisor) CreateStream(_ context.Context, req api.CreateRequest) (api.StreamView, error) {
 	if err := req.Validate(); err != nil {
-		return StreamView{}, err
+		return api.StreamView{}, err
 	}
 	if !r.clusters[req.ClusterID] {
-		return StreamView{}, &NotFoundError{Type: "cluster", ID: req.ClusterID}
+		return api.StreamView{}, &api.NotFoundError{Type: "cluster", ID: req.ClusterID}
 	}
 	if r.cfg.Roles == nil {
-		return StreamView{}, &AccessDeniedError{Message: fmt.Sprintf(
+		return api.StreamView{}, &api.AccessDeniedError{Message: fmt.Sprintf(
 			"role %s is not among the roles this cdcd may pass to a stream: no roles are allowed (%s)", req.Target.RoleARN, rolecreds.AllowKey)}
 	}
 	if err := r.cfg.Roles.Check(req.Target.RoleARN); err != nil {
-		return StreamView{}, &AccessDeniedError{Message: err.Error()}
+		return api.StreamView{}, &api.AccessDeniedError{Message: err.Error()}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return StreamView{}, errClosed
+		return api.StreamView{}, errClosed
 	}
 	n := 0
 	for _, e := range r.streams {
@@ -304,13 +305,13 @@ func (r *Registry) CreateStream(_ context.Context, req CreateRequest) (StreamVie
 			continue
 		}
 		if !sameRequest(d, req) {
-			return StreamView{}, &ConflictError{ResourceType: "stream", ResourceID: d.StreamID, Message: fmt.Sprintf(
+			return api.StreamView{}, &api.ConflictError{ResourceType: "stream", ResourceID: d.StreamID, Message: fmt.Sprintf(
 				"client token %q already created stream %s with different parameters", req.ClientToken, d.StreamID)}
 		}
 		return r.view(e.s), nil // a retry: the same stream, not another
 	}
 	if limit := r.cfg.MaxStreamsPerCluster; limit > 0 && n >= limit {
-		return StreamView{}, &QuotaError{ResourceType: "cluster", ResourceID: req.ClusterID, QuotaCode: "streams-per-cluster",
+		return api.StreamView{}, &api.QuotaError{ResourceType: "cluster", ResourceID: req.ClusterID, QuotaCode: "streams-per-cluster",
 			Message: fmt.Sprintf("cluster %s has %d streams, the configured maximum", req.ClusterID, limit)}
 	}
 	id := state.NewStreamID()
@@ -327,14 +328,14 @@ func (r *Registry) CreateStream(_ context.Context, req CreateRequest) (StreamVie
 }
 
 // add saves and starts a new CREATING stream; the caller holds r.mu.
-func (r *Registry) add(def state.Definition) (StreamView, error) {
+func (r *Supervisor) add(def state.Definition) (api.StreamView, error) {
 	rec := state.Record{Version: state.FileVersion, Definition: def, Status: state.Creating}
 	if err := r.cfg.Store.Save(rec); err != nil {
-		return StreamView{}, fmt.Errorf("create stream: %w", err)
+		return api.StreamView{}, fmt.Errorf("create stream: %w", err)
 	}
 	s, err := state.NewStream(rec, r.streamOptions())
 	if err != nil {
-		return StreamView{}, fmt.Errorf("create stream: %w", err)
+		return api.StreamView{}, fmt.Errorf("create stream: %w", err)
 	}
 	e := &entry{s: s}
 	r.streams[def.StreamID] = e
@@ -347,14 +348,14 @@ func (r *Registry) add(def state.Definition) (StreamView, error) {
 // Adopt creates a stream that a configuration file defines (def.ConfigFile
 // set, def.StreamID typically state.DeriveID of the file's entry), or
 // returns it if it exists with the same definition. A saved stream whose
-// definition differs is a *ConflictError: cdcd does not retarget a stream in
+// definition differs is a *api.ConflictError: cdcd does not retarget a stream in
 // place, since its slot position belongs to the old target.
-func (r *Registry) Adopt(def state.Definition) (*state.Stream, error) {
+func (r *Supervisor) Adopt(def state.Definition) (*state.Stream, error) {
 	if def.ConfigFile == "" {
 		return nil, errors.New("adopt stream: no config file named")
 	}
-	req := CreateRequest{ClusterID: def.ClusterID, Format: def.Format, Ordering: def.Ordering, Tags: def.Tags, Target: def.Target}
-	if err := req.validate(false); err != nil {
+	req := api.CreateRequest{ClusterID: def.ClusterID, Format: def.Format, Ordering: def.Ordering, Tags: def.Tags, Target: def.Target}
+	if err := req.ValidateConfigured(); err != nil {
 		return nil, fmt.Errorf("adopt stream from %s: %w", def.ConfigFile, err)
 	}
 	r.mu.Lock()
@@ -365,7 +366,7 @@ func (r *Registry) Adopt(def state.Definition) (*state.Stream, error) {
 	if e, ok := r.streams[def.StreamID]; ok {
 		have := e.s.Definition()
 		if have.ClusterID != def.ClusterID || have.ConfigFile != def.ConfigFile || !sameRequest(have, req) {
-			return nil, &ConflictError{ResourceType: "stream", ResourceID: def.StreamID, Message: fmt.Sprintf(
+			return nil, &api.ConflictError{ResourceType: "stream", ResourceID: def.StreamID, Message: fmt.Sprintf(
 				"stream %s in %s differs from the saved stream; delete it (remove it from the file, then restart) to recreate it",
 				def.StreamID, def.ConfigFile)}
 		}
@@ -383,31 +384,31 @@ func (r *Registry) Adopt(def state.Definition) (*state.Stream, error) {
 	return r.streams[def.StreamID].s, nil
 }
 
-// GetStream implements Controller.
-func (r *Registry) GetStream(_ context.Context, clusterID, streamID string) (StreamView, error) {
+// GetStream implements api.Controller.
+func (r *Supervisor) GetStream(_ context.Context, clusterID, streamID string) (api.StreamView, error) {
 	r.mu.Lock()
 	e, err := r.lookup(clusterID, streamID)
 	r.mu.Unlock()
 	if err != nil {
-		return StreamView{}, err
+		return api.StreamView{}, err
 	}
 	return r.view(e.s), nil
 }
 
-// ListStreams implements Controller.
-func (r *Registry) ListStreams(_ context.Context, clusterID string) ([]StreamView, error) {
+// ListStreams implements api.Controller.
+func (r *Supervisor) ListStreams(_ context.Context, clusterID string) ([]api.StreamView, error) {
 	if !r.clusters[clusterID] {
-		return nil, &NotFoundError{Type: "cluster", ID: clusterID}
+		return nil, &api.NotFoundError{Type: "cluster", ID: clusterID}
 	}
 	return r.collect(clusterID), nil
 }
 
-// Streams implements Controller.
-func (r *Registry) Streams(context.Context) ([]StreamView, error) { return r.collect(""), nil }
+// Streams implements api.Controller.
+func (r *Supervisor) Streams(context.Context) ([]api.StreamView, error) { return r.collect(""), nil }
 
 // collect views the streams of clusterID ("" for all) outside r.mu, since
 // Describe belongs to the pipeline.
-func (r *Registry) collect(clusterID string) []StreamView {
+func (r *Supervisor) collect(clusterID string) []api.StreamView {
 	r.mu.Lock()
 	ss := make([]*state.Stream, 0, len(r.streams))
 	for _, e := range r.streams {
@@ -416,7 +417,7 @@ func (r *Registry) collect(clusterID string) []StreamView {
 		}
 	}
 	r.mu.Unlock()
-	views := make([]StreamView, 0, len(ss))
+	views := make([]api.StreamView, 0, len(ss))
 	for _, s := range ss {
 		if v := r.view(s); v.Status != state.Deleted {
 			views = append(views, v)
@@ -425,42 +426,42 @@ func (r *Registry) collect(clusterID string) []StreamView {
 	return views
 }
 
-// DeleteStream implements Controller. The client token needs no record:
+// DeleteStream implements api.Controller. The client token needs no record:
 // deleting a DELETING stream already returns it unchanged.
-func (r *Registry) DeleteStream(_ context.Context, clusterID, streamID, _ string) (StreamView, error) {
+func (r *Supervisor) DeleteStream(_ context.Context, clusterID, streamID, _ string) (api.StreamView, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, err := r.lookup(clusterID, streamID)
 	if err != nil {
-		return StreamView{}, err
+		return api.StreamView{}, err
 	}
 	if f := e.s.Definition().ConfigFile; f != "" {
-		return StreamView{}, &ConflictError{ResourceType: "stream", ResourceID: streamID, Message: fmt.Sprintf(
+		return api.StreamView{}, &api.ConflictError{ResourceType: "stream", ResourceID: streamID, Message: fmt.Sprintf(
 			"stream %s is managed by config file %s; edit the file to delete it", streamID, f)}
 	}
 	if err := e.s.Delete(); err != nil {
 		if errors.Is(err, state.ErrInvalidTransition) {
-			return StreamView{}, &NotFoundError{Type: "stream", ID: streamID}
+			return api.StreamView{}, &api.NotFoundError{Type: "stream", ID: streamID}
 		}
 		// DELETING is not on disk; tearing down now could leave a saved
 		// stream without its slot after a crash. The client retries.
-		return StreamView{}, fmt.Errorf("delete stream: %w", err)
+		return api.StreamView{}, fmt.Errorf("delete stream: %w", err)
 	}
 	if r.closed {
-		return StreamView{}, errClosed
+		return api.StreamView{}, errClosed
 	}
 	r.startTeardown(e)
-	return StreamView{Snapshot: e.s.Snapshot()}, nil
+	return api.StreamView{Snapshot: e.s.Snapshot()}, nil
 }
 
 // DeleteManaged deletes a config-managed stream, for the daemon when an
 // entry disappears from its configuration file.
-func (r *Registry) DeleteManaged(streamID string) error {
+func (r *Supervisor) DeleteManaged(streamID string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.streams[streamID]
 	if !ok {
-		return &NotFoundError{Type: "stream", ID: streamID}
+		return &api.NotFoundError{Type: "stream", ID: streamID}
 	}
 	if err := e.s.Delete(); err != nil {
 		return fmt.Errorf("delete stream: %w", err)

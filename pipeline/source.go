@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -16,10 +16,10 @@ import (
 	"github.com/cdcd-dev/cdcd/rolecreds"
 )
 
-// sourceAuth builds the credential provider of a cluster: password from the
+// SourceAuth builds the credential provider of a cluster: password from the
 // environment or a file, a Secrets Manager secret, or RDS IAM tokens signed
 // with the base identity (a password never sits in the config file: docs/config.md).
-func sourceAuth(cfg *config.Config, cl *config.Cluster, awsCfg aws.Config, log *slog.Logger) (*pgauth.Provider, error) {
+func SourceAuth(cfg *config.Config, cl *config.Cluster, awsCfg aws.Config, log *slog.Logger) (*pgauth.Provider, error) {
 	opts := pgauth.Options{Region: cfg.AWS.Region, Logger: log.With("component", "source-auth", "cluster", cl.Name)}
 	if cl.RoleARN != "" {
 		// aws_role_arn: the source's own role (often in the database's
@@ -47,9 +47,9 @@ func sourceAuth(cfg *config.Config, cl *config.Cluster, awsCfg aws.Config, log *
 	return p, nil
 }
 
-// connectSource opens a regular connection to a cluster with fresh
+// ConnectSource opens a regular connection to a cluster with fresh
 // credentials.
-func connectSource(ctx context.Context, cl *config.Cluster, auth *pgauth.Provider) (*pgx.Conn, error) {
+func ConnectSource(ctx context.Context, cl *config.Cluster, auth *pgauth.Provider) (*pgx.Conn, error) {
 	pcfg, err := pgx.ParseConfig(cl.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s dsn: %w", cl.Name, err)

@@ -1,4 +1,4 @@
-package api
+package pipeline
 
 import (
 	"context"
@@ -13,31 +13,32 @@ import (
 
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/state/api"
 )
 
-// funcPipeline is a Pipeline with function fields; nil fields behave like
-// IdlePipeline with no delay.
-type funcPipeline struct {
+// funcRunner is a Pipeline with function fields; nil fields behave like
+// IdleRunner with no delay.
+type funcRunner struct {
 	run      func(ctx context.Context, s *state.Stream) error
 	teardown func(ctx context.Context, s *state.Stream) error
-	describe func(s *state.Stream) (*SourceInfo, *TargetInfo)
+	describe func(s *state.Stream) (*api.SourceInfo, *api.TargetInfo)
 }
 
-func (p funcPipeline) Run(ctx context.Context, s *state.Stream) error {
+func (p funcRunner) RunStream(ctx context.Context, s *state.Stream) error {
 	if p.run != nil {
 		return p.run(ctx, s)
 	}
-	return IdlePipeline{}.Run(ctx, s)
+	return IdleRunner{}.RunStream(ctx, s)
 }
 
-func (p funcPipeline) Teardown(ctx context.Context, s *state.Stream) error {
+func (p funcRunner) Teardown(ctx context.Context, s *state.Stream) error {
 	if p.teardown != nil {
 		return p.teardown(ctx, s)
 	}
 	return nil
 }
 
-func (p funcPipeline) Describe(s *state.Stream) (*SourceInfo, *TargetInfo) {
+func (p funcRunner) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
 	if p.describe != nil {
 		return p.describe(s)
 	}
@@ -102,12 +103,12 @@ func TestRestartKeepsAPICreatedStream(t *testing.T) {
 func TestRestartKeepsFailed(t *testing.T) {
 	var runs sync.WaitGroup
 	runs.Add(1)
-	f := newFixture(t, func(c *RegistryConfig) {
-		c.Pipeline = funcPipeline{run: func(ctx context.Context, s *state.Stream) error {
+	f := newFixture(t, func(c *SupervisorConfig) {
+		c.Runner = funcRunner{run: func(ctx context.Context, s *state.Stream) error {
 			defer runs.Done()
 			_ = s.Created()
 			_ = s.Fault(codes.KinesisStreamNotFound, errors.New("stream orders not found"))
-			<-ctx.Done() // the Registry stops a FAILED stream's pipeline
+			<-ctx.Done() // the Supervisor stops a FAILED stream's pipeline
 			return nil
 		}}
 	})
@@ -123,8 +124,8 @@ func TestRestartKeepsFailed(t *testing.T) {
 	runs.Wait() // returns only because FAILED cancelled the pipeline
 
 	started := make(chan string, 1)
-	f.restart(func(c *RegistryConfig) {
-		c.Pipeline = funcPipeline{run: func(ctx context.Context, s *state.Stream) error {
+	f.restart(func(c *SupervisorConfig) {
+		c.Runner = funcRunner{run: func(ctx context.Context, s *state.Stream) error {
 			started <- s.ID()
 			<-ctx.Done()
 			return nil
@@ -149,9 +150,9 @@ func TestRestartKeepsFailed(t *testing.T) {
 }
 
 func TestFailureThreshold(t *testing.T) {
-	f := newFixture(t, func(c *RegistryConfig) {
+	f := newFixture(t, func(c *SupervisorConfig) {
 		c.FailureThreshold = time.Second
-		c.Pipeline = funcPipeline{run: func(ctx context.Context, s *state.Stream) error {
+		c.Runner = funcRunner{run: func(ctx context.Context, s *state.Stream) error {
 			_ = s.Created()
 			_ = s.Fault(codes.KinesisThroughputExceeded, errors.New("rate exceeded"))
 			start := time.Now()
@@ -181,7 +182,7 @@ func TestFailureThreshold(t *testing.T) {
 	}
 }
 
-func mustStream(t *testing.T, r *Registry, id string) *state.Stream {
+func mustStream(t *testing.T, r *Supervisor, id string) *state.Stream {
 	t.Helper()
 	s, ok := r.Stream(id)
 	if !ok {
@@ -191,8 +192,8 @@ func mustStream(t *testing.T, r *Registry, id string) *state.Stream {
 }
 
 func TestDeletingResumesAfterRestart(t *testing.T) {
-	f := newFixture(t, func(c *RegistryConfig) {
-		c.Pipeline = funcPipeline{teardown: func(ctx context.Context, _ *state.Stream) error {
+	f := newFixture(t, func(c *SupervisorConfig) {
+		c.Runner = funcRunner{teardown: func(ctx context.Context, _ *state.Stream) error {
 			<-ctx.Done() // the daemon stops in the middle of teardown
 			return ctx.Err()
 		}}
@@ -214,8 +215,8 @@ func TestDeletingResumesAfterRestart(t *testing.T) {
 	}
 
 	torn := make(chan string, 1)
-	f.restart(func(c *RegistryConfig) {
-		c.Pipeline = funcPipeline{teardown: func(_ context.Context, s *state.Stream) error {
+	f.restart(func(c *SupervisorConfig) {
+		c.Runner = funcRunner{teardown: func(_ context.Context, s *state.Stream) error {
 			torn <- s.ID()
 			return nil
 		}}
@@ -228,9 +229,9 @@ func TestDeletingResumesAfterRestart(t *testing.T) {
 	}
 }
 
-func TestPipelineReturningEarlyIsAFault(t *testing.T) {
-	f := newFixture(t, func(c *RegistryConfig) {
-		c.Pipeline = funcPipeline{run: func(context.Context, *state.Stream) error {
+func TestHandlerReturningEarlyIsAFault(t *testing.T) {
+	f := newFixture(t, func(c *SupervisorConfig) {
+		c.Runner = funcRunner{run: func(context.Context, *state.Stream) error {
 			return errors.New("slot orders in use")
 		}}
 	})
@@ -260,7 +261,7 @@ func TestAdopt(t *testing.T) {
 		t.Fatalf("second Adopt: %v, same stream %v", err, a == b)
 	}
 	def.Ordering = "UNORDERED"
-	var ce *ConflictError
+	var ce *api.ConflictError
 	if _, err := f.reg.Adopt(def); !errors.As(err, &ce) {
 		t.Fatalf("changed definition: %v", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -65,7 +65,7 @@ var (
 // pipeline joins capture, record and sink for one stream. It is capture's
 // Handler: it encodes each committed transaction, submits its records to the
 // sink, and persists the delivered position before capture confirms it.
-type pipeline struct {
+type handler struct {
 	id   string
 	enc  *record.Encoder
 	sink submitter
@@ -102,19 +102,19 @@ type lsnTs struct {
 	ts  int64
 }
 
-func newPipeline(id string, cp state.Checkpoint, enc *record.Encoder, snk submitter, life lifecycle, met *pipelineMetrics, log *slog.Logger) *pipeline {
-	p := &pipeline{id: id, enc: enc, sink: snk, life: life, met: met, log: log, now: time.Now,
+func newHandler(id string, cp state.Checkpoint, enc *record.Encoder, snk submitter, life lifecycle, met *pipelineMetrics, log *slog.Logger) *handler {
+	p := &handler{id: id, enc: enc, sink: snk, life: life, met: met, log: log, now: time.Now,
 		prevTs: cp.TsNs, submitted: cp.LSN, cp: cp}
 	p.persisted.Store(cp.LSN)
 	return p
 }
 
-var _ capture.SnapshotHandler = (*pipeline)(nil)
+var _ capture.SnapshotHandler = (*handler)(nil)
 
 // HandleSnapshot encodes a batch of rows read by the initial snapshot
 // (op "r") and submits it at position 0: nothing is confirmed to the slot
 // until SnapshotDone has seen every row delivered.
-func (p *pipeline) HandleSnapshot(ctx context.Context, batch *record.Txn) error {
+func (p *handler) HandleSnapshot(ctx context.Context, batch *record.Txn) error {
 	p.mu.Lock()
 	prev := p.prevTs
 	p.mu.Unlock()
@@ -134,13 +134,13 @@ func (p *pipeline) HandleSnapshot(ctx context.Context, batch *record.Txn) error 
 }
 
 // SnapshotDone waits until every snapshot row is accepted by Kinesis.
-func (p *pipeline) SnapshotDone(ctx context.Context) error {
+func (p *handler) SnapshotDone(ctx context.Context) error {
 	return p.sink.Drain(ctx)
 }
 
 // Handle encodes and submits one transaction. An encoding error holds the
 // stream where it is (nothing after it is confirmed) and impairs it.
-func (p *pipeline) Handle(ctx context.Context, txn *record.Txn) error {
+func (p *handler) Handle(ctx context.Context, txn *record.Txn) error {
 	p.mu.Lock()
 	if txn.EndLSN <= p.submitted {
 		p.mu.Unlock()
@@ -182,7 +182,7 @@ func (p *pipeline) Handle(ctx context.Context, txn *record.Txn) error {
 // confirms it; after the reconnect that follows, capture hands it over
 // again and it is streamed anew, its records byte-identical to the ones
 // that went out the first time.
-func (p *pipeline) handleSpilled(ctx context.Context, txn *record.Txn, prev int64) error {
+func (p *handler) handleSpilled(ctx context.Context, txn *record.Txn, prev int64) error {
 	w, err := p.sink.Begin()
 	if err != nil {
 		_ = closeSpill(txn)
@@ -226,13 +226,13 @@ func closeSpill(txn *record.Txn) error {
 }
 
 // encodeFault impairs the stream for a transaction that cannot be encoded.
-func (p *pipeline) encodeFault(txn *record.Txn, err error) error {
+func (p *handler) encodeFault(txn *record.Txn, err error) error {
 	err = fmt.Errorf("encode transaction %d at %s: %w", txn.Xid, state.FormatLSN(txn.CommitLSN), err)
 	p.life.Fault(codes.InternalError, err)
 	return err
 }
 
-func (p *pipeline) skipped(txn *record.Txn, rels []*record.Relation) {
+func (p *handler) skipped(txn *record.Txn, rels []*record.Relation) {
 	for _, rel := range rels {
 		p.met.truncates.Inc()
 		p.log.Warn("TRUNCATE not emitted: the stream does not opt in to truncate records (emit_truncate = true); consumers still hold the table's rows",
@@ -241,7 +241,7 @@ func (p *pipeline) skipped(txn *record.Txn, rels []*record.Relation) {
 }
 
 // submittedTxn records a transaction the sink holds in full.
-func (p *pipeline) submittedTxn(end uint64, ts int64) {
+func (p *handler) submittedTxn(end uint64, ts int64) {
 	p.mu.Lock()
 	p.prevTs, p.submitted = ts, end
 	p.pending = append(p.pending, lsnTs{end, ts})
@@ -249,15 +249,15 @@ func (p *pipeline) submittedTxn(end uint64, ts int64) {
 }
 
 // Delivered is the sink's contiguous acknowledged position.
-func (p *pipeline) Delivered() uint64 { return p.sink.Delivered() }
+func (p *handler) Delivered() uint64 { return p.sink.Delivered() }
 
 // Persisted is the last checkpoint written.
-func (p *pipeline) Persisted() uint64 { return p.persisted.Load() }
+func (p *handler) Persisted() uint64 { return p.persisted.Load() }
 
 // Persist writes the checkpoint for lsn, which capture guarantees is
 // delivered: the ts_ns saved with it is that of the last transaction ending
 // at or before it.
-func (p *pipeline) Persist(_ context.Context, lsn uint64) error {
+func (p *handler) Persist(_ context.Context, lsn uint64) error {
 	p.mu.Lock()
 	cp := p.cp
 	i := 0
@@ -277,7 +277,7 @@ func (p *pipeline) Persist(_ context.Context, lsn uint64) error {
 
 // Lag is the age of the oldest submitted transaction that is not yet
 // delivered, measured from its commit time, or zero when all are delivered.
-func (p *pipeline) Lag(now time.Time) time.Duration {
+func (p *handler) Lag(now time.Time) time.Duration {
 	delivered := p.sink.Delivered()
 	p.mu.Lock()
 	defer p.mu.Unlock()

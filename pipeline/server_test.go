@@ -1,4 +1,4 @@
-package api
+package pipeline
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/state/api"
 )
 
 func do(t *testing.T, method, url, body string) (*http.Response, map[string]any) {
@@ -39,26 +40,9 @@ func do(t *testing.T, method, url, body string) (*http.Response, map[string]any)
 	return resp, m
 }
 
-func TestEpochSeconds(t *testing.T) {
-	tests := []struct {
-		in   time.Time
-		want string
-	}{
-		{time.UnixMilli(1705318200125), "1705318200.125"},
-		{time.UnixMilli(1705318200000), "1705318200.000"},
-		{time.Unix(1705318200, 999_999_999), "1705318200.999"},
-	}
-	for _, tt := range tests {
-		b, _ := epochSeconds(tt.in).MarshalJSON()
-		if string(b) != tt.want {
-			t.Errorf("%v -> %s, want %s", tt.in, b, tt.want)
-		}
-	}
-}
-
 func TestGetStreamWireShape(t *testing.T) {
-	f := newFixture(t, func(c *RegistryConfig) {
-		c.Pipeline = funcPipeline{
+	f := newFixture(t, func(c *SupervisorConfig) {
+		c.Runner = funcRunner{
 			run: func(ctx context.Context, s *state.Stream) error {
 				_ = s.Created()
 				_ = s.Checkpoint(state.Checkpoint{LSN: 0x16_B374D848, TsNs: 1})
@@ -67,9 +51,9 @@ func TestGetStreamWireShape(t *testing.T) {
 				<-ctx.Done()
 				return nil
 			},
-			describe: func(*state.Stream) (*SourceInfo, *TargetInfo) {
-				return &SourceInfo{Slot: "cdcd_orders", Publication: "cdcd_orders", RetainedWALBytes: 4096, WALStatus: "reserved"},
-					&TargetInfo{EncryptionType: "KMS", KeyID: "alias/orders"}
+			describe: func(*state.Stream) (*api.SourceInfo, *api.TargetInfo) {
+				return &api.SourceInfo{Slot: "cdcd_orders", Publication: "cdcd_orders", RetainedWALBytes: 4096, WALStatus: "reserved"},
+					&api.TargetInfo{EncryptionType: "KMS", KeyID: "alias/orders"}
 			},
 		}
 	})
@@ -140,28 +124,28 @@ func TestErrorWireShape(t *testing.T) {
 // failingController answers every call with err.
 type failingController struct{ err error }
 
-func (c failingController) CreateStream(context.Context, CreateRequest) (StreamView, error) {
-	return StreamView{}, c.err
+func (c failingController) CreateStream(context.Context, api.CreateRequest) (api.StreamView, error) {
+	return api.StreamView{}, c.err
 }
-func (c failingController) GetStream(context.Context, string, string) (StreamView, error) {
-	return StreamView{}, c.err
+func (c failingController) GetStream(context.Context, string, string) (api.StreamView, error) {
+	return api.StreamView{}, c.err
 }
-func (c failingController) ListStreams(context.Context, string) ([]StreamView, error) {
+func (c failingController) ListStreams(context.Context, string) ([]api.StreamView, error) {
 	return nil, c.err
 }
-func (c failingController) DeleteStream(context.Context, string, string, string) (StreamView, error) {
-	return StreamView{}, c.err
+func (c failingController) DeleteStream(context.Context, string, string, string) (api.StreamView, error) {
+	return api.StreamView{}, c.err
 }
-func (c failingController) Streams(context.Context) ([]StreamView, error) { return nil, c.err }
+func (c failingController) Streams(context.Context) ([]api.StreamView, error) { return nil, c.err }
 
 func TestInternalErrorsAreNotLeaked(t *testing.T) {
-	s := NewServer(failingController{err: errors.New("open /var/lib/cdcd/secret: permission denied")}, nil, nil)
+	s := api.NewServer(failingController{err: errors.New("open /var/lib/cdcd/secret: permission denied")}, nil, nil)
 	rec := httptestRecorder(s, "GET", "/stream/"+cluster+"/"+cluster2)
 	if rec.Code != 500 || rec.Header().Get("X-Amzn-Errortype") != "InternalServerException" ||
 		strings.Contains(rec.Body.String(), "secret") {
 		t.Fatalf("%d %s %s", rec.Code, rec.Header().Get("X-Amzn-Errortype"), rec.Body)
 	}
-	s = NewServer(failingController{err: context.DeadlineExceeded}, nil, nil)
+	s = api.NewServer(failingController{err: context.DeadlineExceeded}, nil, nil)
 	rec = httptestRecorder(s, "GET", "/stream/"+cluster+"/"+cluster2)
 	if rec.Code != 429 || rec.Header().Get("X-Amzn-Errortype") != "ThrottlingException" || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("%d %s", rec.Code, rec.Header().Get("X-Amzn-Errortype"))
@@ -217,7 +201,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 func TestServeShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- ListenAndServe(ctx, "127.0.0.1:0", NewServer(failingController{}, nil, nil)) }()
+	go func() { errc <- api.ListenAndServe(ctx, "127.0.0.1:0", api.NewServer(failingController{}, nil, nil)) }()
 	cancel()
 	select {
 	case err := <-errc:

@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func (f *fakeLife) Checkpoint(cp state.Checkpoint) error {
 	return nil
 }
 
-func testPipeline(t *testing.T, cp state.Checkpoint) (*pipeline, *fakeSink, *fakeLife) {
+func testHandler(t *testing.T, cp state.Checkpoint) (*handler, *fakeSink, *fakeLife) {
 	t.Helper()
 	enc, err := record.NewEncoder(record.Config{SystemID: 7, Cluster: "abcdefghijklmnopqrstuvwxyz", Database: "db", Ordering: record.Unordered})
 	if err != nil {
@@ -65,7 +65,7 @@ func testPipeline(t *testing.T, cp state.Checkpoint) (*pipeline, *fakeSink, *fak
 		t.Fatal(err)
 	}
 	snk, life := &fakeSink{}, &fakeLife{}
-	return newPipeline("id", cp, enc, snk, life, met, slog.New(slog.DiscardHandler)), snk, life
+	return newHandler("id", cp, enc, snk, life, met, slog.New(slog.DiscardHandler)), snk, life
 }
 
 func txnAt(end uint64, commit time.Time) *record.Txn {
@@ -75,11 +75,11 @@ func txnAt(end uint64, commit time.Time) *record.Txn {
 		{Kind: record.Insert, Rel: rel, New: record.Tuple{{Kind: record.DatumText, Data: []byte("1")}}}}}
 }
 
-// TestPipelineCheckpointCarriesTheTsOfItsLSN: the ts_ns persisted with an
+// TestHandlerCheckpointCarriesTheTsOfItsLSN: the ts_ns persisted with an
 // LSN is that of the last transaction ending at or before it, so a restart
 // from the checkpoint continues the strictly increasing ts_ns sequence.
-func TestPipelineCheckpointCarriesTheTsOfItsLSN(t *testing.T) {
-	p, snk, life := testPipeline(t, state.Checkpoint{LSN: 100, TsNs: 5})
+func TestHandlerCheckpointCarriesTheTsOfItsLSN(t *testing.T) {
+	p, snk, life := testHandler(t, state.Checkpoint{LSN: 100, TsNs: 5})
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	ctx := context.Background()
 	for i, end := range []uint64{200, 300, 400} {
@@ -115,11 +115,11 @@ func TestPipelineCheckpointCarriesTheTsOfItsLSN(t *testing.T) {
 	}
 }
 
-func TestPipelineTsNsContinuesFromCheckpoint(t *testing.T) {
+func TestHandlerTsNsContinuesFromCheckpoint(t *testing.T) {
 	commit := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	// The checkpoint's ts_ns is ahead of the next commit time (a clock
 	// step back): the next transaction gets checkpoint + 1.
-	p, _, life := testPipeline(t, state.Checkpoint{LSN: 100, TsNs: commit.UnixNano() + 1000})
+	p, _, life := testHandler(t, state.Checkpoint{LSN: 100, TsNs: commit.UnixNano() + 1000})
 	if err := p.Handle(context.Background(), txnAt(200, commit)); err != nil {
 		t.Fatal(err)
 	}
@@ -132,8 +132,8 @@ func TestPipelineTsNsContinuesFromCheckpoint(t *testing.T) {
 	}
 }
 
-func TestPipelineLagIsAgeOfOldestUndelivered(t *testing.T) {
-	p, snk, _ := testPipeline(t, state.Checkpoint{})
+func TestHandlerLagIsAgeOfOldestUndelivered(t *testing.T) {
+	p, snk, _ := testHandler(t, state.Checkpoint{})
 	c1 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, end := range []uint64{200, 300} {
 		if err := p.Handle(context.Background(), txnAt(end, c1.Add(time.Duration(i)*time.Minute))); err != nil {

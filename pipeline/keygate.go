@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -81,7 +81,7 @@ var _ atrest.Reporter = (*keyGate)(nil)
 // keyring is the stream's at-rest keyring: data keys from the cluster key,
 // or, without one, wrapped by a key that lives only in this process. It
 // makes no KMS call.
-func (d *daemon) keyring(cl *config.Cluster, def state.Definition) (*atrest.Keyring, error) {
+func (d *Daemon) keyring(cl *config.Cluster, def state.Definition) (*atrest.Keyring, error) {
 	if cl.ClusterKeyARN == "" {
 		return atrest.NewEphemeral(), nil
 	}
@@ -101,7 +101,7 @@ func (d *daemon) keyring(cl *config.Cluster, def state.Definition) (*atrest.Keyr
 // keyring is ring, or returns nil when the cluster has no key. The first
 // check runs now: a key that is unusable while the stream is CREATING
 // fails it (docs/lifecycle.md#codes).
-func (d *daemon) clusterKey(ctx context.Context, cl *config.Cluster, st *state.Stream, ring *atrest.Keyring, log *slog.Logger) (*atrest.Checker, *keyGate, error) {
+func (d *Daemon) clusterKey(ctx context.Context, cl *config.Cluster, st *state.Stream, ring *atrest.Keyring, log *slog.Logger) (*atrest.Checker, *keyGate, error) {
 	gate := newKeyGate(st)
 	if cl.ClusterKeyARN == "" {
 		return nil, gate, nil

@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // streamCredentials returns the credentials a stream writes with: its role,
 // narrowed by a session policy to the one stream, or the base identity when
 // the stream has no role. The closer stops background refreshes.
-func (d *daemon) streamCredentials(ctx context.Context, s *config.Stream, streamARN, clusterID string, log *slog.Logger) (aws.CredentialsProvider, io.Closer, error) {
+func (d *Daemon) streamCredentials(ctx context.Context, s *config.Stream, streamARN, clusterID string, log *slog.Logger) (aws.CredentialsProvider, io.Closer, error) {
 	if s.Target.RoleARN == "" {
 		return d.aws.Credentials, io.NopCloser(nil), nil
 	}

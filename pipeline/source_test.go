@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -42,7 +42,7 @@ kinesis_stream = "k"
 		t.Fatal(err)
 	}
 	base := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDBASE", "secret", "")}
-	auth, err := sourceAuth(cfg, &cfg.Clusters[0], base, slog.New(slog.DiscardHandler))
+	auth, err := SourceAuth(cfg, &cfg.Clusters[0], base, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

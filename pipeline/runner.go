@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -28,8 +28,8 @@ type liveStream struct {
 	target *sink.Target
 }
 
-// Describe implements api.Pipeline from memory.
-func (d *daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
+// Describe implements Runner from memory.
+func (d *Daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
 	d.mu.Lock()
 	live := d.live[s.ID()]
 	var src *api.SourceInfo
@@ -51,9 +51,9 @@ func (d *daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
 	return src, tgt
 }
 
-// Teardown implements api.Pipeline: it drops the slot and the publication of
+// Teardown implements Runner: it drops the slot and the publication of
 // a deleted stream, which is the only time cdcd drops them.
-func (d *daemon) Teardown(ctx context.Context, s *state.Stream) error {
+func (d *Daemon) Teardown(ctx context.Context, s *state.Stream) error {
 	sc, cl, err := d.streamConfig(ctx, s.Definition())
 	if err != nil {
 		return err
@@ -74,7 +74,7 @@ func (d *daemon) Teardown(ctx context.Context, s *state.Stream) error {
 
 // source is the capture side of a stream. st, met and sp may be nil for a
 // source that is only dropped.
-func (d *daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream, met *streamMetrics, sp *spillConfig, log *slog.Logger) (*capture.Source, error) {
+func (d *Daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream, met *streamMetrics, sp *spillConfig, log *slog.Logger) (*capture.Source, error) {
 	auth := d.auth[cl.Name]
 	cfg := capture.Config{
 		DSN: cl.DSN, Configure: auth.Configure, Slot: sc.Slot, Publication: sc.Publication, Tables: sc.Tables,
@@ -105,12 +105,12 @@ func (d *daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream,
 	return capture.New(cfg)
 }
 
-// Run implements api.Pipeline: it prepares the source and the target, then
+// RunStream implements Runner: it prepares the source and the target, then
 // delivers until ctx ends. A source that is down or misconfigured keeps the
 // stream CREATING (the error is logged and retried, so fixing it needs no
 // restart); AWS permission and key errors fail a CREATING stream and impair
 // a running one, as docs/lifecycle.md#codes says.
-func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
+func (d *Daemon) RunStream(ctx context.Context, st *state.Stream) error {
 	def := st.Definition()
 	log := d.log.With("stream", def.StreamID)
 	sc, cl, err := d.streamConfig(ctx, def)
@@ -212,7 +212,7 @@ func (d *daemon) Run(ctx context.Context, st *state.Stream) error {
 // deliver runs capture and sink for a prepared stream and shuts them down in
 // order: stop capture, drain the sink under a deadline, persist the final
 // checkpoint.
-func (d *daemon) deliver(ctx context.Context, sc *config.Stream, st *state.Stream, src *capture.Source,
+func (d *Daemon) deliver(ctx context.Context, sc *config.Stream, st *state.Stream, src *capture.Source,
 	kin *kinesis.Client, info capture.Info, target sink.Target, gate *keyGate, met *streamMetrics, sp *spillConfig, log *slog.Logger) error {
 	rec := st.Snapshot().Record
 	enc, err := record.NewEncoder(record.Config{
@@ -244,7 +244,7 @@ func (d *daemon) deliver(ctx context.Context, sc *config.Stream, st *state.Strea
 	if err != nil {
 		return err
 	}
-	pipe := newPipeline(st.ID(), rec.Checkpoint, enc, sinkSubmitter{snk}, st, met.pipe, log)
+	pipe := newHandler(st.ID(), rec.Checkpoint, enc, sinkSubmitter{snk}, st, met.pipe, log)
 	pipe.spill = record.SpillOptions{Store: sp.store, Budget: sc.Delivery.MemoryBudget}
 	d.mu.Lock()
 	d.live[st.ID()].src = src
@@ -291,7 +291,7 @@ func (d *daemon) deliver(ctx context.Context, sc *config.Stream, st *state.Strea
 // watchLag reports the pipeline's lag every second until ctx ends: that is
 // what turns a long IMPAIRED stream FAILED, after which the registry
 // cancels ctx.
-func watchLag(ctx context.Context, st *state.Stream, pipe *pipeline) {
+func watchLag(ctx context.Context, st *state.Stream, pipe *handler) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -343,7 +343,7 @@ type streamMetrics struct {
 	pipe    *pipelineMetrics
 }
 
-func (d *daemon) metricsFor(stream string) (*streamMetrics, error) {
+func (d *Daemon) metricsFor(stream string) (*streamMetrics, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if m, ok := d.metrics[stream]; ok {
