@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -25,13 +26,10 @@ import (
 	"github.com/cdcd-dev/cdcd/state/api"
 )
 
-// drainTimeout bounds how long shutdown waits for queued records to reach
-// Kinesis; whatever is left is redelivered from the slot on the next start.
-const drainTimeout = 10 * time.Second
-
-// Daemon owns the state store, the stream registry (which owns every
-// stream's goroutine) and the HTTP server. It is the supervisor's Runner:
-// Run delivers one stream, Teardown releases its slot and publication.
+// Daemon is the running cdcd: it owns the state store, the supervisor
+// (which owns every stream's goroutine) and the HTTP server. It is also the
+// supervisor's Runner: RunStream delivers one stream, Teardown releases its
+// slot and publication.
 type Daemon struct {
 	cfg          *config.Config
 	version      string
@@ -57,6 +55,8 @@ type Daemon struct {
 
 var _ Runner = (*Daemon)(nil)
 
+// NewDaemon loads the AWS configuration and each cluster's credentials,
+// and resolves the cluster identifiers (which may need the source once).
 func NewDaemon(ctx context.Context, cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state_dir: %w", err)
@@ -111,7 +111,9 @@ func (d *Daemon) clusterID(ctx context.Context, cl *config.Cluster) (string, err
 	return state.DeriveID("cluster", fmt.Sprint(uint64(sysID)), db), nil
 }
 
-// Run serves until ctx ends, then stops every stream in order.
+// Run serves until ctx ends, then stops every stream in order: streams
+// drain under their own deadline while the HTTP server stays up, so
+// /readyz and /metrics show the shutdown.
 func (d *Daemon) Run(ctx context.Context) error {
 	store, err := state.Open(d.cfg.StateDir, d.log.With("component", "state"))
 	if err != nil {
@@ -119,75 +121,92 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer store.Close()
 	d.store = store
-	var roles *rolecreds.AllowList
-	if len(d.cfg.AWS.RoleARNAllow) > 0 {
-		if roles, err = rolecreds.NewAllowList(d.cfg.AWS.RoleARNAllow); err != nil {
-			return fmt.Errorf("aws.role_arn_allow: %w", err)
-		}
-	}
-	// The file's streams are known before the registry starts any
-	// pipeline, so pipelines read d.configured without a lock.
-	defs := make([]state.Definition, len(d.cfg.Streams))
-	for i := range d.cfg.Streams {
-		sc := &d.cfg.Streams[i]
-		if defs[i], err = d.definition(sc); err != nil {
-			return err
-		}
-		d.configured[defs[i].StreamID] = sc
-	}
-	ids := make([]string, 0, len(d.clusterIDs))
-	for _, id := range d.clusterIDs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	registry, err := NewSupervisor(SupervisorConfig{
-		Store: store, Logger: d.log.With("component", "registry"), Metrics: d.stateMetrics,
-		Partition: d.cfg.AWS.Partition, Region: d.cfg.AWS.Region, Account: d.cfg.AWS.Account,
-		Clusters: ids, Roles: roles, FailureThreshold: d.cfg.FailureThreshold.Duration, Runner: d,
-	})
+	sup, err := d.supervise()
 	if err != nil {
 		return err
 	}
 	// Close cancels every pipeline and waits for each to drain.
-	defer registry.Close()
-	if err := d.adoptConfigStreams(registry, defs); err != nil {
+	defer sup.Close()
+	stopHTTP, err := d.serve(sup)
+	if err != nil {
 		return err
 	}
+	<-ctx.Done()
+	d.log.Info("shutting down")
+	sup.Close()
+	stopHTTP(context.WithoutCancel(ctx))
+	d.log.Info("cdcd stopped")
+	return nil
+}
 
+// supervise starts the supervisor over the state store and registers the
+// configuration file's streams with it.
+func (d *Daemon) supervise() (*Supervisor, error) {
+	var roles *rolecreds.AllowList
+	if len(d.cfg.AWS.RoleARNAllow) > 0 {
+		var err error
+		if roles, err = rolecreds.NewAllowList(d.cfg.AWS.RoleARNAllow); err != nil {
+			return nil, fmt.Errorf("aws.role_arn_allow: %w", err)
+		}
+	}
+	// The file's streams are known before the supervisor starts any
+	// pipeline, so pipelines read d.configured without a lock.
+	defs := make([]state.Definition, len(d.cfg.Streams))
+	for i := range d.cfg.Streams {
+		sc := &d.cfg.Streams[i]
+		var err error
+		if defs[i], err = d.definition(sc); err != nil {
+			return nil, err
+		}
+		d.configured[defs[i].StreamID] = sc
+	}
+	sup, err := NewSupervisor(SupervisorConfig{
+		Store: d.store, Logger: d.log.With("component", "supervisor"), Metrics: d.stateMetrics,
+		Partition: d.cfg.AWS.Partition, Region: d.cfg.AWS.Region, Account: d.cfg.AWS.Account,
+		Clusters: slices.Sorted(maps.Values(d.clusterIDs)), Roles: roles,
+		FailureThreshold: d.cfg.FailureThreshold.Duration, Runner: d,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.adoptConfigStreams(sup, defs); err != nil {
+		sup.Close()
+		return nil, err
+	}
+	return sup, nil
+}
+
+// serve starts the control plane, /metrics and the health endpoints on the
+// listen address; the returned function shuts the server down.
+func (d *Daemon) serve(sup *Supervisor) (func(context.Context), error) {
 	ln, err := net.Listen("tcp", d.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s (the listen key): %w", d.cfg.Listen, err)
+		return nil, fmt.Errorf("listen on %s (the listen key): %w", d.cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: api.NewServer(registry, d.reg, d.log.With("component", "api")), ReadHeaderTimeout: 10 * time.Second}
-	srvDone := make(chan struct{})
+	srv := &http.Server{Handler: api.NewServer(sup, d.reg, d.log.With("component", "api")), ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
 	go func() {
-		defer close(srvDone)
+		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("http server stopped", "err", err)
 		}
 	}()
 	d.log.Info("cdcd started", "version", d.version, "listen", ln.Addr().String(), "streams", len(d.cfg.Streams))
-
-	<-ctx.Done()
-	d.log.Info("shutting down")
-	// Streams drain under their own deadline; the HTTP server stays up
-	// meanwhile so /readyz and /metrics show the shutdown.
-	registry.Close()
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutCtx)
-	<-srvDone
-	d.log.Info("cdcd stopped")
-	return nil
+	return func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }
 
 // adoptConfigStreams registers the file's streams and deletes the streams a
 // previous version of the file had and this one does not.
-func (d *Daemon) adoptConfigStreams(registry *Supervisor, defs []state.Definition) error {
+func (d *Daemon) adoptConfigStreams(sup *Supervisor, defs []state.Definition) error {
 	want := map[string]bool{}
 	for i, def := range defs {
 		want[def.StreamID] = true
-		if _, err := registry.Adopt(def); err != nil {
+		if _, err := sup.Adopt(def); err != nil {
 			return fmt.Errorf("stream %s: %w", d.cfg.Streams[i].Name, err)
 		}
 	}
@@ -197,7 +216,7 @@ func (d *Daemon) adoptConfigStreams(registry *Supervisor, defs []state.Definitio
 			continue
 		}
 		d.log.Warn("stream is no longer in the configuration; deleting it and its slot", "stream", def.StreamID, "config", def.ConfigFile)
-		if err := registry.DeleteManaged(def.StreamID); err != nil {
+		if err := sup.DeleteManaged(def.StreamID); err != nil {
 			return err
 		}
 	}

@@ -2,23 +2,15 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"sync"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/config"
-	"github.com/cdcd-dev/cdcd/record"
-	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/sink"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
-	"github.com/cenkalti/backoff/v4"
 )
 
 // liveStream is what GetStream shows of a running stream beyond its file.
@@ -28,13 +20,25 @@ type liveStream struct {
 	target *sink.Target
 }
 
+// setLive updates what GetStream shows of a running stream.
+func (d *Daemon) setLive(streamID string, update func(*liveStream)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.live[streamID]
+	if l == nil {
+		l = &liveStream{}
+		d.live[streamID] = l
+	}
+	update(l)
+}
+
 // Describe implements Runner from memory.
 func (d *Daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
 	d.mu.Lock()
 	live := d.live[s.ID()]
 	var src *api.SourceInfo
 	var tgt *api.TargetInfo
-	if live != nil {
+	if live != nil && live.sc != nil {
 		src = &api.SourceInfo{Slot: live.sc.Slot, Publication: live.sc.Publication}
 		if live.src != nil {
 			h := live.src.Health()
@@ -103,236 +107,6 @@ func (d *Daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream,
 		cfg.MemoryBudget, cfg.Spill = sc.Delivery.MemoryBudget, sp.store
 	}
 	return capture.New(cfg)
-}
-
-// RunStream implements Runner: it prepares the source and the target, then
-// delivers until ctx ends. A source that is down or misconfigured keeps the
-// stream CREATING (the error is logged and retried, so fixing it needs no
-// restart); AWS permission and key errors fail a CREATING stream and impair
-// a running one, as docs/lifecycle.md#codes says.
-func (d *Daemon) RunStream(ctx context.Context, st *state.Stream) error {
-	def := st.Definition()
-	log := d.log.With("stream", def.StreamID)
-	sc, cl, err := d.streamConfig(ctx, def)
-	for err != nil {
-		log.Error("stream cannot start yet; retrying", "err", err)
-		if err := sleepCtx(ctx, 5*time.Second); err != nil {
-			return nil
-		}
-		sc, cl, err = d.streamConfig(ctx, def)
-	}
-	log = log.With("name", sc.Name)
-	met, err := d.metricsFor(sc.Name)
-	if err != nil {
-		return err
-	}
-	ring, err := d.keyring(cl, def)
-	if err != nil {
-		_ = st.Fault(codes.ClusterCMKInaccessible, err)
-		return nil
-	}
-	sp, err := d.spill(ring, def, log)
-	if err != nil {
-		return err
-	}
-	src, err := d.source(sc, cl, st, met, sp, log)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.live[def.StreamID] = &liveStream{sc: sc}
-	d.mu.Unlock()
-
-	creds, closer, err := d.streamCredentials(ctx, sc, def.ARN, def.ClusterID, log)
-	if err != nil {
-		// A role the configuration does not allow will not start working
-		// by itself.
-		_ = st.Fault(codes.RoleAccessDenied, err)
-		return nil
-	}
-	defer closer.Close()
-	kin := kinesis.NewFromConfig(d.aws, func(o *kinesis.Options) {
-		o.Credentials = creds
-		if d.cfg.AWS.KinesisEndpoint != "" {
-			o.BaseEndpoint = aws.String(d.cfg.AWS.KinesisEndpoint)
-		}
-	})
-
-	var (
-		info   capture.Info
-		target sink.Target
-	)
-	bo := newBackoff()
-	for {
-		info, err = src.Prepare(ctx, st.Snapshot().Checkpoint.LSN)
-		if errors.Is(err, capture.ErrSlotLost) {
-			_ = st.Fault(codes.SourceSlotLost, err)
-			return nil
-		}
-		if err == nil {
-			target, err = sink.DescribeTarget(ctx, kin, sc.Target.KinesisStream, "")
-			if err != nil {
-				if code := classify(err); code != codes.InternalError {
-					_ = st.Fault(code, err)
-					if st.Snapshot().Status == state.Failed {
-						return nil
-					}
-				}
-			}
-		}
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		wait := bo.NextBackOff()
-		log.Error("stream cannot start yet; retrying", "err", err, "retry_in", wait)
-		if err := sleepCtx(ctx, wait); err != nil {
-			return nil
-		}
-	}
-	d.mu.Lock()
-	d.live[def.StreamID].target = &target
-	d.mu.Unlock()
-	checker, gate, err := d.clusterKey(ctx, cl, st, sp.ring, log)
-	if err != nil {
-		_ = st.Fault(codes.ClusterCMKInaccessible, err)
-		return nil
-	}
-	if st.Snapshot().Status == state.Failed {
-		return nil
-	}
-	if checker != nil {
-		go checker.Run(ctx)
-	}
-	return d.deliver(ctx, sc, st, src, kin, info, target, gate, met, sp, log)
-}
-
-// deliver runs capture and sink for a prepared stream and shuts them down in
-// order: stop capture, drain the sink under a deadline, persist the final
-// checkpoint.
-func (d *Daemon) deliver(ctx context.Context, sc *config.Stream, st *state.Stream, src *capture.Source,
-	kin *kinesis.Client, info capture.Info, target sink.Target, gate *keyGate, met *streamMetrics, sp *spillConfig, log *slog.Logger) error {
-	rec := st.Snapshot().Record
-	enc, err := record.NewEncoder(record.Config{
-		SystemID: info.SystemID, Cluster: rec.Definition.ClusterID, Database: info.Database,
-		Ordering: record.Ordering(sc.Ordering), MaxRecordBytes: target.MaxRecordBytes, EmitTruncate: sc.EmitTruncate,
-		Types: src.Types(),
-	})
-	if err != nil {
-		return err
-	}
-	snk, err := sink.New(sink.Config{
-		StreamName: sc.Target.KinesisStream, Ordering: record.Ordering(sc.Ordering),
-		MaxRecordBytes: target.MaxRecordBytes, MaxRequestBytes: target.MaxRequestBytes(), MaxInFlight: sc.Delivery.MaxInFlight,
-		Linger: sc.Delivery.Linger.Duration, QueueBytes: sc.Delivery.QueueBytes,
-		Report: func(code codes.Code, err error) {
-			if code == "" {
-				if gate.OK() {
-					_ = st.Recover()
-				}
-				return
-			}
-			if c := classify(err); c != codes.InternalError {
-				code = c // an STS error inside a Kinesis call is the role's
-			}
-			_ = st.Fault(code, err)
-		},
-		Logger: log.With("component", "sink"), Metrics: met.sink,
-	}, kin)
-	if err != nil {
-		return err
-	}
-	pipe := newHandler(st.ID(), rec.Checkpoint, enc, sinkSubmitter{snk}, st, met.pipe, log)
-	pipe.spill = record.SpillOptions{Store: sp.store, Budget: sc.Delivery.MemoryBudget}
-	d.mu.Lock()
-	d.live[st.ID()].src = src
-	d.mu.Unlock()
-	pipe.hold = gate.Wait
-	log.Info("stream ready", "slot", sc.Slot, "publication", sc.Publication, "kinesis_stream", sc.Target.KinesisStream,
-		"shards", target.Shards, "max_record_bytes", target.MaxRecordBytes, "encryption", target.EncryptionType, "key_id", target.KeyID,
-		"resume_lsn", state.FormatLSN(rec.Checkpoint.LSN))
-	if st.Snapshot().Status == state.Creating {
-		_ = st.Created()
-	}
-
-	// Capture stops first (ctx, or the registry cancelling a FAILED
-	// stream); the sink outlives it to drain.
-	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
-	sinkDone := make(chan error, 1)
-	go func() { sinkDone <- snk.Run(sinkCtx) }()
-	var wg sync.WaitGroup
-	wg.Go(func() { watchLag(ctx, st, pipe) })
-
-	capErr := src.Run(ctx, pipe)
-	if errors.Is(capErr, capture.ErrSlotLost) {
-		_ = st.Fault(codes.SourceSlotLost, capErr)
-	}
-	wg.Wait()
-
-	drainCtx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
-	if err := snk.Drain(drainCtx); err != nil {
-		log.Warn("stopped before every queued record reached Kinesis; they are sent again from the slot on the next start", "err", err)
-	}
-	cancelDrain()
-	stopSink()
-	<-sinkDone
-	if err := pipe.Persist(context.WithoutCancel(ctx), snk.Delivered()); err != nil {
-		log.Error("persist final checkpoint", "err", err)
-	}
-	log.Info("stream stopped", "checkpoint", state.FormatLSN(pipe.Persisted()))
-	if capErr != nil && !errors.Is(capErr, context.Canceled) && !errors.Is(capErr, capture.ErrSlotLost) {
-		return capErr
-	}
-	return nil
-}
-
-// watchLag reports the pipeline's lag every second until ctx ends: that is
-// what turns a long IMPAIRED stream FAILED, after which the registry
-// cancels ctx.
-func watchLag(ctx context.Context, st *state.Stream, pipe *handler) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			lag := pipe.Lag(now)
-			pipe.met.lag.Set(lag.Seconds())
-			_ = st.Lag(lag)
-		}
-	}
-}
-
-// classify maps a delivery error to its status-reason code: an error from
-// assuming the stream's role first, then Kinesis and KMS errors.
-func classify(err error) codes.Code {
-	if code, ok := rolecreds.Classify(err); ok {
-		return code
-	}
-	return sink.Classify(err)
-}
-
-func newBackoff() backoff.BackOff {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 500 * time.Millisecond
-	bo.MaxInterval = 30 * time.Second
-	bo.MaxElapsedTime = 0
-	return bo
-}
-
-// sleepCtx waits for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // streamMetrics are registered once per stream name and reused when the

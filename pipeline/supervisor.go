@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/retry"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
@@ -74,8 +75,26 @@ type entry struct {
 // streams stay FAILED, without a pipeline, until deleted.
 func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("new registry: no store")
+		return nil, errors.New("new supervisor: no store")
 	}
+	cfg.setDefaults()
+	r := &Supervisor{cfg: cfg, log: cfg.Logger, clusters: map[string]bool{}, streams: map[string]*entry{}}
+	for _, c := range cfg.Clusters {
+		if !state.ValidID(c) {
+			return nil, fmt.Errorf("new supervisor: cluster identifier %q is not %d characters of [a-z0-9]", c, state.IDLen)
+		}
+		r.clusters[c] = true
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if err := r.resume(); err != nil {
+		r.cancel()
+		r.wg.Wait()
+		return nil, fmt.Errorf("new supervisor: %w", err)
+	}
+	return r, nil
+}
+
+func (cfg *SupervisorConfig) setDefaults() {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -94,26 +113,20 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if cfg.Account == "" {
 		cfg.Account = "000000000000"
 	}
-	r := &Supervisor{cfg: cfg, log: cfg.Logger, clusters: map[string]bool{}, streams: map[string]*entry{}}
-	for _, c := range cfg.Clusters {
-		if !state.ValidID(c) {
-			return nil, fmt.Errorf("new registry: cluster identifier %q is not %d characters of [a-z0-9]", c, state.IDLen)
-		}
-		r.clusters[c] = true
-	}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
+}
+
+// resume loads every saved stream and starts what its status calls for.
+func (r *Supervisor) resume() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, rec := range cfg.Store.List() {
+	for _, rec := range r.cfg.Store.List() {
 		s, err := state.NewStream(rec, r.streamOptions())
 		if err != nil {
-			r.cancel()
-			r.wg.Wait()
-			return nil, fmt.Errorf("new registry: %w", err)
+			return err
 		}
 		if rec.Status == state.Deleted {
 			// Teardown finished but the file outlived it.
-			if err := cfg.Store.Delete(rec.Definition.StreamID); err != nil {
+			if err := r.cfg.Store.Delete(rec.Definition.StreamID); err != nil {
 				r.log.Error("removing deleted stream", "stream", s.ID(), "error", err)
 			}
 			continue
@@ -133,7 +146,7 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 			r.start(e)
 		}
 	}
-	return r, nil
+	return nil
 }
 
 func (r *Supervisor) streamOptions() state.Options {
@@ -223,21 +236,13 @@ func (r *Supervisor) teardown(e *entry) {
 	case <-r.ctx.Done():
 		return
 	}
-	backoff := time.Second
-	for {
-		err := r.cfg.Runner.Teardown(r.ctx, s)
-		if err == nil {
-			break
-		}
-		r.log.Warn("stream teardown failed; retrying", "stream", s.ID(), "error", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-r.ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, time.Minute)
+	err := retry.Do(r.ctx, retry.Schedule{Initial: time.Second, Max: time.Minute}, func() error {
+		return r.cfg.Runner.Teardown(r.ctx, s)
+	}, func(err error, wait time.Duration) {
+		r.log.Warn("stream teardown failed; retrying", "stream", s.ID(), "error", err, "retry_in", wait)
+	})
+	if err != nil {
+		return // the daemon is stopping; the next start resumes the teardown
 	}
 	if err := s.Deleted(); err != nil {
 		r.log.Error("marking stream deleted", "stream", s.ID(), "error", err)
@@ -272,7 +277,7 @@ func sameRequest(d state.Definition, req api.CreateRequest) bool {
 	return d.Format == req.Format && d.Ordering == req.Ordering && d.Target == req.Target && maps.Equal(d.Tags, req.Tags)
 }
 
-var errClosed = errors.New("registry closed")
+var errClosed = errors.New("supervisor closed")
 
 // CreateStream implements api.Controller.
 func (r *Supervisor) CreateStream(_ context.Context, req api.CreateRequest) (api.StreamView, error) {

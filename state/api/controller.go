@@ -2,7 +2,7 @@
 // (CreateStream, GetStream, ListStreams, DeleteStream) in DSQL's REST JSON
 // protocol, so that the AWS SDK's dsql client works unchanged against cdcd,
 // plus /metrics, /healthz and /readyz. The server translates HTTP to calls on
-// a Controller, which the daemon implements; Registry is the reference
+// a Controller, which the daemon implements; pipeline.Supervisor is the reference
 // Controller.
 //
 // Where DSQL's documentation is silent the choices are cdcd's:

@@ -1,0 +1,307 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/cdcd-dev/cdcd/capture"
+	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/config"
+	"github.com/cdcd-dev/cdcd/record"
+	"github.com/cdcd-dev/cdcd/retry"
+	"github.com/cdcd-dev/cdcd/rolecreds"
+	"github.com/cdcd-dev/cdcd/sink"
+	"github.com/cdcd-dev/cdcd/state"
+)
+
+// drainTimeout bounds how long shutdown waits for queued records to reach
+// Kinesis; whatever is left is redelivered from the slot on the next start.
+const drainTimeout = 10 * time.Second
+
+// errHeld ends a run whose stream already carries the reason it cannot go
+// on (a fault was reported); it is not an error of the run itself.
+var errHeld = errors.New("stream held by its status reason")
+
+// streamRun is one run of one stream, from preparing its source and target
+// to the drained shutdown. It owns what each step needs, so the steps take
+// no parameter bundles.
+type streamRun struct {
+	d   *Daemon
+	st  *state.Stream
+	def state.Definition
+	log *slog.Logger
+
+	sc     *config.Stream
+	cl     *config.Cluster
+	met    *streamMetrics
+	spill  *spillConfig
+	src    *capture.Source
+	kin    *kinesis.Client
+	closer io.Closer // stops the role's credential refreshes
+
+	// Set by prepare.
+	info   capture.Info
+	target sink.Target
+	gate   *keyGate
+}
+
+// RunStream implements Runner: it prepares the source and the target, then
+// delivers until ctx ends. A source that is down or misconfigured keeps the
+// stream CREATING (the error is logged and retried, so fixing it needs no
+// restart); AWS permission and key errors fail a CREATING stream and impair
+// a running one (docs/lifecycle.md#codes).
+func (d *Daemon) RunStream(ctx context.Context, st *state.Stream) error {
+	r, err := d.newRun(ctx, st)
+	if err != nil {
+		return quiet(err)
+	}
+	defer r.closer.Close()
+	if err := r.prepare(ctx); err != nil {
+		return quiet(err)
+	}
+	return r.deliver(ctx)
+}
+
+// quiet turns the end of a held run, or of a cancelled one, into nil.
+func quiet(err error) error {
+	if errors.Is(err, errHeld) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// newRun resolves the stream's configuration (waiting for its cluster while
+// it cannot be reached) and builds its source and Kinesis client.
+func (d *Daemon) newRun(ctx context.Context, st *state.Stream) (*streamRun, error) {
+	r := &streamRun{d: d, st: st, def: st.Definition(), log: d.log.With("stream", st.ID())}
+	err := retry.Do(ctx, retry.Schedule{Initial: 5 * time.Second, Max: 5 * time.Second}, func() (err error) {
+		r.sc, r.cl, err = d.streamConfig(ctx, r.def)
+		return err
+	}, func(err error, _ time.Duration) {
+		r.log.Error("stream cannot start yet; retrying", "err", err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.log = r.log.With("name", r.sc.Name)
+	if r.met, err = d.metricsFor(r.sc.Name); err != nil {
+		return nil, err
+	}
+	if err := r.openSource(); err != nil {
+		return nil, err
+	}
+	d.setLive(r.def.StreamID, func(l *liveStream) { l.sc = r.sc })
+	creds, closer, err := d.streamCredentials(ctx, r.sc, r.def.ARN, r.def.ClusterID, r.log)
+	if err != nil {
+		// A role the configuration does not allow will not start working
+		// by itself.
+		_ = st.Fault(codes.RoleAccessDenied, err)
+		return nil, errHeld
+	}
+	r.closer = closer
+	r.kin = kinesis.NewFromConfig(d.aws, func(o *kinesis.Options) {
+		o.Credentials = creds
+		if d.cfg.AWS.KinesisEndpoint != "" {
+			o.BaseEndpoint = aws.String(d.cfg.AWS.KinesisEndpoint)
+		}
+	})
+	return r, nil
+}
+
+// openSource builds the stream's keyring, spill store and capture source.
+func (r *streamRun) openSource() error {
+	ring, err := r.d.keyring(r.cl, r.def)
+	if err != nil {
+		_ = r.st.Fault(codes.ClusterCMKInaccessible, err)
+		return errHeld
+	}
+	if r.spill, err = r.d.spill(ring, r.def, r.log); err != nil {
+		return err
+	}
+	r.src, err = r.d.source(r.sc, r.cl, r.st, r.met, r.spill, r.log)
+	return err
+}
+
+// prepare readies the slot and reads the target's limits, retrying while
+// either is unavailable, then sets up the cluster key check.
+func (r *streamRun) prepare(ctx context.Context) error {
+	err := retry.Do(ctx, retry.Reconnect(), func() error { return r.prepareOnce(ctx) },
+		func(err error, wait time.Duration) {
+			r.log.Error("stream cannot start yet; retrying", "err", err, "retry_in", wait)
+		})
+	if err != nil {
+		return err
+	}
+	r.d.setLive(r.def.StreamID, func(l *liveStream) { l.target = &r.target })
+	checker, gate, err := r.d.clusterKey(ctx, r.cl, r.st, r.spill.ring, r.log)
+	if err != nil {
+		_ = r.st.Fault(codes.ClusterCMKInaccessible, err)
+		return errHeld
+	}
+	if r.st.Snapshot().Status == state.Failed {
+		return errHeld
+	}
+	r.gate = gate
+	if checker != nil {
+		go checker.Run(ctx)
+	}
+	return nil
+}
+
+// prepareOnce is one attempt of prepare. A lost slot and a failing stream
+// are permanent; anything else is tried again.
+func (r *streamRun) prepareOnce(ctx context.Context) error {
+	info, err := r.src.Prepare(ctx, r.st.Snapshot().Checkpoint.LSN)
+	if errors.Is(err, capture.ErrSlotLost) {
+		_ = r.st.Fault(codes.SourceSlotLost, err)
+		return retry.Permanent(errHeld)
+	}
+	if err != nil {
+		return err
+	}
+	target, err := sink.DescribeTarget(ctx, r.kin, r.sc.Target.KinesisStream, "")
+	if err != nil {
+		if code := classify(err); code != codes.InternalError {
+			_ = r.st.Fault(code, err)
+			if r.st.Snapshot().Status == state.Failed {
+				return retry.Permanent(errHeld)
+			}
+		}
+		return err
+	}
+	r.info, r.target = info, target
+	return nil
+}
+
+// deliver runs capture and sink for the prepared stream and shuts them down
+// in order: stop capture, drain the sink under a deadline, persist the final
+// checkpoint.
+func (r *streamRun) deliver(ctx context.Context) error {
+	snk, h, err := r.newHandler()
+	if err != nil {
+		return err
+	}
+	r.d.setLive(r.def.StreamID, func(l *liveStream) { l.src = r.src })
+	r.logReady(h.cp)
+	if r.st.Snapshot().Status == state.Creating {
+		_ = r.st.Created()
+	}
+
+	// Capture stops first (ctx, or the supervisor cancelling a FAILED
+	// stream); the sink outlives it to drain.
+	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+	sinkDone := make(chan error, 1)
+	go func() { sinkDone <- snk.Run(sinkCtx) }()
+	var wg sync.WaitGroup
+	wg.Go(func() { watchLag(ctx, r.st, h) })
+
+	capErr := r.src.Run(ctx, h)
+	if errors.Is(capErr, capture.ErrSlotLost) {
+		_ = r.st.Fault(codes.SourceSlotLost, capErr)
+	}
+	wg.Wait()
+	r.stop(ctx, snk, h, stopSink, sinkDone)
+	if capErr != nil && !errors.Is(capErr, context.Canceled) && !errors.Is(capErr, capture.ErrSlotLost) {
+		return capErr
+	}
+	return nil
+}
+
+// stop drains the sink under drainTimeout, stops it and persists the final
+// checkpoint.
+func (r *streamRun) stop(ctx context.Context, snk *sink.Sink, h *handler, stopSink context.CancelFunc, sinkDone <-chan error) {
+	drainCtx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+	if err := snk.Drain(drainCtx); err != nil {
+		r.log.Warn("stopped before every queued record reached Kinesis; they are sent again from the slot on the next start", "err", err)
+	}
+	cancelDrain()
+	stopSink()
+	<-sinkDone
+	if err := h.Persist(context.WithoutCancel(ctx), snk.Delivered()); err != nil {
+		r.log.Error("persist final checkpoint", "err", err)
+	}
+	r.log.Info("stream stopped", "checkpoint", state.FormatLSN(h.Persisted()))
+}
+
+// newHandler builds the encoder, the sink and the handler that joins them.
+func (r *streamRun) newHandler() (*sink.Sink, *handler, error) {
+	rec := r.st.Snapshot().Record
+	enc, err := record.NewEncoder(record.Config{
+		SystemID: r.info.SystemID, Cluster: rec.Definition.ClusterID, Database: r.info.Database,
+		Ordering: record.Ordering(r.sc.Ordering), MaxRecordBytes: r.target.MaxRecordBytes, EmitTruncate: r.sc.EmitTruncate,
+		Types: r.src.Types(),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	d := r.sc.Delivery
+	snk, err := sink.New(sink.Config{
+		StreamName: r.sc.Target.KinesisStream, Ordering: record.Ordering(r.sc.Ordering),
+		MaxRecordBytes: r.target.MaxRecordBytes, MaxRequestBytes: r.target.MaxRequestBytes(), MaxInFlight: d.MaxInFlight,
+		Linger: d.Linger.Duration, QueueBytes: d.QueueBytes, Report: r.reportSink,
+		Logger: r.log.With("component", "sink"), Metrics: r.met.sink,
+	}, r.kin)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := newHandler(r.st.ID(), rec.Checkpoint, enc, sinkSubmitter{snk}, r.st, r.met.pipe, r.log)
+	h.spill = record.SpillOptions{Store: r.spill.store, Budget: d.MemoryBudget}
+	h.hold = r.gate.Wait
+	return snk, h, nil
+}
+
+// reportSink is the sink's Report: a recovery counts only while the cluster
+// key is usable, and an STS error inside a Kinesis call is the role's.
+func (r *streamRun) reportSink(code codes.Code, err error) {
+	if code == "" {
+		if r.gate.OK() {
+			_ = r.st.Recover()
+		}
+		return
+	}
+	if c := classify(err); c != codes.InternalError {
+		code = c
+	}
+	_ = r.st.Fault(code, err)
+}
+
+func (r *streamRun) logReady(cp state.Checkpoint) {
+	t := r.target
+	r.log.Info("stream ready", "slot", r.sc.Slot, "publication", r.sc.Publication, "kinesis_stream", r.sc.Target.KinesisStream,
+		"shards", t.Shards, "max_record_bytes", t.MaxRecordBytes, "encryption", t.EncryptionType, "key_id", t.KeyID,
+		"resume_lsn", state.FormatLSN(cp.LSN))
+}
+
+// watchLag reports the handler's lag every second until ctx ends: that is
+// what turns a long IMPAIRED stream FAILED, after which the supervisor
+// cancels ctx.
+func watchLag(ctx context.Context, st *state.Stream, h *handler) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			lag := h.Lag(now)
+			h.met.lag.Set(lag.Seconds())
+			_ = st.Lag(lag)
+		}
+	}
+}
+
+// classify maps a delivery error to its status-reason code: an error from
+// assuming the stream's role first, then Kinesis and KMS errors.
+func classify(err error) codes.Code {
+	if code, ok := rolecreds.Classify(err); ok {
+		return code
+	}
+	return sink.Classify(err)
+}
