@@ -26,7 +26,7 @@ ENVFILE := .cache/env
 # Marks servers that `make test` started and so must stop.
 OWNED := .cache/run/make-owned
 
-.PHONY: test build demo infra-up infra-down bench fmt fmt-check vet docker clean distclean
+.PHONY: test build demo infra-up infra-down bench fmt fmt-check tidy-check vet docker clean distclean
 
 # The servers stop at the end, pass or fail, if this run started them: not
 # with KEEP_INFRA=1, nor when `make infra-up` started them (its developer
@@ -42,6 +42,7 @@ test:
 		else echo "make test: servers left running; make infra-down stops them"; fi' EXIT; \
 	bash $(INFRA)/up.sh; \
 	set -a; . ./$(ENVFILE); set +a; \
+	$(MAKE) --no-print-directory tidy-check fmt-check; \
 	echo "go vet $(PKGS)"; \
 	$(GO) vet $(PKGS); \
 	echo "go test $(TEST_FLAGS) $(PKGS)"; \
@@ -68,9 +69,14 @@ bench:
 fmt:
 	$(GO) fmt $(PKGS)
 
+# Every Go file in the tree, including test-only packages and testdata.
 fmt-check:
-	@out=$$(gofmt -l $$($(GO) list -f '{{.Dir}}' $(PKGS))); \
-	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@echo "gofmt -l"; out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed (make fmt):"; echo "$$out"; exit 1; fi
+
+# go.mod and go.sum list exactly what the code imports.
+tidy-check:
+	@echo "go mod tidy -diff"; if ! out=$$($(GO) mod tidy -diff 2>&1); then echo "go.mod/go.sum are not tidy (run go mod tidy):"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet $(PKGS)
