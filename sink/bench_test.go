@@ -1,95 +1,24 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cdcd-dev/cdcd/record"
+	"github.com/cdcd-dev/cdcd/test/kinesisfake"
 )
 
-// fastKinesis is the least a Kinesis endpoint can do for PutRecords in the
-// JSON 1.1 protocol: count the entries and accept each one. It allocates
-// little so the benchmark measures the sink and the SDK, not the server.
-type fastKinesis struct {
-	delay time.Duration // simulated service latency per call
-	bufs  sync.Pool
-	mu    sync.Mutex
-	resp  map[int][]byte // canned responses by entry count
-}
-
-var partitionKeyField = []byte(`"PartitionKey"`)
-
-func (f *fastKinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("X-Amz-Target") != "Kinesis_20131202.PutRecords" {
-		http.Error(w, `{"__type":"UnknownOperationException"}`, http.StatusBadRequest)
-		return
-	}
-	buf, _ := f.bufs.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
-	buf.Reset()
-	if _, err := buf.ReadFrom(r.Body); err != nil {
-		f.bufs.Put(buf)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	n := bytes.Count(buf.Bytes(), partitionKeyField)
-	f.bufs.Put(buf)
-	if f.delay > 0 {
-		time.Sleep(f.delay)
-	}
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	_, _ = w.Write(f.response(n))
-}
-
-func (f *fastKinesis) response(n int) []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if b, ok := f.resp[n]; ok {
-		return b
-	}
-	var sb strings.Builder
-	sb.WriteString(`{"FailedRecordCount":0,"Records":[`)
-	for i := range n {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		fmt.Fprintf(&sb, `{"SequenceNumber":"4960%020d","ShardId":"shardId-%012d"}`, i, i%4)
-	}
-	sb.WriteString(`]}`)
-	f.resp[n] = []byte(sb.String())
-	return f.resp[n]
-}
-
-// newFastKinesis starts the endpoint and returns a real SDK client for it,
-// built from aws.Config directly (config.WithHTTPClient fails when AWS_CA_BUNDLE is set).
-func newFastKinesis(tb testing.TB, delay time.Duration) *kinesis.Client {
-	srv := httptest.NewServer(&fastKinesis{delay: delay, resp: map[int][]byte{}})
-	tb.Cleanup(srv.Close)
-	return kinesis.NewFromConfig(aws.Config{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("AKIDBENCH", "secret", ""),
-		BaseEndpoint: aws.String(srv.URL),
-	})
-}
-
 // BenchmarkSink measures records through Submit, batching, the SDK's
-// serialisation and signing, HTTP to a local endpoint, and Delivered. One
-// op is one record (~200-byte JSON, 26-byte key, 10 records a
+// serialisation and signing, HTTP to a counting kinesisfake, and Delivered.
+// One op is one record (~200-byte JSON, 26-byte key, 10 records a
 // transaction); allocs/op are per record and include the SDK and the
 // in-process server. With no latency the client and server share the CPU,
 // so more requests in flight cannot help; the latency=10ms cases show what
@@ -111,7 +40,10 @@ func BenchmarkSink(b *testing.B) {
 		if bc.latency > 0 {
 			name += "/latency=" + bc.latency.String()
 		}
-		b.Run(name, func(b *testing.B) { benchSink(b, newFastKinesis(b, bc.latency), bc.ordering, bc.inFlight) })
+		b.Run(name, func(b *testing.B) {
+			fake := kinesisfake.New(b, kinesisfake.Options{Delay: bc.latency})
+			benchSink(b, fake.Client(), bc.ordering, bc.inFlight)
+		})
 	}
 }
 

@@ -2,13 +2,11 @@ package faultproxy_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,84 +20,45 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/cdcd-dev/cdcd/test/faultproxy"
+	"github.com/cdcd-dev/cdcd/test/kinesisfake"
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
-// fakeKinesis is a minimal upstream: PutRecords stores entries and accepts
-// them (except data starting with "upfail", which it fails itself), stream
-// "missing" does not exist, every other call answers {}.
-type fakeKinesis struct {
-	mu       sync.Mutex
-	received []string // Data of accepted entries, in arrival order
-	keys     []string
-	seq      int
+// upfail fails, in the upstream itself, each entry whose data starts with
+// "upfail", so a test sees the proxy's failures and the upstream's add up.
+func upfail(_ int, e kinesisfake.Entry) (code, message string) {
+	if strings.HasPrefix(string(e.Data), "upfail") {
+		return "InternalFailure", "upstream"
+	}
+	return "", ""
 }
 
-func (f *fakeKinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	var req struct {
-		StreamName string
-		Records    []struct {
-			Data         []byte
-			PartitionKey string
-		}
-	}
-	_ = json.NewDecoder(r.Body).Decode(&req)
-	if req.StreamName == "missing" {
-		w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `{"__type":"ResourceNotFoundException","message":"Stream missing under account 000000000000 not found."}`)
-		return
-	}
-	switch faultproxy.Operation(r) {
-	case "PutRecords":
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		type result struct {
-			SequenceNumber string `json:",omitempty"`
-			ShardId        string `json:",omitempty"`
-			ErrorCode      string `json:",omitempty"`
-			ErrorMessage   string `json:",omitempty"`
-		}
-		var out struct {
-			FailedRecordCount int
-			Records           []result
-			EncryptionType    string
-		}
-		out.EncryptionType = "NONE"
-		for _, e := range req.Records {
-			if strings.HasPrefix(string(e.Data), "upfail") {
-				out.FailedRecordCount++
-				out.Records = append(out.Records, result{ErrorCode: "InternalFailure", ErrorMessage: "upstream"})
-				continue
-			}
-			f.seq++
-			f.received = append(f.received, string(e.Data))
-			f.keys = append(f.keys, e.PartitionKey)
-			out.Records = append(out.Records, result{SequenceNumber: fmt.Sprint(f.seq), ShardId: "shardId-000000000000"})
-		}
-		_ = json.NewEncoder(w).Encode(out)
-	case "GenerateDataKey":
-		fmt.Fprint(w, `{"KeyId":"k","Plaintext":"AAAA","CiphertextBlob":"AAAA"}`)
-	default:
-		fmt.Fprint(w, `{}`)
-	}
-}
-
-func (f *fakeKinesis) got() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.received...)
-}
-
-func setup(t *testing.T, optFns ...func(*kinesis.Options)) (*faultproxy.Proxy, *kinesis.Client, *fakeKinesis) {
+// setup starts an upstream holding stream "s" ("missing" and every other
+// name do not exist) and the proxy in front of it.
+func setup(t *testing.T, optFns ...func(*kinesis.Options)) (*faultproxy.Proxy, *kinesis.Client, *kinesisfake.Server) {
 	t.Helper()
-	fake := &fakeKinesis{}
-	up := httptest.NewServer(fake)
-	t.Cleanup(up.Close)
-	p := faultproxy.New(up.URL).Start(t)
+	fake := kinesisfake.New(t, kinesisfake.Options{Stream: "s", Keep: true, Fail: upfail})
+	p := faultproxy.New(fake.URL()).Start(t)
 	opts := append([]func(*kinesis.Options){func(o *kinesis.Options) { o.Retryer = aws.NopRetryer{} }}, optFns...)
 	return p, testenv.KinesisClient(t, testenv.Env{Region: "us-east-1"}, p.URL(), opts...), fake
+}
+
+// landed is the data of the entries the upstream accepted, in arrival order.
+func landed(fake *kinesisfake.Server) []string {
+	var out []string
+	for _, e := range fake.Entries() {
+		out = append(out, string(e.Data))
+	}
+	return out
+}
+
+// keys is the partition keys of the entries the upstream accepted.
+func keys(fake *kinesisfake.Server) []string {
+	var out []string
+	for _, e := range fake.Entries() {
+		out = append(out, e.PartitionKey)
+	}
+	return out
 }
 
 // fastRetries keeps the SDK's standard retry decisions with millisecond
@@ -155,7 +114,7 @@ func TestInjectedErrorsAreTyped(t *testing.T) {
 			if !errors.As(err, &respErr) || respErr.HTTPStatusCode() != http.StatusBadRequest {
 				t.Errorf("HTTP status: %v, want 400", err)
 			}
-			if got := fake.got(); len(got) != 0 {
+			if got := landed(fake); len(got) != 0 {
 				t.Errorf("upstream received %q; an injected error must not reach it", got)
 			}
 			if p.Calls("PutRecords") != 1 || p.Faults("PutRecords") != 1 || p.Forwarded("PutRecords") != 0 {
@@ -184,15 +143,20 @@ func TestInternalFailureIs500AndRetried(t *testing.T) {
 	if _, err := put(context.Background(), client, "s", "a"); err != nil {
 		t.Fatalf("with retries: %v", err)
 	}
-	if p.Calls("PutRecords") != 3 || len(fake.got()) != 1 {
-		t.Errorf("calls = %d, landed %q; want 3 calls, 1 record", p.Calls("PutRecords"), fake.got())
+	if p.Calls("PutRecords") != 3 || len(landed(fake)) != 1 {
+		t.Errorf("calls = %d, landed %q; want 3 calls, 1 record", p.Calls("PutRecords"), landed(fake))
 	}
 }
 
 func TestKMSErrorsAreTyped(t *testing.T) {
-	fake := httptest.NewServer(&fakeKinesis{})
-	t.Cleanup(fake.Close)
-	p := faultproxy.New(fake.URL).Start(t)
+	// The upstream answers GenerateDataKey as KMS would: only the proxy's
+	// errors are under test.
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		fmt.Fprint(w, `{"KeyId":"k","Plaintext":"AAAA","CiphertextBlob":"AAAA"}`)
+	}))
+	t.Cleanup(upstream.Close)
+	p := faultproxy.New(upstream.URL).Start(t)
 	client := testenv.KMSClient(t, testenv.Env{Region: "us-east-1"}, p.URL(), func(o *kms.Options) { o.Retryer = aws.NopRetryer{} })
 	gen := func() error {
 		_, err := client.GenerateDataKey(context.Background(), &kms.GenerateDataKeyInput{KeyId: aws.String("k"), NumberOfBytes: aws.Int32(32)})
@@ -233,7 +197,7 @@ func TestTimesAndOpFilter(t *testing.T) {
 	if _, err := put(ctx, client, "s", "b"); err != nil {
 		t.Errorf("third call: %v, want success once Times ran out", err)
 	}
-	if got := fake.got(); len(got) != 1 || got[0] != "b" {
+	if got := landed(fake); len(got) != 1 || got[0] != "b" {
 		t.Errorf("upstream received %q, want [b]", got)
 	}
 
@@ -274,7 +238,7 @@ func TestDelay(t *testing.T) {
 	if _, err := put(ctx, client, "s", "timeout"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("got %v, want the client's deadline", err)
 	}
-	if got := fake.got(); len(got) != 1 {
+	if got := landed(fake); len(got) != 1 {
 		t.Errorf("upstream received %q, want only the first record", got)
 	}
 
@@ -293,15 +257,15 @@ func TestDrop(t *testing.T) {
 	if err == nil || errors.As(err, &apiErr) {
 		t.Errorf("got %v, want a transport error", err)
 	}
-	if len(fake.got()) != 0 || p.Forwarded("PutRecords") != 0 {
-		t.Errorf("a dropped request reached the upstream: %q", fake.got())
+	if len(landed(fake)) != 0 || p.Forwarded("PutRecords") != 0 {
+		t.Errorf("a dropped request reached the upstream: %q", landed(fake))
 	}
 
 	p.Inject(faultproxy.Rule{Op: "PutRecords", DropResponse: true, Times: 1})
 	if _, err := put(context.Background(), client, "s", "landed"); err == nil || errors.As(err, &apiErr) {
 		t.Errorf("got %v, want a transport error", err)
 	}
-	if got := fake.got(); len(got) != 1 || got[0] != "landed" {
+	if got := landed(fake); len(got) != 1 || got[0] != "landed" {
 		t.Errorf("upstream received %q, want [landed]: DropResponse forwards first", got)
 	}
 
@@ -311,7 +275,7 @@ func TestDrop(t *testing.T) {
 	if _, err := put(context.Background(), client, "s", "retried"); err != nil {
 		t.Errorf("with retries: %v", err)
 	}
-	if got := fake.got(); len(got) != 1 {
+	if got := landed(fake); len(got) != 1 {
 		t.Errorf("upstream received %q", got)
 	}
 }
@@ -339,10 +303,10 @@ func TestFailRecords(t *testing.T) {
 			t.Errorf("entry %d: want success, got %+v", i, r)
 		}
 	}
-	if got := strings.Join(fake.got(), ","); got != "r0,r2,r3,r5" {
+	if got := strings.Join(landed(fake), ","); got != "r0,r2,r3,r5" {
 		t.Errorf("upstream received %s, want r0,r2,r3,r5", got)
 	}
-	if got := strings.Join(fake.keys, ","); got != "pk0,pk2,pk3,pk5" {
+	if got := strings.Join(keys(fake), ","); got != "pk0,pk2,pk3,pk5" {
 		t.Errorf("partition keys %s, want pk0,pk2,pk3,pk5", got)
 	}
 	if p.Faults("PutRecords") != 1 || p.Forwarded("PutRecords") != 1 {
@@ -354,7 +318,7 @@ func TestFailRecords(t *testing.T) {
 	if out, err := put(context.Background(), client, "s", "r1", "r4"); err != nil || aws.ToInt32(out.FailedRecordCount) != 0 {
 		t.Fatalf("retry: %v", err)
 	}
-	if got := strings.Join(fake.got(), ","); got != "r0,r2,r3,r5,r1,r4" {
+	if got := strings.Join(landed(fake), ","); got != "r0,r2,r3,r5,r1,r4" {
 		t.Errorf("upstream received %s", got)
 	}
 }
@@ -384,7 +348,7 @@ func TestFailRecordsWith(t *testing.T) {
 	if aws.ToInt32(out.FailedRecordCount) != 3 {
 		t.Errorf("FailedRecordCount %d, want 3", aws.ToInt32(out.FailedRecordCount))
 	}
-	if got := strings.Join(fake.got(), ","); got != "b,e" {
+	if got := strings.Join(landed(fake), ","); got != "b,e" {
 		t.Errorf("upstream accepted %s, want b,e", got)
 	}
 

@@ -1,6 +1,6 @@
 // Command bigtxn measures one large transaction through the daemon: the
 // real capture → pipeline → sink path of `cdcd run`, against the local
-// PostgreSQL and a fast fake Kinesis endpoint served here, and reports the
+// PostgreSQL and an in-process test/kinesisfake endpoint, and reports the
 // daemon's peak RSS (VmHWM of /proc/<pid>/status) and throughput.
 //
 //	bash test/infra/up.sh && . .cache/env
@@ -12,7 +12,7 @@
 // payloads of -row bytes) into a fresh table; PostgreSQL streams it while in
 // progress (protocol 2), the daemon spills it past -budget
 // ([stream.delivery] memory_budget), compacts it externally and sends every
-// row to the fake endpoint, which checks that each row arrives exactly once.
+// row to the fake endpoint, where each must arrive exactly once.
 // Times: "insert" is the INSERT and COMMIT, "drain" from the commit to the
 // last record accepted, "total" the two; throughput is row data over total.
 // -max-rss makes the run fail when the peak is higher: memory is asserted
@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-dev/cdcd/test/kinesisfake"
 )
 
 type options struct {
@@ -122,14 +124,9 @@ func run(ctx context.Context, o options) error {
 	// carries of each row, give or take headers.
 	rows := max(o.size/(8+o.row), 1)
 
-	fk := newFakeKinesis(name, rows)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: fk}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	rc := newRowCheck(rows)
+	fk := kinesisfake.Start(kinesisfake.Options{Stream: name, Shards: 4, OnEntry: func(e kinesisfake.Entry) { rc.check(e.Data) }})
+	defer fk.Close()
 
 	u, err := url.Parse(o.dsn)
 	if err != nil {
@@ -148,7 +145,7 @@ listen = %q
 level = "info"
 [aws]
 region = "us-east-1"
-kinesis_endpoint = "http://%s"
+kinesis_endpoint = %q
 [[cluster]]
 name = "src"
 dsn = %q
@@ -165,7 +162,7 @@ kinesis_stream = %q
 status_interval = "1s"
 queue_bytes = %d
 memory_budget = %d
-`, filepath.Join(work, "state"), listen, ln.Addr(), u.String(), name, table, name, o.queue, o.budget)
+`, filepath.Join(work, "state"), listen, fk.URL(), u.String(), name, table, name, o.queue, o.budget)
 	if err := os.WriteFile(config, []byte(text), 0o600); err != nil {
 		return err
 	}
@@ -233,19 +230,19 @@ memory_budget = %d
 		if _, hwm := memStatus(pid); hwm > peakDuring {
 			peakDuring = hwm
 		}
-		return fk.records.Load() >= rows
+		return fk.Records() >= rows
 	}); err != nil {
-		return fmt.Errorf("%w: %d of %d records (log: %s)", err, fk.records.Load(), rows, logf.Name())
+		return fmt.Errorf("%w: %d of %d records (log: %s)", err, fk.Records(), rows, logf.Name())
 	}
-	done := time.Unix(0, fk.last.Load())
+	done := fk.Last()
 	rss, hwm := memStatus(pid)
 	spilled := scrape(listen, "cdcd_capture_spilled_transactions_total")
-	missing, dups, bad := fk.missing()
+	missing, dups, bad := rc.missing()
 
 	total := done.Sub(start)
 	data := rows * (8 + o.row)
 	fmt.Printf("rows %d, records %d (%s of record data) in %d PutRecords calls; missing %d, duplicates %d, foreign %d\n",
-		rows, fk.records.Load(), human(fk.bytes.Load()), fk.calls.Load(), missing, dups, bad)
+		rows, fk.Records(), human(fk.Bytes()), fk.Calls(), missing, dups, bad)
 	fmt.Printf("spilled transactions (cdcd_capture_spilled_transactions_total): %s\n", spilled)
 	fmt.Printf("time: insert+commit %s, drain after commit %s, total %s\n",
 		committed.Sub(start).Round(time.Millisecond), done.Sub(committed).Round(time.Millisecond), total.Round(time.Millisecond))
