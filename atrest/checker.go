@@ -8,9 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/retry"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -136,12 +135,7 @@ func (c *Checker) Err() error {
 // failure or when a Writer or Reader fails to get a key. It returns nil
 // when ctx ends; the caller owns the goroutine and waits for it.
 func (c *Checker) Run(ctx context.Context) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = c.retry
-	b.Multiplier = 2
-	b.MaxInterval = c.interval
-	b.MaxElapsedTime = 0
-	b.Reset()
+	b := retry.Schedule{Initial: c.retry, Max: c.interval, Multiplier: 2}.BackOff()
 	for {
 		select {
 		case <-c.kick: // this check covers any failure on use so far

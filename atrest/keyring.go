@@ -15,8 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/cenkalti/backoff/v4"
 
+	"github.com/cdcd-dev/cdcd/retry"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -346,33 +346,30 @@ func (k *Keyring) report(err error) {
 
 // retry runs op until it succeeds, fails with an error that is not
 // transient, or ctx ends. The SDK retries too, but only a few times;
-// sustained KMS throttling needs a longer, bounded patience.
+// sustained KMS throttling needs a longer, bounded patience. When ctx ends
+// it returns the last transient error, which says more than "deadline
+// exceeded".
 func (k *Keyring) retry(ctx context.Context, op func(context.Context) error) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = k.retryBase
-	b.MaxInterval = max(k.retryBase, k.timeout/4)
-	b.MaxElapsedTime = 0
-	b.Reset() // NewExponentialBackOff started from the default interval
-	var last error
-	for {
+	s := retry.Schedule{Initial: k.retryBase, Max: max(k.retryBase, k.timeout/4)}
+	var last error // the last transient error; nil once op settles it
+	err := retry.Do(ctx, s, func() error {
 		err := op(ctx)
-		if err == nil || Classify(err) != ClassTransient {
-			return err
+		switch {
+		case Classify(err) != ClassTransient: // success, or an answer a retry would not change
+			last = nil
+			return retry.Permanent(err)
+		case ctx.Err() != nil && last != nil:
+			// This attempt was cut off by the deadline: keep the error
+			// before it.
+		default:
+			last = err
 		}
-		if ctx.Err() != nil && last != nil {
-			// This attempt was cut off by the deadline; the error
-			// before it says more than "deadline exceeded".
-			return last
-		}
-		last = err
-		t := time.NewTimer(b.NextBackOff())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return last
-		case <-t.C:
-		}
+		return err
+	}, nil)
+	if last != nil {
+		return last // ctx ended
 	}
+	return err
 }
 
 // kmsSource makes data keys with KMS.

@@ -150,6 +150,41 @@ func TestKeyringGivesUpOnPersistentThrottling(t *testing.T) {
 	}
 }
 
+// TestKeyringRetryEndsWithTheTellingError pins what retry returns when its
+// context ends: the last transient error rather than the deadline that cut
+// an attempt short, but a cancellation as it is.
+func TestKeyringRetryEndsWithTheTellingError(t *testing.T) {
+	throttled := apiError("ThrottlingException")
+	tests := []struct {
+		name  string
+		later func(ctx context.Context, cancel context.CancelFunc) error // calls after the first
+		want  error
+	}{
+		{"deadline cuts an attempt", func(ctx context.Context, _ context.CancelFunc) error { <-ctx.Done(); return ctx.Err() }, throttled},
+		{"deadline ends a wait", func(context.Context, context.CancelFunc) error { return throttled }, throttled},
+		{"canceled attempt", func(_ context.Context, cancel context.CancelFunc) error { cancel(); return context.Canceled }, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, _ := newTestKeyring(t, Options{})
+			k.retryBase = 5 * time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			calls := 0
+			err := k.retry(ctx, func(ctx context.Context) error {
+				calls++
+				if calls == 1 {
+					return throttled
+				}
+				return tt.later(ctx, cancel)
+			})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("retry = %v after %d calls, want %v", err, calls, tt.want)
+			}
+		})
+	}
+}
+
 func TestKeyringCountsDataKeys(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	metrics, err := NewMetrics(reg)

@@ -22,12 +22,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
+	"github.com/cdcd-dev/cdcd/retry"
 )
 
 // Config configures one stream's source.
@@ -232,57 +232,55 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		wg.Wait()
 	}()
 
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 500 * time.Millisecond
-	bo.MaxInterval = 30 * time.Second
-	bo.MaxElapsedTime = 0
+	bo := retry.Reconnect().BackOff()
 	failures := 0 // consecutive sessions that did not get to stream
-	for {
+	err := retry.DoWith(ctx, bo, func() error {
+		// A session always ends with an error, so only the slot's loss
+		// or the end of ctx ends the retries.
 		streamed, err := s.stream(ctx, h)
-		if cause := context.Cause(ctx); errors.Is(cause, ErrSlotLost) {
-			return cause
-		}
-		if parent.Err() != nil {
-			return parent.Err()
-		}
-		if errors.Is(err, ErrSlotLost) {
-			return err
+		if ctx.Err() != nil || errors.Is(err, ErrSlotLost) {
+			return retry.Permanent(err)
 		}
 		if streamed {
+			// The source was back: a new outage starts from the
+			// shortest wait.
 			bo.Reset()
 			failures = 0
-		} else if isSourceUnavailable(err) {
-			// Only a session that cannot be established impairs the
-			// stream: a walsender that was terminated or a connection
-			// that dropped is simply reopened, and reported only if that
-			// fails too.
-			s.unavailable = true
-			// The status reason names the cause (DNS, TCP, TLS,
-			// authentication, permission) in words that carry no secret.
-			cause, msg := pgauth.Describe(err)
-			s.cfg.Report(codes.SourceUnavailable, fmt.Errorf("%s: %s", cause, msg))
-		}
-		if !streamed {
+		} else {
 			failures++
+			s.reportUnavailable(err)
 		}
+		return err
+	}, func(err error, wait time.Duration) {
 		s.met.reconnects.Inc()
-		wait := bo.NextBackOff()
 		// A source that stays down logs its first failures and then every
 		// tenth; "replication started" marks the recovery.
 		if failures <= 3 || failures%10 == 0 {
 			s.log.Warn("replication interrupted; reconnecting", "err", err, "retry_in", wait, "failures", failures)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			if cause := context.Cause(ctx); errors.Is(cause, ErrSlotLost) {
-				return cause
-			}
-			return parent.Err()
-		case <-t.C:
-		}
+	})
+	if cause := context.Cause(ctx); errors.Is(cause, ErrSlotLost) {
+		return cause
 	}
+	if parent.Err() != nil {
+		return parent.Err()
+	}
+	return err
+}
+
+// reportUnavailable reports SOURCE_UNAVAILABLE for a session that could not
+// be established. Only such a session impairs the stream: a walsender that
+// was terminated or a connection that dropped is simply reopened, and
+// reported only if that fails too.
+func (s *Source) reportUnavailable(err error) {
+	if !isSourceUnavailable(err) {
+		return
+	}
+	s.unavailable = true
+	// The status reason names the cause (DNS, TCP, TLS, authentication,
+	// permission) in words that carry no secret.
+	cause, msg := pgauth.Describe(err)
+	s.cfg.Report(codes.SourceUnavailable, fmt.Errorf("%s: %s", cause, msg))
 }
 
 // isSourceUnavailable reports errors that mean PostgreSQL cannot be reached

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cdcd-dev/cdcd/retry"
 )
 
 // ErrSlotLost means the slot can no longer supply the changes cdcd has not
@@ -445,7 +447,7 @@ func (s *Source) Drop(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("drop replication slot %q: it is in use by process %d: stop the stream (or whatever else reads the slot) first", s.cfg.Slot, *pid)
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -455,16 +457,4 @@ func (s *Source) Drop(ctx context.Context) error {
 	s.slotReady.Store(false)
 	s.log.Info("dropped publication", "publication", s.cfg.Publication)
 	return nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -6,16 +6,20 @@
 package retry
 
 import (
+	"cmp"
 	"context"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 )
 
-// Schedule is an exponential backoff from Initial, doubling (with jitter)
-// up to Max, with no limit on the number of attempts.
+// Schedule is an exponential backoff from Initial, growing by Multiplier
+// (with ±50% jitter) up to Max, with no limit on the number of attempts.
 type Schedule struct {
 	Initial, Max time.Duration
+	// Multiplier is how much each wait grows over the one before; zero
+	// means 1.5.
+	Multiplier float64
 }
 
 // Reconnect is the schedule for reaching a server that may be down for a
@@ -27,6 +31,7 @@ func (s Schedule) BackOff() backoff.BackOff {
 	return backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(s.Initial),
 		backoff.WithMaxInterval(max(s.Initial, s.Max)),
+		backoff.WithMultiplier(cmp.Or(s.Multiplier, backoff.DefaultMultiplier)),
 		backoff.WithMaxElapsedTime(0),
 	)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 )
 
 func TestDo(t *testing.T) {
@@ -68,5 +70,24 @@ func TestSleep(t *testing.T) {
 	cancel()
 	if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Sleep on a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+func TestScheduleMultiplier(t *testing.T) {
+	for _, tt := range []struct {
+		s    Schedule
+		want float64
+	}{
+		{Schedule{Initial: time.Second, Max: time.Minute}, 1.5},
+		{Schedule{Initial: time.Second, Max: time.Minute, Multiplier: 2}, 2},
+	} {
+		b, ok := tt.s.BackOff().(*backoff.ExponentialBackOff)
+		if !ok {
+			t.Fatalf("%+v.BackOff() is %T, want *backoff.ExponentialBackOff", tt.s, tt.s.BackOff())
+		}
+		if b.Multiplier != tt.want || b.RandomizationFactor != 0.5 || b.InitialInterval != tt.s.Initial || b.MaxInterval != tt.s.Max {
+			t.Errorf("%+v.BackOff() grows by %v with jitter %v from %v to %v; want by %v with jitter 0.5",
+				tt.s, b.Multiplier, b.RandomizationFactor, b.InitialInterval, b.MaxInterval, tt.want)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
+	"github.com/cdcd-dev/cdcd/retry"
 )
 
 // Kinesis limits (PutRecords API reference). A stream may raise its record
@@ -119,13 +120,10 @@ func (c Config) withDefaults() Config {
 }
 
 // DefaultBackoff is the retry schedule used when Config.Backoff is nil.
+// The sink takes a schedule rather than retrying through retry.Do because
+// it must not give up on a record when a schedule says Stop, as Do would.
 func DefaultBackoff() backoff.BackOff {
-	return backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(100*time.Millisecond),
-		backoff.WithMaxInterval(5*time.Second),
-		backoff.WithRandomizationFactor(0.5),
-		backoff.WithMaxElapsedTime(0),
-	)
+	return retry.Schedule{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.BackOff()
 }
 
 // Validate reports every invalid field, naming the key, the value and what

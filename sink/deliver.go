@@ -10,8 +10,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/retry"
 )
 
 // batch is a worker's reusable state for the entries it currently owns.
@@ -184,14 +186,7 @@ func (s *Sink) wait(ctx context.Context, b *batch) bool {
 	if d == 0 {
 		return ctx.Err() == nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return retry.Sleep(ctx, d) == nil
 }
 
 // health turns per-batch failures into Report calls and rate-limited log

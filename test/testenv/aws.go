@@ -12,6 +12,8 @@ import (
 	kinesistypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/cdcd-dev/cdcd/retry"
 )
 
 // Dummy credentials: the local servers accept any signature.
@@ -91,7 +93,7 @@ func CreateStream(t testing.TB, client *kinesis.Client, name string, shards int3
 		if s.StreamStatus == kinesistypes.StreamStatusActive {
 			return aws.ToString(s.StreamARN)
 		}
-		if !sleepCtx(ctx, pollInterval) {
+		if retry.Sleep(ctx, pollInterval) != nil {
 			t.Fatalf("testenv: stream %s still %s after %v", name, s.StreamStatus, opTimeout)
 		}
 	}
@@ -139,16 +141,4 @@ func CreateKey(t testing.TB, client *kms.Client) string {
 		}
 	})
 	return arn
-}
-
-// sleepCtx waits d or until ctx ends, reporting whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
 }

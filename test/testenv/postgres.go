@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-dev/cdcd/retry"
 )
 
 // maxIdentLen is PostgreSQL's identifier limit (NAMEDATALEN - 1).
@@ -69,7 +71,7 @@ func DropDB(t testing.TB, env Env, name string) {
 		if lastErr == nil {
 			break
 		}
-		if !sleepCtx(ctx, pollInterval) {
+		if retry.Sleep(ctx, pollInterval) != nil {
 			break
 		}
 	}
