@@ -39,7 +39,7 @@ func TestIsSourceUnavailable(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	ok := Config{DSN: "postgres://x", Slot: "cdcd_slot_1", Publication: "p"}
+	ok := Config{DSN: "postgres://x", Slot: "cdcd_slot_1", Publication: "p", Spill: discardRuns{}}
 	cases := []struct {
 		name string
 		edit func(*Config)
@@ -51,6 +51,8 @@ func TestNewValidates(t *testing.T) {
 		{"upper-case slot", func(c *Config) { c.Slot = "Slot" }, "[a-z0-9_]"},
 		{"slot with a quote", func(c *Config) { c.Slot = "a'b" }, "[a-z0-9_]"},
 		{"slot too long", func(c *Config) { c.Slot = strings.Repeat("s", 64) }, "1 to 63"},
+		{"memory budget without a spill store", func(c *Config) { c.Spill = nil }, "spill store"},
+		{"no budget, no spill store", func(c *Config) { c.Spill, c.MemoryBudget = nil, -1 }, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,6 +73,13 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
+// discardRuns is a spill store for tests that never spill.
+type discardRuns struct{}
+
+func (discardRuns) Create() (record.RunWriter, error) {
+	return nil, errors.New("discardRuns: no spilling here")
+}
+
 // plainHandler is a Handler without the snapshot methods.
 type plainHandler struct{}
 
@@ -80,7 +89,7 @@ func (plainHandler) Persist(context.Context, uint64) error     { return nil }
 func (plainHandler) Persisted() uint64                         { return 0 }
 
 func TestRunNeedsSnapshotHandler(t *testing.T) {
-	src, err := New(Config{DSN: "postgres://x", Slot: "s", Publication: "p", Snapshot: true})
+	src, err := New(Config{DSN: "postgres://x", Slot: "s", Publication: "p", Snapshot: true, MemoryBudget: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
