@@ -122,10 +122,7 @@ func (d *Daemon) RunStream(ctx context.Context, st *state.Stream) error {
 		sc, cl, err = d.streamConfig(ctx, def)
 	}
 	log = log.With("name", sc.Name)
-	met, err := d.metricsFor(sc.Name)
-	if err != nil {
-		return err
-	}
+	met := d.metrics.stream(sc.Name)
 	ring, err := d.keyring(cl, def)
 	if err != nil {
 		_ = st.Fault(codes.ClusterCMKInaccessible, err)
@@ -333,35 +330,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// streamMetrics are registered once per stream name and reused when the
-// stream's pipeline starts again.
-type streamMetrics struct {
-	capture *capture.Metrics
-	sink    *sink.Metrics
-	pipe    *pipelineMetrics
-}
-
-func (d *Daemon) metricsFor(stream string) (*streamMetrics, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if m, ok := d.metrics[stream]; ok {
-		return m, nil
-	}
-	sm, err := sink.NewMetrics(d.reg, stream)
-	if err != nil {
-		return nil, err
-	}
-	pm, err := newPipelineMetrics(d.reg, stream)
-	if err != nil {
-		return nil, err
-	}
-	cm, err := capture.NewMetrics(d.reg, stream)
-	if err != nil {
-		return nil, err
-	}
-	m := &streamMetrics{capture: cm, sink: sm, pipe: pm}
-	d.metrics[stream] = m
-	return m, nil
 }
