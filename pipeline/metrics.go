@@ -70,3 +70,12 @@ func (m *metrics) stream(name string) *streamMetrics {
 		pipe:    &pipelineMetrics{lag: m.lag.WithLabelValues(name), truncates: m.truncates.WithLabelValues(name)},
 	}
 }
+
+// forget removes every series of the stream named name once it is deleted
+// and its pipeline has returned, so that nothing writes them again.
+func (m *metrics) forget(name string) {
+	m.capture.Delete(name)
+	m.sink.Delete(name)
+	m.lag.DeleteLabelValues(name)
+	m.truncates.DeleteLabelValues(name)
+}

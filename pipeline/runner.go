@@ -68,6 +68,7 @@ func (d *Daemon) Teardown(ctx context.Context, s *state.Stream) error {
 	if err := d.removeSpillDir(s.ID()); err != nil {
 		return err
 	}
+	d.metrics.forget(sc.Name)
 	d.log.Info("dropped slot and publication of deleted stream", "stream", s.ID(), "slot", sc.Slot, "publication", sc.Publication)
 	return nil
 }
