@@ -21,7 +21,7 @@ import (
 type assembler struct {
 	keys  KeyLookup
 	types typeResolver
-	met   *Metrics
+	met   *StreamMetrics
 	log   *slog.Logger
 
 	rels  map[uint32]*record.Relation
@@ -55,12 +55,12 @@ type KeyLookup func(relID uint32) (cols []string, err error)
 // by the encoder; refresh re-reads a type the server announced again.
 type typeResolver func(oid uint32, refresh bool) error
 
-func newAssembler(keys KeyLookup, types typeResolver, met *Metrics, log *slog.Logger) *assembler {
+func newAssembler(keys KeyLookup, types typeResolver, met *StreamMetrics, log *slog.Logger) *assembler {
 	if types == nil {
 		types = func(uint32, bool) error { return nil }
 	}
 	if met == nil {
-		met = newMetrics("")
+		met = unregistered()
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -83,8 +83,9 @@ type Config struct {
 	// Report receives SOURCE_UNAVAILABLE when the source cannot be reached
 	// and ("", nil) once streaming works again.
 	Report func(code codes.Code, err error)
-	// Metrics receives the source's metrics; nil keeps them unregistered.
-	Metrics *Metrics
+	// Metrics receives the source's metrics (Metrics.Stream); nil keeps
+	// them unregistered.
+	Metrics *StreamMetrics
 	Logger  *slog.Logger
 }
 
@@ -139,7 +140,7 @@ type SnapshotHandler interface {
 type Source struct {
 	cfg   Config
 	log   *slog.Logger
-	met   *Metrics
+	met   *StreamMetrics
 	types *typeCache
 	spill record.RunStore // nil: never spill
 
@@ -183,7 +184,7 @@ func New(cfg Config) (*Source, error) {
 		cfg.Report = func(codes.Code, error) {}
 	}
 	if cfg.Metrics == nil {
-		cfg.Metrics = newMetrics("")
+		cfg.Metrics = unregistered()
 	}
 	src := &Source{cfg: cfg, log: cfg.Logger, met: cfg.Metrics, types: newTypeCache()}
 	if cfg.MemoryBudget == 0 {

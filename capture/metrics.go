@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -13,8 +14,31 @@ import (
 // series per value so that an alert can match the bad ones.
 var walStatuses = []string{"reserved", "extended", "unreserved", "lost", "missing"}
 
-// Metrics are one stream's capture metrics, labelled by stream.
+// Metrics are the capture metrics of every stream (docs/metrics.md): vectors
+// labelled by stream, registered once per registry. Stream hands one
+// stream its series; Delete removes them when the stream is deleted.
 type Metrics struct {
+	transactions *prometheus.CounterVec
+	changes      *prometheus.CounterVec
+	messages     *prometheus.CounterVec
+	aborts       *prometheus.CounterVec
+	spilled      *prometheus.CounterVec
+	reconnects   *prometheus.CounterVec
+	openBytes    *prometheus.GaugeVec
+
+	retainedWAL  *prometheus.GaugeVec
+	safeWAL      *prometheus.GaugeVec
+	confirmedLag *prometheus.GaugeVec
+	walStatus    *prometheus.GaugeVec
+	healthErrors *prometheus.CounterVec
+
+	snapshotRows     *prometheus.CounterVec
+	snapshotProgress *prometheus.GaugeVec
+}
+
+// StreamMetrics are one stream's capture metrics: the series of Metrics
+// whose stream label is that stream's name.
+type StreamMetrics struct {
 	transactions prometheus.Counter
 	changes      prometheus.Counter
 	messages     prometheus.Counter
@@ -26,34 +50,36 @@ type Metrics struct {
 	retainedWAL  prometheus.Gauge
 	safeWAL      prometheus.Gauge
 	confirmedLag prometheus.Gauge
-	walStatus    *prometheus.GaugeVec
+	walStatus    *prometheus.GaugeVec // by status
 	healthErrors prometheus.Counter
 
 	snapshotRows     prometheus.Counter
 	snapshotProgress prometheus.Gauge
 }
 
-// NewMetrics registers the capture metrics for stream on reg. Several
-// streams may share one registry; registering the same stream twice fails.
-func NewMetrics(reg prometheus.Registerer, stream string) (*Metrics, error) {
-	m := newMetrics(stream)
-	for _, c := range m.collectors() {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register capture metrics: %w", err)
-		}
+// NewMetrics creates the capture metrics and registers them on reg. Every
+// stream shares them, so registering them twice on one registry fails.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := newMetrics()
+	var errs []error
+	for _, c := range m.vecs() {
+		errs = append(errs, reg.Register(c))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("register capture metrics: %w", err)
 	}
 	return m, nil
 }
 
-func newMetrics(stream string) *Metrics {
-	labels := prometheus.Labels{"stream": stream}
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
+func newMetrics() *Metrics {
+	stream := []string{"stream"}
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, stream)
 	}
-	gauge := func(name, help string) prometheus.Gauge {
-		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
+	gauge := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, stream)
 	}
-	m := &Metrics{
+	return &Metrics{
 		transactions: counter("cdcd_capture_transactions_total", "Committed transactions read from the slot and handed on."),
 		changes:      counter("cdcd_capture_changes_total", "Row changes (inserts, updates, deletes, truncated tables) in committed transactions."),
 		messages:     counter("cdcd_capture_logical_messages_total", "Logical decoding messages (pg_logical_emit_message) received; they carry no rows."),
@@ -66,23 +92,59 @@ func newMetrics(stream string) *Metrics {
 			"WAL that can still be written before the slot is lost (safe_wal_size); +Inf when max_slot_wal_keep_size is unlimited."),
 		confirmedLag: gauge("cdcd_slot_confirmed_lag_bytes", "WAL written since the slot's confirmed_flush_lsn."),
 		walStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cdcd_slot_wal_status", ConstLabels: labels,
+			Name: "cdcd_slot_wal_status",
 			Help: "1 for the slot's wal_status (reserved, extended, unreserved, lost; missing when the slot does not exist), 0 for the others.",
-		}, []string{"status"}),
+		}, []string{"stream", "status"}),
 		healthErrors:     counter("cdcd_slot_health_errors_total", "Slot health checks that could not read pg_replication_slots."),
 		snapshotRows:     counter("cdcd_capture_snapshot_rows_total", "Rows read by the initial snapshot and handed on."),
 		snapshotProgress: gauge("cdcd_capture_snapshot_progress_ratio", "Initial snapshot progress from 0 to 1, estimated from pg_class.reltuples."),
 	}
-	return m
 }
 
-func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.transactions, m.changes, m.messages, m.aborts, m.spilled, m.reconnects, m.openBytes,
-		m.retainedWAL, m.safeWAL, m.confirmedLag, m.walStatus, m.healthErrors, m.snapshotRows, m.snapshotProgress}
+// vecs are every vector of m, for registering and deleting alike.
+func (m *Metrics) vecs() []*prometheus.MetricVec {
+	return []*prometheus.MetricVec{m.transactions.MetricVec, m.changes.MetricVec, m.messages.MetricVec, m.aborts.MetricVec,
+		m.spilled.MetricVec, m.reconnects.MetricVec, m.openBytes.MetricVec, m.retainedWAL.MetricVec, m.safeWAL.MetricVec,
+		m.confirmedLag.MetricVec, m.walStatus.MetricVec, m.healthErrors.MetricVec, m.snapshotRows.MetricVec, m.snapshotProgress.MetricVec}
 }
+
+// Stream returns stream's series. Those without another label exist from
+// here on, at zero until they count something, so that rate() over them
+// starts when the stream does.
+func (m *Metrics) Stream(stream string) *StreamMetrics {
+	return &StreamMetrics{
+		transactions:     m.transactions.WithLabelValues(stream),
+		changes:          m.changes.WithLabelValues(stream),
+		messages:         m.messages.WithLabelValues(stream),
+		aborts:           m.aborts.WithLabelValues(stream),
+		spilled:          m.spilled.WithLabelValues(stream),
+		reconnects:       m.reconnects.WithLabelValues(stream),
+		openBytes:        m.openBytes.WithLabelValues(stream),
+		retainedWAL:      m.retainedWAL.WithLabelValues(stream),
+		safeWAL:          m.safeWAL.WithLabelValues(stream),
+		confirmedLag:     m.confirmedLag.WithLabelValues(stream),
+		walStatus:        m.walStatus.MustCurryWith(prometheus.Labels{"stream": stream}),
+		healthErrors:     m.healthErrors.WithLabelValues(stream),
+		snapshotRows:     m.snapshotRows.WithLabelValues(stream),
+		snapshotProgress: m.snapshotProgress.WithLabelValues(stream),
+	}
+}
+
+// Delete removes every series of stream, so that a deleted stream is no
+// longer scraped. It belongs after the stream's Source has stopped: a
+// health check after it would bring cdcd_slot_wal_status back.
+func (m *Metrics) Delete(stream string) {
+	for _, v := range m.vecs() {
+		v.DeletePartialMatch(prometheus.Labels{"stream": stream})
+	}
+}
+
+// unregistered are the metrics of a Source given none: counted, never
+// scraped.
+func unregistered() *StreamMetrics { return newMetrics().Stream("") }
 
 // setHealth exports one health reading.
-func (m *Metrics) setHealth(h SlotHealth) {
+func (m *StreamMetrics) setHealth(h SlotHealth) {
 	status := h.WALStatus
 	if !h.Exists {
 		status = "missing"

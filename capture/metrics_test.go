@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/cdcd-dev/cdcd/test/promtest"
 )
 
 // metricValue reads a counter or gauge without prometheus/testutil, whose
@@ -24,32 +26,48 @@ func metricValue(c prometheus.Metric) float64 {
 	return math.NaN()
 }
 
-func TestMetricsRegisterOncePerStream(t *testing.T) {
+func TestMetricsRegisterOnce(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	if _, err := NewMetrics(reg, "a"); err != nil {
+	m, err := NewMetrics(reg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewMetrics(reg, "b"); err != nil {
-		t.Fatalf("a second stream must register beside the first: %v", err)
+	if _, err := NewMetrics(reg); err == nil {
+		t.Fatal("registering the metrics twice on one registry must fail")
 	}
-	if _, err := NewMetrics(reg, "a"); err == nil {
-		t.Fatal("registering the same stream twice must fail")
-	}
+	m.Stream("a")
+	m.Stream("b")
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := map[string]bool{}
+	names := map[string]int{}
 	for _, f := range fams {
-		names[f.GetName()] = true
+		names[f.GetName()] = len(f.GetMetric())
 	}
 	for _, want := range []string{"cdcd_capture_transactions_total", "cdcd_capture_changes_total",
 		"cdcd_capture_logical_messages_total", "cdcd_capture_reconnects_total", "cdcd_slot_retained_wal_bytes",
 		"cdcd_slot_safe_wal_bytes"} {
-		if !names[want] {
-			t.Errorf("metric %s not registered", want)
+		if names[want] != 2 {
+			t.Errorf("metric %s has %d series, want one per stream", want, names[want])
 		}
 	}
+}
+
+// TestMetricsDelete: deleting a stream removes every one of its series,
+// cdcd_slot_wal_status's included, and no other stream's.
+func TestMetricsDelete(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gone", "kept"} {
+		s := m.Stream(name)
+		s.setHealth(SlotHealth{Exists: true, WALStatus: "reserved", SafeWALBytes: 1, RetainedWALBytes: 1})
+		s.transactions.Inc()
+	}
+	promtest.Forgets(t, reg, len(m.vecs()), "gone", "kept", m.Delete)
 }
 
 func TestMetricsSetHealth(t *testing.T) {
@@ -68,7 +86,7 @@ func TestMetricsSetHealth(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := newMetrics("s")
+			m := newMetrics().Stream("s")
 			m.setHealth(tc.h)
 			for _, s := range append(walStatuses, tc.status) {
 				want := 0.0

@@ -38,6 +38,7 @@ type Daemon struct {
 	reg          *prometheus.Registry
 	aws          aws.Config
 	stateMetrics *state.Metrics
+	metrics      *metrics
 	// clusterIDs maps cluster names to identifiers and back.
 	clusterIDs   map[string]string
 	clusterNames map[string]string
@@ -49,8 +50,7 @@ type Daemon struct {
 
 	mu sync.Mutex
 	// live holds what GetStream shows beyond the state file, per stream id.
-	live    map[string]*liveStream
-	metrics map[string]*streamMetrics
+	live map[string]*liveStream
 }
 
 var _ Runner = (*Daemon)(nil)
@@ -71,10 +71,14 @@ func NewDaemon(ctx context.Context, cfg *config.Config, version string, log *slo
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, version: version, log: log, reg: reg, aws: awsCfg, stateMetrics: sm,
+	pm, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, version: version, log: log, reg: reg, aws: awsCfg, stateMetrics: sm, metrics: pm,
 		clusterIDs: map[string]string{}, clusterNames: map[string]string{}, configured: map[string]*config.Stream{},
 		auth: map[string]*pgauth.Provider{},
-		live: map[string]*liveStream{}, metrics: map[string]*streamMetrics{}}
+		live: map[string]*liveStream{}}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
 		if d.auth[cl.Name], err = SourceAuth(cfg, cl, awsCfg, log); err != nil {

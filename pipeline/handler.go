@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
@@ -290,30 +288,4 @@ func (p *handler) Lag(now time.Time) time.Duration {
 		return now.Sub(time.Unix(0, p.streaming.ts))
 	}
 	return 0
-}
-
-// pipelineMetrics are the per-stream metrics that belong to neither capture
-// nor sink.
-type pipelineMetrics struct {
-	lag       prometheus.Gauge
-	truncates prometheus.Counter
-}
-
-func newPipelineMetrics(reg prometheus.Registerer, stream string) (*pipelineMetrics, error) {
-	m := &pipelineMetrics{
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "cdcd_behind_source_lag_seconds", ConstLabels: prometheus.Labels{"stream": stream},
-			Help: "Age of the oldest committed change not yet accepted by Kinesis (DSQL BehindSourceLag).",
-		}),
-		truncates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cdcd_truncates_skipped_total", ConstLabels: prometheus.Labels{"stream": stream},
-			Help: "TRUNCATEs not emitted because the stream does not opt in to truncate records.",
-		}),
-	}
-	for _, c := range []prometheus.Collector{m.lag, m.truncates} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register stream metrics: %w", err)
-		}
-	}
-	return m, nil
 }

@@ -60,12 +60,12 @@ func testHandler(t *testing.T, cp state.Checkpoint) (*handler, *fakeSink, *fakeL
 	if err != nil {
 		t.Fatal(err)
 	}
-	met, err := newPipelineMetrics(prometheus.NewRegistry(), "s")
+	met, err := newMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	snk, life := &fakeSink{}, &fakeLife{}
-	return newHandler("id", cp, enc, snk, life, met, slog.New(slog.DiscardHandler)), snk, life
+	return newHandler("id", cp, enc, snk, life, met.stream("s").pipe, slog.New(slog.DiscardHandler)), snk, life
 }
 
 func txnAt(end uint64, commit time.Time) *record.Txn {

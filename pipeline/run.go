@@ -91,9 +91,7 @@ func (d *Daemon) newRun(ctx context.Context, st *state.Stream) (*streamRun, erro
 		return nil, err
 	}
 	r.log = r.log.With("name", r.sc.Name)
-	if r.met, err = d.metricsFor(r.sc.Name); err != nil {
-		return nil, err
-	}
+	r.met = d.metrics.stream(r.sc.Name)
 	if err := r.openSource(); err != nil {
 		return nil, err
 	}

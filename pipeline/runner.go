@@ -72,6 +72,10 @@ func (d *Daemon) Teardown(ctx context.Context, s *state.Stream) error {
 	if err := d.removeSpillDir(s.ID()); err != nil {
 		return err
 	}
+	d.metrics.forget(sc.Name)
+	d.mu.Lock()
+	delete(d.live, s.ID())
+	d.mu.Unlock()
 	d.log.Info("dropped slot and publication of deleted stream", "stream", s.ID(), "slot", sc.Slot, "publication", sc.Publication)
 	return nil
 }
@@ -107,35 +111,4 @@ func (d *Daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream,
 		cfg.MemoryBudget, cfg.Spill = sc.Delivery.MemoryBudget, sp.store
 	}
 	return capture.New(cfg)
-}
-
-// streamMetrics are registered once per stream name and reused when the
-// stream's pipeline starts again.
-type streamMetrics struct {
-	capture *capture.Metrics
-	sink    *sink.Metrics
-	pipe    *pipelineMetrics
-}
-
-func (d *Daemon) metricsFor(stream string) (*streamMetrics, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if m, ok := d.metrics[stream]; ok {
-		return m, nil
-	}
-	sm, err := sink.NewMetrics(d.reg, stream)
-	if err != nil {
-		return nil, err
-	}
-	pm, err := newPipelineMetrics(d.reg, stream)
-	if err != nil {
-		return nil, err
-	}
-	cm, err := capture.NewMetrics(d.reg, stream)
-	if err != nil {
-		return nil, err
-	}
-	m := &streamMetrics{capture: cm, sink: sm, pipe: pm}
-	d.metrics[stream] = m
-	return m, nil
 }

@@ -20,8 +20,9 @@ type Runner interface {
 	// INTERNAL_ERROR fault.
 	RunStream(ctx context.Context, s *state.Stream) error
 	// Teardown releases what the stream holds on the source (slot,
-	// publication) after Run has returned; the Supervisor retries it until
-	// it succeeds, and after a restart if the daemon stops first.
+	// publication) and in the Runner (its metric series) after Run has
+	// returned; the Supervisor retries it until it succeeds, and after a
+	// restart if the daemon stops first.
 	Teardown(ctx context.Context, s *state.Stream) error
 	// Describe returns live source and target details for GetStream, from
 	// memory: it must not block on the network.

@@ -74,10 +74,7 @@ func BenchmarkSinkOverhead(b *testing.B) {
 
 func benchSink(b *testing.B, api PutRecordsAPI, ordering record.Ordering, inFlight int) {
 	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
+	m := streamMetrics(b, reg, "bench")
 	// 8 MiB queued is ~35k records, fewer than the pool's distinct keys, so
 	// ROW mode sees what it sees in production (rows rarely repeat within a
 	// queue's worth of changes) rather than a few hot keys.

@@ -76,7 +76,7 @@ type Config struct {
 	// call back into the sink.
 	Report  func(code codes.Code, err error)
 	Logger  *slog.Logger
-	Metrics *Metrics // may be nil
+	Metrics *StreamMetrics // may be nil
 }
 
 // MaxBackoffWait is the wait used when a Backoff schedule says Stop.

@@ -139,6 +139,16 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// streamMetrics registers the sink's metrics on reg and returns stream's.
+func streamMetrics(t testing.TB, reg *prometheus.Registry, stream string) *StreamMetrics {
+	t.Helper()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Stream(stream)
+}
+
 // metricValue sums the values of the named metric family matching labels.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()

@@ -36,7 +36,7 @@ var ErrStopped = errors.New("sink: stopped")
 type Sink struct {
 	cfg        Config
 	api        PutRecordsAPI
-	m          *Metrics
+	m          *StreamMetrics
 	streamName *string
 	streamARN  *string
 	running    atomic.Bool

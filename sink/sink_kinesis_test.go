@@ -51,7 +51,7 @@ func TestKinesisDelivery(t *testing.T) {
 				t.Fatalf("DescribeTarget = %+v, want %d shards, the 1 MiB default (kinesalite reports no limit), NONE", target, shards)
 			}
 			reg := prometheus.NewRegistry()
-			m, err := sink.NewMetrics(reg, name)
+			m, err := sink.NewMetrics(reg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +61,7 @@ func TestKinesisDelivery(t *testing.T) {
 				MaxRecordBytes: target.MaxRecordBytes, MaxRequestBytes: target.MaxRequestBytes(),
 				MaxRecordsPerCall: 50, // several calls in flight even for this small load
 				MaxInFlight:       4, Linger: 5 * time.Millisecond,
-				Metrics: m, Report: rep.report,
+				Metrics: m.Stream(name), Report: rep.report,
 			}, client)
 			if err != nil {
 				t.Fatal(err)

@@ -92,10 +92,7 @@ func TestOutOfOrderCompletion(t *testing.T) {
 		return accepted(in), nil
 	}}
 	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := streamMetrics(t, reg, "test")
 	cfg := testConfig(record.Unordered)
 	cfg.MaxRecordsPerCall, cfg.MaxInFlight, cfg.Linger, cfg.Metrics = 1, 2, time.Nanosecond, m
 	s, _ := start(t, cfg, api)
@@ -132,7 +129,7 @@ func TestCancelMidBackoff(t *testing.T) {
 		return nil, &types.AccessDeniedException{}
 	}}
 	reg := prometheus.NewRegistry()
-	m, _ := NewMetrics(reg, "test")
+	m := streamMetrics(t, reg, "test")
 	var r reports
 	cfg := testConfig(record.Row)
 	cfg.Backoff = func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }
@@ -215,7 +212,7 @@ func TestThrottlingStorm(t *testing.T) {
 				return out, nil
 			}}
 			reg := prometheus.NewRegistry()
-			m, _ := NewMetrics(reg, "test")
+			m := streamMetrics(t, reg, "test")
 			var r reports
 			cfg := testConfig(record.Row)
 			cfg.ImpairAfter, cfg.Report, cfg.Metrics = tc.impairAfter, r.report, m

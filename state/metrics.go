@@ -65,10 +65,11 @@ func (m *Metrics) transition(stream string, from, to Status) {
 	m.set(stream, to)
 }
 
-// forget drops a deleted stream's gauges so that they do not report a
-// stream that no longer exists. Its transition counters stay until the
-// process restarts, so the DELETING→DELETED step is still scraped.
+// forget drops every series of a deleted stream, so that /metrics never
+// reports a stream that no longer exists and a cluster with many short-lived
+// streams does not grow its series without bound.
 func (m *Metrics) forget(stream string) {
 	m.impaired.DeleteLabelValues(stream)
 	m.status.DeletePartialMatch(prometheus.Labels{"stream": stream})
+	m.transitions.DeletePartialMatch(prometheus.Labels{"stream": stream})
 }

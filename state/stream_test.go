@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/test/promtest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -174,7 +175,14 @@ func TestStreamEveryStatusEveryEvent(t *testing.T) {
 				reasonChanged := !changed && got.StatusReason != nil && got.StatusReason.Code != before.StatusReason.Code
 				n, _ := metricValue(t, h.reg, "cdcd_stream_transitions_total",
 					map[string]string{"stream": testStream, "from": string(from), "to": string(got.Status)})
-				if changed && n != 1 || !changed && n != 0 {
+				switch {
+				case got.Status == Deleted:
+					// A deleted stream's series are all gone, its
+					// transition counters included.
+					if left := promtest.Series(t, h.reg, testStream); len(left) != 0 {
+						t.Errorf("series of the deleted stream remain: %v", left)
+					}
+				case changed && n != 1 || !changed && n != 0:
 					t.Errorf("transitions_total{%s,%s} = %v", from, got.Status, n)
 				}
 				wantLogs, wantSaves := 0, 0

@@ -180,11 +180,11 @@ func (h *harness) exec(sql string, args ...any) {
 func (h *harness) source() *capture.Source {
 	h.t.Helper()
 	if h.cfg.Metrics == nil {
-		m, err := capture.NewMetrics(h.reg, "test")
+		m, err := capture.NewMetrics(h.reg)
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		h.cfg.Metrics = m
+		h.cfg.Metrics = m.Stream("test")
 	}
 	src, err := capture.New(h.cfg)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -20,7 +22,8 @@ import (
 // TestControlPlane drives the daemon with the AWS SDK's DSQL client: a
 // config-managed stream is listed and cannot be deleted through the API; a
 // stream created through the API becomes ACTIVE, delivers every table of
-// the database, survives a restart, and on deletion releases its slot.
+// the database, survives a restart, and on deletion releases its slot and
+// its metric series.
 func TestControlPlane(t *testing.T) {
 	const apiRole = "arn:aws:iam::000000000000:role/cdcd-api"
 	sts := stsstub.New(t)
@@ -117,6 +120,17 @@ func TestControlPlane(t *testing.T) {
 		return false
 	})
 
+	// A running stream has series of every component; the deleted one
+	// below must have none left (but its transition counts, which state
+	// keeps until the process restarts).
+	series := h.streamSeries(apiID)
+	for _, name := range []string{"cdcd_stream_status", "cdcd_capture_transactions_total", "cdcd_slot_wal_status",
+		"cdcd_published_records_total", "cdcd_behind_source_lag_seconds"} {
+		if series[name] == 0 {
+			t.Errorf("before the deletion, /metrics has no %s series of stream %s", name, apiID)
+		}
+	}
+
 	if _, err := cp.DeleteStream(ctx, &dsql.DeleteStreamInput{ClusterIdentifier: &cluster, StreamIdentifier: &apiID}); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +151,38 @@ func TestControlPlane(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	series = h.streamSeries(apiID)
+	if len(series) != 0 {
+		t.Errorf("/metrics still has series of the deleted stream %s: %v", apiID, series)
+	}
 	d.stop(t)
+}
+
+// streamSeries scrapes the daemon's /metrics and counts the samples
+// labelled stream=<stream>, by sample name.
+func (h *harness) streamSeries(stream string) map[string]int {
+	h.t.Helper()
+	resp, err := http.Get("http://" + h.listen + "/metrics")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	label := `stream="` + stream + `"`
+	out := map[string]int{}
+	for line := range strings.Lines(string(b)) {
+		name, labels, ok := strings.Cut(line, "{")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(labels, label) || strings.Contains(labels, ","+label) {
+			out[name]++
+		}
+	}
+	return out
 }
 
 // waitRecordsFrom is waitRecords on another Kinesis stream.
