@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/state"
 )
@@ -188,8 +189,8 @@ func (r CreateRequest) validate(roleRequired bool) error {
 	add := func(name, format string, args ...any) {
 		fs = append(fs, FieldError{Name: name, Message: fmt.Sprintf(format, args...)})
 	}
-	if !state.ValidID(r.ClusterID) {
-		add("clusterIdentifier", "%q is not %d characters of [a-z0-9]", r.ClusterID, state.IDLen)
+	if !ident.ValidID(r.ClusterID) {
+		add("clusterIdentifier", "%q is not %d characters of [a-z0-9]", r.ClusterID, ident.IDLen)
 	}
 	if n := len(r.ClientToken); n > maxClientToken || strings.IndexFunc(r.ClientToken, func(c rune) bool { return c < '!' || c > '~' }) >= 0 {
 		add("clientToken", "want 1 to %d printable ASCII characters", maxClientToken)
