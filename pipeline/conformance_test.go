@@ -371,6 +371,10 @@ func TestConformanceErrors(t *testing.T) {
 			in.TargetDefinition = &types.TargetDefinitionMemberKinesis{Value: types.KinesisTargetDefinition{
 				StreamArn: aws.String("arn:aws:sqs:us-east-1:123456789012:q"), RoleArn: aws.String(roleA)}}
 		}), &ve, 400, "streamArn"},
+		{"create bad role arn", withInput(func(in *dsql.CreateStreamInput) {
+			in.TargetDefinition = &types.TargetDefinitionMemberKinesis{Value: types.KinesisTargetDefinition{
+				StreamArn: aws.String(kinesisA), RoleArn: aws.String("arn:aws:iam::123456789012:role/cdcd/")}}
+		}), &ve, 400, "roleArn"},
 		{"create reserved tag", withInput(func(in *dsql.CreateStreamInput) { in.Tags = map[string]string{"aws:x": "y"} }), &ve, 400, "reserved"},
 		{"create role not allowed", withInput(func(in *dsql.CreateStreamInput) {
 			in.TargetDefinition = &types.TargetDefinitionMemberKinesis{Value: types.KinesisTargetDefinition{

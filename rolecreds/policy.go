@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
+
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // MaxSessionPolicy is STS's limit on the plain text of a session policy.
@@ -18,6 +20,16 @@ const MaxSessionPolicy = 2048
 // policyVersion is the IAM policy language version; the older 2008-10-17
 // does not expand policy variables such as ${aws:PrincipalAccount}.
 const policyVersion = "2012-10-17"
+
+// dnsSuffixes maps the partitions cdcd supports to the DNS suffix that forms
+// the kms:ViaService value ("kinesis.<region>.<suffix>"). Other partitions
+// are refused rather than guessed: a wrong ViaService value does not fail
+// loudly, it denies every GenerateDataKey and impairs the stream.
+var dnsSuffixes = map[string]string{
+	"aws":        "amazonaws.com",
+	"aws-cn":     "amazonaws.com.cn",
+	"aws-us-gov": "amazonaws.com",
+}
 
 // kinesisActions are the only Kinesis actions the role needs (DSQL's
 // service-role policy), sorted so the output is stable.
@@ -120,7 +132,7 @@ func TrustPolicy(basePrincipalARN string, cfg Config, withTags bool) (string, er
 	if err != nil {
 		return "", err
 	}
-	if !validExternalID(cfg.ExternalID) {
+	if !ident.ValidExternalID(cfg.ExternalID) {
 		return "", fieldErr("ExternalID", "<redacted>", `want 2 to 1224 characters of [\w+=,.@:/-]`)
 	}
 	st := []statement{{
@@ -153,7 +165,7 @@ func TrustPolicy(basePrincipalARN string, cfg Config, withTags bool) (string, er
 func BasePrincipal(callerARN string) (string, error) {
 	a, err := arn.Parse(callerARN)
 	bad := fmt.Errorf("base principal %q: want an IAM user, role or root ARN, or an STS assumed-role ARN", callerARN)
-	if err != nil || !partitionPattern.MatchString(a.Partition) || a.Region != "" || !accountPattern.MatchString(a.AccountID) {
+	if err != nil || !ident.ValidPartition(a.Partition) || a.Region != "" || !ident.ValidAccount(a.AccountID) {
 		return "", bad
 	}
 	switch {
@@ -163,10 +175,14 @@ func BasePrincipal(callerARN string) (string, error) {
 		return callerARN, nil
 	case a.Service == "sts" && strings.HasPrefix(a.Resource, "assumed-role/"):
 		parts := strings.Split(a.Resource, "/")
-		if len(parts) != 3 || !roleNamePattern.MatchString(parts[1]) {
+		if len(parts) != 3 {
 			return "", bad
 		}
-		return "arn:" + a.Partition + ":iam::" + a.AccountID + ":role/" + parts[1], nil
+		role, err := ident.ParseRoleARN("arn:" + a.Partition + ":iam::" + a.AccountID + ":role/" + parts[1])
+		if err != nil {
+			return "", bad
+		}
+		return role.String(), nil
 	}
 	return "", bad
 }

@@ -6,20 +6,12 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
-var (
-	regionRe     = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
-	accountRe    = regexp.MustCompile(`^\d{12}$`)
-	partitionRe  = regexp.MustCompile(`^aws(-[a-z]+)*$`)
-	resourceIDRe = regexp.MustCompile(`^(db|cluster)-[A-Z0-9]+$`)
-	secretARNRe  = regexp.MustCompile(`^arn:aws(-[a-z]+)*:secretsmanager:([a-z]{2}(-[a-z]+)+-\d):\d{12}:secret:.+$`)
-	keyARNRe     = regexp.MustCompile(`^arn:aws(-[a-z]+)*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[A-Za-z0-9-]+$`)
-	roleARNRe    = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]+$`)
-	// rdsHostRe finds the region in an RDS endpoint such as
-	// mydb.abc123.us-east-1.rds.amazonaws.com (or .amazonaws.com.cn).
-	rdsHostRe = regexp.MustCompile(`\.([a-z]{2}(?:-[a-z]+)+-\d)\.rds\.amazonaws\.com(?:\.cn)?$`)
-)
+// resourceIDRe is an RDS DbiResourceId or Aurora DbClusterResourceId.
+var resourceIDRe = regexp.MustCompile(`^(db|cluster)-[A-Z0-9]+$`)
 
 // Statement is one IAM policy statement, in the shape IAM prints.
 type Statement struct {
@@ -98,7 +90,7 @@ func ConnectStatement(dbUserARN string) Statement {
 // whose names start the same).
 func SecretARN(acct Account, secretID string) (string, error) {
 	if strings.HasPrefix(secretID, "arn:") {
-		if !secretARNRe.MatchString(secretID) {
+		if _, err := ident.ParseSecretARN(secretID); err != nil {
 			return "", fmt.Errorf("secret_id %q is not a Secrets Manager secret ARN", secretID)
 		}
 		return secretID, nil
@@ -128,12 +120,12 @@ func SecretStatements(acct Account, secretID, kmsKeyARN string) ([]Statement, er
 	if kmsKeyARN == "" {
 		return out, nil
 	}
-	if !keyARNRe.MatchString(kmsKeyARN) {
+	if _, err := ident.ParseKeyARN(kmsKeyARN); err != nil {
 		return nil, fmt.Errorf("secret_kms_key %q is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); aliases do not work as policy resources", kmsKeyARN)
 	}
 	region := acct.Region
-	if m := secretARNRe.FindStringSubmatch(arn); m != nil {
-		region = m[2]
+	if a, err := ident.ParseSecretARN(arn); err == nil {
+		region = a.Region
 	}
 	out = append(out, Statement{
 		Sid:       "CdcdSourceSecretDecrypt",
@@ -165,11 +157,11 @@ func PolicyDocument(stmts []Statement) (string, error) {
 
 func (a Account) check() error {
 	switch {
-	case !partitionRe.MatchString(a.Partition):
+	case !ident.ValidPartition(a.Partition):
 		return fmt.Errorf("partition %q is not an AWS partition like aws", a.Partition)
-	case !regionRe.MatchString(a.Region):
+	case !ident.ValidRegion(a.Region):
 		return fmt.Errorf("region %q is not an AWS region like us-east-1", a.Region)
-	case !accountRe.MatchString(a.ID):
+	case !ident.ValidAccount(a.ID):
 		return fmt.Errorf("account %q is not a 12-digit AWS account id", a.ID)
 	}
 	return nil
