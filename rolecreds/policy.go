@@ -1,13 +1,12 @@
 package rolecreds
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
 
+	"github.com/cdcd-dev/cdcd/iam"
 	"github.com/cdcd-dev/cdcd/ident"
 )
 
@@ -16,10 +15,6 @@ import (
 // size is only known from the response, so PackedPolicyTooLarge is left to
 // Classify.
 const MaxSessionPolicy = 2048
-
-// policyVersion is the IAM policy language version; the older 2008-10-17
-// does not expand policy variables such as ${aws:PrincipalAccount}.
-const policyVersion = "2012-10-17"
 
 // dnsSuffixes maps the partitions cdcd supports to the DNS suffix that forms
 // the kms:ViaService value ("kinesis.<region>.<suffix>"). Other partitions
@@ -40,25 +35,9 @@ var kinesisActions = []string{
 	"kinesis:PutRecords",
 }
 
-// policy and statement fix the JSON key order; Condition maps are sorted by
-// encoding/json, so every rendering of one Config is byte-identical.
-type policy struct {
-	Version   string      `json:"Version"`
-	Statement []statement `json:"Statement"`
-}
-
-type statement struct {
-	Sid       string                    `json:"Sid"`
-	Effect    string                    `json:"Effect"`
-	Principal map[string]string         `json:"Principal,omitempty"`
-	Action    any                       `json:"Action"`
-	Resource  string                    `json:"Resource,omitempty"`
-	Condition map[string]map[string]any `json:"Condition,omitempty"`
-}
-
 // statements are the role's permissions, shared by the session policy and
 // the identity policy so that the two cannot drift apart.
-func statements(cfg Config) ([]statement, error) {
+func statements(cfg Config) ([]iam.Statement, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validateTarget(); err != nil {
 		return nil, err
@@ -67,7 +46,7 @@ func statements(cfg Config) ([]statement, error) {
 	if key == "" {
 		key = "*"
 	}
-	return []statement{{
+	return []iam.Statement{{
 		Sid:      "CdcdKinesisWrite",
 		Effect:   "Allow",
 		Action:   kinesisActions,
@@ -98,7 +77,7 @@ func SessionPolicy(cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, err := render(policy{Version: policyVersion, Statement: st}, false)
+	out, err := iam.Policy{Version: iam.Version, Statement: st}.Compact()
 	if err != nil {
 		return "", err
 	}
@@ -115,7 +94,7 @@ func PermissionsPolicy(cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return render(policy{Version: policyVersion, Statement: st}, true)
+	return iam.Policy{Version: iam.Version, Statement: st}.Indent()
 }
 
 // TrustPolicy returns the role's trust policy: the base principal may
@@ -135,7 +114,7 @@ func TrustPolicy(basePrincipalARN string, cfg Config, withTags bool) (string, er
 	if !ident.ValidExternalID(cfg.ExternalID) {
 		return "", fieldErr("ExternalID", "<redacted>", `want 2 to 1224 characters of [\w+=,.@:/-]`)
 	}
-	st := []statement{{
+	st := []iam.Statement{{
 		Sid:       "CdcdAssumeRole",
 		Effect:    "Allow",
 		Principal: map[string]string{"AWS": principal},
@@ -143,7 +122,7 @@ func TrustPolicy(basePrincipalARN string, cfg Config, withTags bool) (string, er
 		Condition: map[string]map[string]any{"StringEquals": {"sts:ExternalId": cfg.ExternalID}},
 	}}
 	if withTags {
-		st = append(st, statement{
+		st = append(st, iam.Statement{
 			Sid:       "CdcdTagSession",
 			Effect:    "Allow",
 			Principal: map[string]string{"AWS": principal},
@@ -153,7 +132,7 @@ func TrustPolicy(basePrincipalARN string, cfg Config, withTags bool) (string, er
 			}},
 		})
 	}
-	return render(policy{Version: policyVersion, Statement: st}, true)
+	return iam.Policy{Version: iam.Version, Statement: st}.Indent()
 }
 
 // BasePrincipal returns the ARN to name as Principal for a caller ARN. IAM
@@ -185,23 +164,4 @@ func BasePrincipal(callerARN string) (string, error) {
 		return role.String(), nil
 	}
 	return "", bad
-}
-
-// render marshals without HTML escaping, so that an ARN or external id reads
-// the same in the policy as in configuration.
-func render(p policy, indent bool) (string, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if indent {
-		enc.SetIndent("", "  ")
-	}
-	if err := enc.Encode(p); err != nil {
-		return "", fmt.Errorf("encode policy: %w", err)
-	}
-	out := buf.String()
-	if !indent {
-		out = strings.TrimSuffix(out, "\n")
-	}
-	return out, nil
 }
