@@ -15,7 +15,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/cdcd-dev/cdcd/codes"
-	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // fakeKMS is a hand-written KMSAPI: each call goes to its function field.
@@ -122,8 +122,8 @@ func apiError(code string) error {
 
 // Fixed identifiers for tests.
 var (
-	testCluster = state.DeriveID("test cluster")
-	testStream  = state.DeriveID("test stream")
+	testCluster = ident.DeriveID("test cluster")
+	testStream  = ident.DeriveID("test stream")
 )
 
 func newTestKeyring(t *testing.T, opts Options) (*Keyring, *kmsModel) {

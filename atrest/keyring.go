@@ -16,8 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/retry"
-	"github.com/cdcd-dev/cdcd/state"
 )
 
 // Encryption context keys (see the package documentation).
@@ -123,10 +123,10 @@ func NewKMS(api KMSAPI, keyARN, clusterID, streamID string, opts Options) (*Keyr
 		return nil, errors.New("new kms keyring: nil KMS client")
 	case keyARN == "":
 		return nil, errors.New("new kms keyring: empty key ARN")
-	case !state.ValidID(clusterID):
-		return nil, fmt.Errorf("new kms keyring: cluster identifier %q: want %d characters of [a-z0-9]", clusterID, state.IDLen)
-	case !state.ValidID(streamID):
-		return nil, fmt.Errorf("new kms keyring: stream identifier %q: want %d characters of [a-z0-9]", streamID, state.IDLen)
+	case !ident.ValidID(clusterID):
+		return nil, fmt.Errorf("new kms keyring: cluster identifier %q: want %d characters of [a-z0-9]", clusterID, ident.IDLen)
+	case !ident.ValidID(streamID):
+		return nil, fmt.Errorf("new kms keyring: stream identifier %q: want %d characters of [a-z0-9]", streamID, ident.IDLen)
 	case opts.RotateBytes < 0 || opts.RotateAfter < 0 || opts.CallTimeout < 0:
 		return nil, errors.New("new kms keyring: RotateBytes, RotateAfter and CallTimeout must not be negative")
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cdcd-dev/cdcd/atrest"
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
@@ -42,8 +43,8 @@ func requireKMS(t *testing.T) *kms.Client {
 }
 
 var (
-	clusterID = state.DeriveID("atrest integration cluster")
-	streamID  = state.DeriveID("atrest integration stream")
+	clusterID = ident.DeriveID("atrest integration cluster")
+	streamID  = ident.DeriveID("atrest integration stream")
 )
 
 func newStream(t *testing.T, status state.Status) *state.Stream {
@@ -211,7 +212,7 @@ func TestKMSSpillRoundTrip(t *testing.T) {
 
 	// Another stream's keyring cannot unwrap the data keys: the
 	// encryption context binds them to this stream.
-	other, err := atrest.NewKMS(client, arn, clusterID, state.DeriveID("another stream"), atrest.Options{})
+	other, err := atrest.NewKMS(client, arn, clusterID, ident.DeriveID("another stream"), atrest.Options{})
 	keyOp(t, "new keyring", err)
 	copyPath := dir + "/spill-copy.atrest"
 	keyOp(t, "copy", os.WriteFile(copyPath, raw, 0o600))

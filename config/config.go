@@ -17,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 )
 
@@ -215,12 +216,8 @@ func Parse(path, text string) (*Config, error) {
 }
 
 var (
-	identRe  = regexp.MustCompile(`^[a-z0-9]{26}$`)
 	nameRe   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,46}$`)
 	pgNameRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-	regionRe = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
-	kinName  = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
-	kmsKeyRe = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[a-zA-Z0-9-]+$`)
 )
 
 // Validate returns every problem found, each naming its key.
@@ -241,10 +238,10 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
 	}
-	if !regionRe.MatchString(c.AWS.Region) {
+	if !ident.ValidRegion(c.AWS.Region) {
 		bad("aws.region", "%q is not an AWS region like us-east-1", c.AWS.Region)
 	}
-	if !regexp.MustCompile(`^\d{12}$`).MatchString(c.AWS.Account) {
+	if !ident.ValidAccount(c.AWS.Account) {
 		bad("aws.account", "%q is not a 12-digit AWS account id", c.AWS.Account)
 	}
 	for _, ep := range []struct{ key, v string }{{"aws.kinesis_endpoint", c.AWS.KinesisEndpoint}, {"aws.sts_endpoint", c.AWS.STSEndpoint}, {"aws.kms_endpoint", c.AWS.KMSEndpoint}} {
@@ -262,7 +259,7 @@ func (c *Config) Validate() error {
 			bad(key+".name", "%q is used by another cluster", cl.Name)
 		}
 		clusters[cl.Name] = true
-		if cl.Identifier != "" && !identRe.MatchString(cl.Identifier) {
+		if cl.Identifier != "" && !ident.ValidID(cl.Identifier) {
 			bad(key+".identifier", "%q must be 26 characters of [a-z0-9] (or leave it out to derive it)", cl.Identifier)
 		}
 		if cl.DSN == "" {
@@ -270,8 +267,10 @@ func (c *Config) Validate() error {
 		} else if hasPassword(cl.DSN) {
 			bad(key+".dsn", "contains a password: put it in the environment (password_env) or a file (password_file) instead")
 		}
-		if cl.ClusterKeyARN != "" && !kmsKeyRe.MatchString(cl.ClusterKeyARN) {
-			bad(key+".cluster_key_arn", "%q is not a KMS key ARN like arn:aws:kms:us-east-1:123456789012:key/…", cl.ClusterKeyARN)
+		if cl.ClusterKeyARN != "" {
+			if _, err := ident.ParseKeyARN(cl.ClusterKeyARN); err != nil {
+				bad(key+".cluster_key_arn", "%q is not a KMS key ARN like arn:aws:kms:us-east-1:123456789012:key/…", cl.ClusterKeyARN)
+			}
 		}
 		if cl.ClusterKeyCheckInterval.Duration < time.Second {
 			bad(key+".cluster_key_check_interval", "%s is below 1s", cl.ClusterKeyCheckInterval)
@@ -296,7 +295,7 @@ func (c *Config) Validate() error {
 		if !clusters[s.Cluster] {
 			bad(key+".cluster", "%q names no [[cluster]] in this file", s.Cluster)
 		}
-		if s.Identifier != "" && !identRe.MatchString(s.Identifier) {
+		if s.Identifier != "" && !ident.ValidID(s.Identifier) {
 			bad(key+".identifier", "%q must be 26 characters of [a-z0-9] (or leave it out to derive it)", s.Identifier)
 		}
 		if len(s.Tables) == 0 {
@@ -318,7 +317,7 @@ func (c *Config) Validate() error {
 		}
 		if s.Target.KinesisStream == "" {
 			bad(key+".target.kinesis_stream", "is required: the name of the Kinesis data stream")
-		} else if !kinName.MatchString(s.Target.KinesisStream) {
+		} else if !ident.ValidKinesisStreamName(s.Target.KinesisStream) {
 			bad(key+".target.kinesis_stream", "%q is not a Kinesis stream name ([a-zA-Z0-9_.-], 1-128 characters)", s.Target.KinesisStream)
 		}
 		if d := s.Target.SessionDuration.Duration; d != 0 && (d < 15*time.Minute || d > 12*time.Hour) {
@@ -381,13 +380,13 @@ func (c *Config) KinesisStreamARN(s *Stream) (string, error) {
 	}
 	account := c.AWS.Account
 	if s.Target.RoleARN != "" {
-		role, err := rolecreds.ParseRoleARN(s.Target.RoleARN)
+		role, err := ident.ParseRoleARN(s.Target.RoleARN)
 		if err != nil {
 			return "", fmt.Errorf("stream %s target.role_arn: %w", s.Name, err)
 		}
 		account = role.AccountID
 	}
-	return fmt.Sprintf("arn:%s:kinesis:%s:%s:stream/%s", c.AWS.Partition, c.AWS.Region, account, s.Target.KinesisStream), nil
+	return ident.KinesisStreamARN{Partition: c.AWS.Partition, Region: c.AWS.Region, AccountID: account, Name: s.Target.KinesisStream}.String(), nil
 }
 
 // RoleConfig is the rolecreds configuration of one stream.

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dsql/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
@@ -151,8 +152,8 @@ func TestConformanceLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := aws.ToString(out.StreamIdentifier)
-	if !state.ValidID(id) || aws.ToString(out.ClusterIdentifier) != cluster ||
-		aws.ToString(out.Arn) != state.StreamARN("aws", "us-east-1", account, cluster, id) ||
+	if !ident.ValidID(id) || aws.ToString(out.ClusterIdentifier) != cluster ||
+		aws.ToString(out.Arn) != ident.StreamARN("aws", "us-east-1", account, cluster, id) ||
 		out.Format != types.StreamFormatJson || out.Ordering != types.StreamOrderingUnordered ||
 		out.Status != types.StreamStatusCreating ||
 		out.CreationTime == nil || out.CreationTime.Before(before) || out.CreationTime.After(time.Now()) {
@@ -299,7 +300,7 @@ func TestConformanceErrors(t *testing.T) {
 	f := newFixture(t, func(c *SupervisorConfig) { c.MaxStreamsPerCluster = 2 })
 	ctx := ctxT(t)
 	managed, err := f.reg.Adopt(state.Definition{
-		ClusterID: cluster, StreamID: state.DeriveID(cluster, "orders"), Format: "JSON", Ordering: "ROW",
+		ClusterID: cluster, StreamID: ident.DeriveID(cluster, "orders"), Format: "JSON", Ordering: "ROW",
 		Target:     state.Target{StreamARN: kinesisA, RoleARN: roleA},
 		ConfigFile: "/etc/cdcd/cdcd.toml",
 	})
@@ -333,7 +334,7 @@ func TestConformanceErrors(t *testing.T) {
 		text   string
 	}{
 		{"get unknown stream", func() error {
-			_, err := f.client.GetStream(ctx, getInput(state.NewStreamID()))
+			_, err := f.client.GetStream(ctx, getInput(ident.NewStreamID()))
 			return err
 		}, &nf, 404, "not found"},
 		{"get stream on the wrong cluster", func() error {
@@ -345,7 +346,7 @@ func TestConformanceErrors(t *testing.T) {
 			return err
 		}, &ve, 400, "streamIdentifier"},
 		{"list unknown cluster", func() error {
-			_, err := f.client.ListStreams(ctx, &dsql.ListStreamsInput{ClusterIdentifier: aws.String(state.DeriveID("nope"))})
+			_, err := f.client.ListStreams(ctx, &dsql.ListStreamsInput{ClusterIdentifier: aws.String(ident.DeriveID("nope"))})
 			return err
 		}, &nf, 404, "cluster"},
 		{"list max-results 0", func() error {
@@ -361,7 +362,7 @@ func TestConformanceErrors(t *testing.T) {
 			return err
 		}, &ve, 400, "nextToken"},
 		{"create on unknown cluster", func() error {
-			_, err := f.client.CreateStream(ctx, createInput(state.DeriveID("nope")))
+			_, err := f.client.CreateStream(ctx, createInput(ident.DeriveID("nope")))
 			return err
 		}, &nf, 404, "cluster"},
 		{"create bad ordering", withInput(func(in *dsql.CreateStreamInput) { in.Ordering = "SORTED" }), &ve, 400, "ordering"},
@@ -370,6 +371,10 @@ func TestConformanceErrors(t *testing.T) {
 			in.TargetDefinition = &types.TargetDefinitionMemberKinesis{Value: types.KinesisTargetDefinition{
 				StreamArn: aws.String("arn:aws:sqs:us-east-1:123456789012:q"), RoleArn: aws.String(roleA)}}
 		}), &ve, 400, "streamArn"},
+		{"create bad role arn", withInput(func(in *dsql.CreateStreamInput) {
+			in.TargetDefinition = &types.TargetDefinitionMemberKinesis{Value: types.KinesisTargetDefinition{
+				StreamArn: aws.String(kinesisA), RoleArn: aws.String("arn:aws:iam::123456789012:role/cdcd/")}}
+		}), &ve, 400, "roleArn"},
 		{"create reserved tag", withInput(func(in *dsql.CreateStreamInput) { in.Tags = map[string]string{"aws:x": "y"} }), &ve, 400, "reserved"},
 		{"create role not allowed", withInput(func(in *dsql.CreateStreamInput) {
 			in.TargetDefinition = &types.TargetDefinitionMemberKinesis{Value: types.KinesisTargetDefinition{
@@ -384,7 +389,7 @@ func TestConformanceErrors(t *testing.T) {
 			return err
 		}, &ce, 409, "managed by config file /etc/cdcd/cdcd.toml"},
 		{"delete unknown stream", func() error {
-			_, err := f.client.DeleteStream(ctx, &dsql.DeleteStreamInput{ClusterIdentifier: aws.String(cluster), StreamIdentifier: aws.String(state.NewStreamID())})
+			_, err := f.client.DeleteStream(ctx, &dsql.DeleteStreamInput{ClusterIdentifier: aws.String(cluster), StreamIdentifier: aws.String(ident.NewStreamID())})
 			return err
 		}, &nf, 404, "not found"},
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/config"
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
@@ -112,7 +113,7 @@ func (d *Daemon) clusterID(ctx context.Context, cl *config.Cluster) (string, err
 	if err := conn.QueryRow(ctx, "SELECT system_identifier, current_database() FROM pg_control_system()").Scan(&sysID, &db); err != nil {
 		return "", fmt.Errorf("cluster %s: read system identifier: %w", cl.Name, err)
 	}
-	return state.DeriveID("cluster", fmt.Sprint(uint64(sysID)), db), nil
+	return ident.DeriveID("cluster", fmt.Sprint(uint64(sysID)), db), nil
 }
 
 // Run serves until ctx ends, then stops every stream in order: streams
@@ -231,7 +232,7 @@ func (d *Daemon) adoptConfigStreams(sup *Supervisor, defs []state.Definition) er
 func (d *Daemon) definition(sc *config.Stream) (state.Definition, error) {
 	id := sc.Identifier
 	if id == "" {
-		id = state.DeriveID("stream", sc.Cluster, sc.Name)
+		id = ident.DeriveID("stream", sc.Cluster, sc.Name)
 	}
 	kinARN, err := d.cfg.KinesisStreamARN(sc)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dsql/types"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
 )
@@ -101,7 +102,7 @@ func TestErrorWireShape(t *testing.T) {
 		status                   int
 		errType                  string
 	}{
-		{"unknown stream", "GET", "/stream/" + cluster + "/" + state.NewStreamID(), "", 404, "ResourceNotFoundException"},
+		{"unknown stream", "GET", "/stream/" + cluster + "/" + ident.NewStreamID(), "", 404, "ResourceNotFoundException"},
 		{"malformed body", "POST", "/stream/" + cluster, "{", 400, "ValidationException"},
 		{"unknown member", "POST", "/stream/" + cluster, `{"format":"JSON","truncate":"emit"}`, 400, "ValidationException"},
 		{"missing target", "POST", "/stream/" + cluster, `{"format":"JSON","ordering":"ROW"}`, 400, "ValidationException"},

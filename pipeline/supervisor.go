@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/retry"
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
@@ -80,8 +81,8 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	cfg.setDefaults()
 	r := &Supervisor{cfg: cfg, log: cfg.Logger, clusters: map[string]bool{}, streams: map[string]*entry{}}
 	for _, c := range cfg.Clusters {
-		if !state.ValidID(c) {
-			return nil, fmt.Errorf("new supervisor: cluster identifier %q is not %d characters of [a-z0-9]", c, state.IDLen)
+		if !ident.ValidID(c) {
+			return nil, fmt.Errorf("new supervisor: cluster identifier %q is not %d characters of [a-z0-9]", c, ident.IDLen)
 		}
 		r.clusters[c] = true
 	}
@@ -319,10 +320,10 @@ func (r *Supervisor) CreateStream(_ context.Context, req api.CreateRequest) (api
 		return api.StreamView{}, &api.QuotaError{ResourceType: "cluster", ResourceID: req.ClusterID, QuotaCode: "streams-per-cluster",
 			Message: fmt.Sprintf("cluster %s has %d streams, the configured maximum", req.ClusterID, limit)}
 	}
-	id := state.NewStreamID()
+	id := ident.NewStreamID()
 	def := state.Definition{
 		ClusterID: req.ClusterID, StreamID: id,
-		ARN:    state.StreamARN(r.cfg.Partition, r.cfg.Region, r.cfg.Account, req.ClusterID, id),
+		ARN:    ident.StreamARN(r.cfg.Partition, r.cfg.Region, r.cfg.Account, req.ClusterID, id),
 		Format: req.Format, Ordering: req.Ordering, Tags: maps.Clone(req.Tags), Target: req.Target,
 		// Millisecond precision is what the API carries; storing more
 		// would make the saved and the reported time differ.
@@ -351,7 +352,7 @@ func (r *Supervisor) add(def state.Definition) (api.StreamView, error) {
 }
 
 // Adopt creates a stream that a configuration file defines (def.ConfigFile
-// set, def.StreamID typically state.DeriveID of the file's entry), or
+// set, def.StreamID typically ident.DeriveID of the file's entry), or
 // returns it if it exists with the same definition. A saved stream whose
 // definition differs is a *api.ConflictError: cdcd does not retarget a stream in
 // place, since its slot position belongs to the old target.
@@ -378,7 +379,7 @@ func (r *Supervisor) Adopt(def state.Definition) (*state.Stream, error) {
 		return e.s, nil
 	}
 	if def.ARN == "" {
-		def.ARN = state.StreamARN(r.cfg.Partition, r.cfg.Region, r.cfg.Account, def.ClusterID, def.StreamID)
+		def.ARN = ident.StreamARN(r.cfg.Partition, r.cfg.Region, r.cfg.Account, def.ClusterID, def.StreamID)
 	}
 	if def.CreationTime.IsZero() {
 		def.CreationTime = r.cfg.Now().UTC().Truncate(time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dsql/types"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
 )
@@ -249,7 +250,7 @@ func TestHandlerReturningEarlyIsAFault(t *testing.T) {
 func TestAdopt(t *testing.T) {
 	f := newFixture(t, nil)
 	def := state.Definition{
-		ClusterID: cluster, StreamID: state.DeriveID(cluster, "orders"), Format: "JSON", Ordering: "ROW",
+		ClusterID: cluster, StreamID: ident.DeriveID(cluster, "orders"), Format: "JSON", Ordering: "ROW",
 		Target: state.Target{StreamARN: kinesisA, RoleARN: roleA}, ConfigFile: "/etc/cdcd.toml",
 	}
 	a, err := f.reg.Adopt(def)

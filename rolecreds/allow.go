@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // AllowKey is the configuration key that holds the allow-list.
@@ -35,7 +37,7 @@ func NewAllowList(patterns []string) (*AllowList, error) {
 			return nil, fmt.Errorf("%s[%d] %q: want a role ARN or an ARN pattern with * and ? starting with \"arn:\"", AllowKey, i, p)
 		}
 		if !strings.ContainsAny(p, "*?") {
-			if _, err := ParseRoleARN(p); err != nil {
+			if _, err := ident.ParseRoleARN(p); err != nil {
 				return nil, fmt.Errorf("%s[%d]: %w", AllowKey, i, err)
 			}
 		}
@@ -48,7 +50,7 @@ func NewAllowList(patterns []string) (*AllowList, error) {
 // otherwise an error naming the ARN and the configuration key. The patterns
 // are left out of the message, which may reach API callers.
 func (a *AllowList) Check(roleARN string) error {
-	if _, err := ParseRoleARN(roleARN); err != nil {
+	if _, err := ident.ParseRoleARN(roleARN); err != nil {
 		return err
 	}
 	for _, p := range a.patterns {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // BaseConfig loads the standard AWS chain (environment, shared files, SSO,
@@ -24,7 +26,7 @@ import (
 // No HTTP client is passed to LoadDefaultConfig: with AWS_CA_BUNDLE set it
 // refuses a custom client; callers needing one set cfg.HTTPClient afterwards.
 func BaseConfig(ctx context.Context, region, stsEndpoint string) (aws.Config, error) {
-	if region != "" && !regionPattern.MatchString(region) {
+	if region != "" && !ident.ValidRegion(region) {
 		return aws.Config{}, fieldErr("Region", region, "want a region such as us-east-1")
 	}
 	if stsEndpoint != "" {

@@ -12,12 +12,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
 	"github.com/aws/aws-sdk-go-v2/service/sts/types"
+
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // Session tag keys. They are valid STS tag keys (no "aws:" prefix, allowed
@@ -39,6 +42,14 @@ const (
 	sessionNamePrefix   = "cdcd-"
 	maxSessionName      = 64
 	maxTagValue         = 256
+)
+
+// STS's constraints on a session: RoleSessionName is 2 to 64 characters of
+// [\w+=,.@-], and a session tag value is at most maxTagValue characters of
+// letters, digits, spaces and _.:/=+-@.
+var (
+	sessionNameInvalid = regexp.MustCompile(`[^\w+=,.@-]`)
+	tagPattern         = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
 )
 
 // Config describes one stream's role session.
@@ -129,11 +140,11 @@ func (c Config) validateTarget() error {
 	if _, ok := dnsSuffixes[c.Partition]; !ok {
 		return fieldErr("Partition", c.Partition, "want aws, aws-cn or aws-us-gov")
 	}
-	s, err := parseStreamARN(c.KinesisStreamARN)
+	s, err := ident.ParseKinesisStreamARN(c.KinesisStreamARN)
 	if err != nil {
 		return fieldErr("KinesisStreamARN", c.KinesisStreamARN, err.Error())
 	}
-	if !regionPattern.MatchString(c.Region) {
+	if !ident.ValidRegion(c.Region) {
 		return fieldErr("Region", c.Region, "want a region such as us-east-1")
 	}
 	if s.Partition != c.Partition || s.Region != c.Region {
@@ -143,9 +154,9 @@ func (c Config) validateTarget() error {
 	if c.KeyARN == "" {
 		return nil
 	}
-	k, err := parseKeyARN(c.KeyARN)
+	k, err := ident.ParseKeyARN(c.KeyARN)
 	if err != nil {
-		return fieldErr("KeyARN", c.KeyARN, err.Error())
+		return fieldErr("KeyARN", c.KeyARN, err.Error()+", or leave it empty")
 	}
 	if k.Partition != c.Partition || k.Region != c.Region {
 		// Kinesis server-side encryption only uses keys in the stream's region.
@@ -158,7 +169,7 @@ func (c Config) validateTarget() error {
 // validateSession checks what AssumeRole needs. Callers have applied
 // withDefaults.
 func (c Config) validateSession() error {
-	role, err := ParseRoleARN(c.RoleARN)
+	role, err := ident.ParseRoleARN(c.RoleARN)
 	if err != nil {
 		return fieldErr("RoleARN", c.RoleARN, strings.TrimPrefix(err.Error(), fmt.Sprintf("role ARN %q: ", c.RoleARN)))
 	}
@@ -168,12 +179,12 @@ func (c Config) validateSession() error {
 	if c.KeyARN != "" {
 		// The kms statement requires aws:ResourceAccount = the role's account
 		// (DSQL's policy); a key elsewhere could never be used.
-		if k, err := arn.Parse(c.KeyARN); err == nil && k.AccountID != role.AccountID {
+		if k, err := ident.ParseKeyARN(c.KeyARN); err == nil && k.AccountID != role.AccountID {
 			return fieldErr("KeyARN", c.KeyARN, "want a key in the role's account "+role.AccountID)
 		}
 	}
 	// The external id is the confused-deputy guard of docs/delivery.md: required.
-	if !validExternalID(c.ExternalID) {
+	if !ident.ValidExternalID(c.ExternalID) {
 		return fieldErr("ExternalID", "<redacted>", `want 2 to 1224 characters of [\w+=,.@:/-]`)
 	}
 	if c.StreamName == "" {

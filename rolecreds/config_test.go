@@ -98,46 +98,6 @@ func checkField(t *testing.T, err error, field string) {
 	}
 }
 
-func TestParseRoleARN(t *testing.T) {
-	tests := []struct {
-		in   string
-		want rolecreds.RoleARN // zero means an error
-	}{
-		{"arn:aws:iam::123456789012:role/writer", rolecreds.RoleARN{Partition: "aws", AccountID: "123456789012", Path: "/", Name: "writer"}},
-		{"arn:aws:iam::123456789012:role/cdcd/team/writer", rolecreds.RoleARN{Partition: "aws", AccountID: "123456789012", Path: "/cdcd/team/", Name: "writer"}},
-		{"arn:aws-us-gov:iam::123456789012:role/a+b=c,d.e@f-g_h", rolecreds.RoleARN{Partition: "aws-us-gov", AccountID: "123456789012", Path: "/", Name: "a+b=c,d.e@f-g_h"}},
-		{"arn:aws:iam::123456789012:role/" + strings.Repeat("n", 64), rolecreds.RoleARN{Partition: "aws", AccountID: "123456789012", Path: "/", Name: strings.Repeat("n", 64)}},
-		{"arn:aws:iam::123456789012:role/" + strings.Repeat("n", 65), rolecreds.RoleARN{}},
-		{"arn:aws:iam::123456789012:role/", rolecreds.RoleARN{}},
-		{"arn:aws:iam::123456789012:role/path/", rolecreds.RoleARN{}},
-		{"arn:aws:iam::123456789012:user/writer", rolecreds.RoleARN{}},
-		{"arn:aws:iam:us-east-1:123456789012:role/writer", rolecreds.RoleARN{}},
-		{"arn:aws:sts::123456789012:role/writer", rolecreds.RoleARN{}},
-		{"arn:aws:iam::12345678901:role/writer", rolecreds.RoleARN{}},
-		{"arn:aws:iam::123456789012:role/wr iter", rolecreds.RoleARN{}},
-		{"arn:aws:iam::123456789012:role/a b/writer", rolecreds.RoleARN{}},
-		{"arn:AWS:iam::123456789012:role/writer", rolecreds.RoleARN{}},
-		{"writer", rolecreds.RoleARN{}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := rolecreds.ParseRoleARN(tt.in)
-			if tt.want == (rolecreds.RoleARN{}) {
-				if err == nil {
-					t.Errorf("parsed %+v, want an error", got)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
-			}
-			if got.String() != tt.in {
-				t.Errorf("String() = %q, want %q", got.String(), tt.in)
-			}
-		})
-	}
-}
-
 func TestSessionName(t *testing.T) {
 	long := strings.Repeat("a", 100)
 	tests := []struct {

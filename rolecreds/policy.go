@@ -1,12 +1,13 @@
 package rolecreds
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
+
+	"github.com/cdcd-dev/cdcd/iam"
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // MaxSessionPolicy is STS's limit on the plain text of a session policy.
@@ -15,9 +16,15 @@ import (
 // Classify.
 const MaxSessionPolicy = 2048
 
-// policyVersion is the IAM policy language version; the older 2008-10-17
-// does not expand policy variables such as ${aws:PrincipalAccount}.
-const policyVersion = "2012-10-17"
+// dnsSuffixes maps the partitions cdcd supports to the DNS suffix that forms
+// the kms:ViaService value ("kinesis.<region>.<suffix>"). Other partitions
+// are refused rather than guessed: a wrong ViaService value does not fail
+// loudly, it denies every GenerateDataKey and impairs the stream.
+var dnsSuffixes = map[string]string{
+	"aws":        "amazonaws.com",
+	"aws-cn":     "amazonaws.com.cn",
+	"aws-us-gov": "amazonaws.com",
+}
 
 // kinesisActions are the only Kinesis actions the role needs (DSQL's
 // service-role policy), sorted so the output is stable.
@@ -28,25 +35,9 @@ var kinesisActions = []string{
 	"kinesis:PutRecords",
 }
 
-// policy and statement fix the JSON key order; Condition maps are sorted by
-// encoding/json, so every rendering of one Config is byte-identical.
-type policy struct {
-	Version   string      `json:"Version"`
-	Statement []statement `json:"Statement"`
-}
-
-type statement struct {
-	Sid       string                    `json:"Sid"`
-	Effect    string                    `json:"Effect"`
-	Principal map[string]string         `json:"Principal,omitempty"`
-	Action    any                       `json:"Action"`
-	Resource  string                    `json:"Resource,omitempty"`
-	Condition map[string]map[string]any `json:"Condition,omitempty"`
-}
-
 // statements are the role's permissions, shared by the session policy and
 // the identity policy so that the two cannot drift apart.
-func statements(cfg Config) ([]statement, error) {
+func statements(cfg Config) ([]iam.Statement, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validateTarget(); err != nil {
 		return nil, err
@@ -55,7 +46,7 @@ func statements(cfg Config) ([]statement, error) {
 	if key == "" {
 		key = "*"
 	}
-	return []statement{{
+	return []iam.Statement{{
 		Sid:      "CdcdKinesisWrite",
 		Effect:   "Allow",
 		Action:   kinesisActions,
@@ -86,7 +77,7 @@ func SessionPolicy(cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, err := render(policy{Version: policyVersion, Statement: st}, false)
+	out, err := iam.Policy{Version: iam.Version, Statement: st}.Compact()
 	if err != nil {
 		return "", err
 	}
@@ -103,7 +94,7 @@ func PermissionsPolicy(cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return render(policy{Version: policyVersion, Statement: st}, true)
+	return iam.Policy{Version: iam.Version, Statement: st}.Indent()
 }
 
 // TrustPolicy returns the role's trust policy: the base principal may
@@ -120,10 +111,10 @@ func TrustPolicy(basePrincipalARN string, cfg Config, withTags bool) (string, er
 	if err != nil {
 		return "", err
 	}
-	if !validExternalID(cfg.ExternalID) {
+	if !ident.ValidExternalID(cfg.ExternalID) {
 		return "", fieldErr("ExternalID", "<redacted>", `want 2 to 1224 characters of [\w+=,.@:/-]`)
 	}
-	st := []statement{{
+	st := []iam.Statement{{
 		Sid:       "CdcdAssumeRole",
 		Effect:    "Allow",
 		Principal: map[string]string{"AWS": principal},
@@ -131,7 +122,7 @@ func TrustPolicy(basePrincipalARN string, cfg Config, withTags bool) (string, er
 		Condition: map[string]map[string]any{"StringEquals": {"sts:ExternalId": cfg.ExternalID}},
 	}}
 	if withTags {
-		st = append(st, statement{
+		st = append(st, iam.Statement{
 			Sid:       "CdcdTagSession",
 			Effect:    "Allow",
 			Principal: map[string]string{"AWS": principal},
@@ -141,7 +132,7 @@ func TrustPolicy(basePrincipalARN string, cfg Config, withTags bool) (string, er
 			}},
 		})
 	}
-	return render(policy{Version: policyVersion, Statement: st}, true)
+	return iam.Policy{Version: iam.Version, Statement: st}.Indent()
 }
 
 // BasePrincipal returns the ARN to name as Principal for a caller ARN. IAM
@@ -153,7 +144,7 @@ func TrustPolicy(basePrincipalARN string, cfg Config, withTags bool) (string, er
 func BasePrincipal(callerARN string) (string, error) {
 	a, err := arn.Parse(callerARN)
 	bad := fmt.Errorf("base principal %q: want an IAM user, role or root ARN, or an STS assumed-role ARN", callerARN)
-	if err != nil || !partitionPattern.MatchString(a.Partition) || a.Region != "" || !accountPattern.MatchString(a.AccountID) {
+	if err != nil || !ident.ValidPartition(a.Partition) || a.Region != "" || !ident.ValidAccount(a.AccountID) {
 		return "", bad
 	}
 	switch {
@@ -163,29 +154,14 @@ func BasePrincipal(callerARN string) (string, error) {
 		return callerARN, nil
 	case a.Service == "sts" && strings.HasPrefix(a.Resource, "assumed-role/"):
 		parts := strings.Split(a.Resource, "/")
-		if len(parts) != 3 || !roleNamePattern.MatchString(parts[1]) {
+		if len(parts) != 3 {
 			return "", bad
 		}
-		return "arn:" + a.Partition + ":iam::" + a.AccountID + ":role/" + parts[1], nil
+		role, err := ident.ParseRoleARN("arn:" + a.Partition + ":iam::" + a.AccountID + ":role/" + parts[1])
+		if err != nil {
+			return "", bad
+		}
+		return role.String(), nil
 	}
 	return "", bad
-}
-
-// render marshals without HTML escaping, so that an ARN or external id reads
-// the same in the policy as in configuration.
-func render(p policy, indent bool) (string, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if indent {
-		enc.SetIndent("", "  ")
-	}
-	if err := enc.Encode(p); err != nil {
-		return "", fmt.Errorf("encode policy: %w", err)
-	}
-	out := buf.String()
-	if !indent {
-		out = strings.TrimSuffix(out, "\n")
-	}
-	return out, nil
 }

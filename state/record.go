@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // FileVersion is the version of the per-stream file format. Open refuses
@@ -77,11 +78,11 @@ func FormatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(
 // reason on a status that must not have one.
 func (r *Record) validate() error {
 	d := r.Definition
-	if !ValidID(d.StreamID) {
-		return fmt.Errorf("stream identifier %q: want %d characters of [a-z0-9]", d.StreamID, IDLen)
+	if !ident.ValidID(d.StreamID) {
+		return fmt.Errorf("stream identifier %q: want %d characters of [a-z0-9]", d.StreamID, ident.IDLen)
 	}
-	if !ValidID(d.ClusterID) {
-		return fmt.Errorf("cluster identifier %q: want %d characters of [a-z0-9]", d.ClusterID, IDLen)
+	if !ident.ValidID(d.ClusterID) {
+		return fmt.Errorf("cluster identifier %q: want %d characters of [a-z0-9]", d.ClusterID, ident.IDLen)
 	}
 	if !r.Status.Valid() {
 		return fmt.Errorf("status %q: unknown", r.Status)

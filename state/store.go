@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // ErrNotFound is returned for a stream the store does not hold.
@@ -168,7 +170,7 @@ func (s *Store) Save(rec Record) error {
 // daemon can call it on every flush tick; otherwise it costs one file write
 // and two fsyncs.
 func (s *Store) SaveCheckpoint(streamID string, cp Checkpoint) error {
-	if !ValidID(streamID) {
+	if !ident.ValidID(streamID) {
 		return fmt.Errorf("save checkpoint %q: %w", streamID, ErrNotFound)
 	}
 	w := s.writer(streamID)
@@ -233,7 +235,7 @@ func Less(a, b Definition) bool {
 
 // Delete removes a stream's file, or returns ErrNotFound.
 func (s *Store) Delete(streamID string) error {
-	if !ValidID(streamID) {
+	if !ident.ValidID(streamID) {
 		return fmt.Errorf("delete %q: %w", streamID, ErrNotFound)
 	}
 	w := s.writer(streamID)

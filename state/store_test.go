@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 func openStore(t *testing.T, dir string) *Store {
@@ -103,7 +104,7 @@ func TestStoreTornWriteIgnored(t *testing.T) {
 	// A crash after CreateTemp and before rename leaves a partial file;
 	// one for a stream that was never saved leaves only the temp file.
 	tmp1 := filepath.Join(dir, "streams", testStream+".json.tmp123")
-	tmp2 := filepath.Join(dir, "streams", NewStreamID()+".json.tmp456")
+	tmp2 := filepath.Join(dir, "streams", ident.NewStreamID()+".json.tmp456")
 	for _, p := range []string{tmp1, tmp2} {
 		if err := os.WriteFile(p, []byte(`{"version":1,"definition":{"clus`), 0o600); err != nil {
 			t.Fatal(err)
@@ -184,7 +185,7 @@ func TestStoreCheckpoint(t *testing.T) {
 	if got, _ := s.Load(testStream); got.Checkpoint != cp || got.Status != Impaired {
 		t.Fatalf("after a stale Save: %+v", got)
 	}
-	if err := s.SaveCheckpoint(NewStreamID(), cp); !errors.Is(err, ErrNotFound) {
+	if err := s.SaveCheckpoint(ident.NewStreamID(), cp); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown stream: %v", err)
 	}
 	_ = s.Close()
@@ -248,7 +249,7 @@ func TestOpenRefusesDamage(t *testing.T) {
 	}{
 		{"truncated json", testStream + ".json", `{"version":1,"defin`},
 		{"unknown key", testStream + ".json", `{"version":1,"paused":true}`},
-		{"name does not match id", NewStreamID() + ".json", ""},
+		{"name does not match id", ident.NewStreamID() + ".json", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

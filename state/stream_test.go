@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/test/promtest"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -75,7 +76,7 @@ func testRecord(st Status) Record {
 	r := Record{
 		Definition: Definition{
 			ClusterID: testCluster, StreamID: testStream,
-			ARN:    StreamARN("aws", "us-east-1", "123456789012", testCluster, testStream),
+			ARN:    ident.StreamARN("aws", "us-east-1", "123456789012", testCluster, testStream),
 			Format: "JSON", Ordering: "UNORDERED",
 			Target: Target{
 				StreamARN: "arn:aws:kinesis:us-east-1:123456789012:stream/orders",

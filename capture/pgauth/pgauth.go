@@ -31,6 +31,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // Method names a password source.
@@ -149,21 +151,25 @@ func (s *Source) Validate(prefix string) []error {
 			bad("secret_kms_key", "needs secret_id")
 		}
 	}
-	if s.SecretID != "" && strings.HasPrefix(s.SecretID, "arn:") && !secretARNRe.MatchString(s.SecretID) {
-		bad("secret_id", "%q is not a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-abcdef) or a secret name", s.SecretID)
+	if strings.HasPrefix(s.SecretID, "arn:") {
+		if _, err := ident.ParseSecretARN(s.SecretID); err != nil {
+			bad("secret_id", "%q is not a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-abcdef) or a secret name", s.SecretID)
+		}
 	}
-	if s.SecretKMSKey != "" && !keyARNRe.MatchString(s.SecretKMSKey) {
-		bad("secret_kms_key", "%q is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); aliases do not work in IAM policies", s.SecretKMSKey)
+	if s.SecretKMSKey != "" {
+		if _, err := ident.ParseKeyARN(s.SecretKMSKey); err != nil {
+			bad("secret_kms_key", "%q is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); aliases do not work in IAM policies", s.SecretKMSKey)
+		}
 	}
 	if s.RoleARN != "" {
 		if !s.IAMAuth && s.SecretID == "" {
 			bad("aws_role_arn", "is only used with iam_auth or secret_id")
 		}
-		if !roleARNRe.MatchString(s.RoleARN) {
+		if _, err := ident.ParseRoleARN(s.RoleARN); err != nil {
 			bad("aws_role_arn", "%q is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)", s.RoleARN)
 		}
 	}
-	if s.Region != "" && !regionRe.MatchString(s.Region) {
+	if s.Region != "" && !ident.ValidRegion(s.Region) {
 		bad("aws_region", "%q is not an AWS region like us-east-1", s.Region)
 	}
 	if s.ResourceID != "" && !resourceIDRe.MatchString(s.ResourceID) {
@@ -355,10 +361,26 @@ func (p *Provider) region(host string) string {
 	if p.src.Region != "" {
 		return p.src.Region
 	}
-	if m := rdsHostRe.FindStringSubmatch(host); m != nil {
-		return m[1]
+	if r := rdsHostRegion(host); r != "" {
+		return r
 	}
 	return p.opts.Region
+}
+
+// rdsHostRegion returns the region in an RDS endpoint such as
+// mydb.abc123.us-east-1.rds.amazonaws.com (or .amazonaws.com.cn), or "".
+func rdsHostRegion(host string) string {
+	for _, suffix := range []string{".rds.amazonaws.com", ".rds.amazonaws.com.cn"} {
+		rest, ok := strings.CutSuffix(host, suffix)
+		if !ok {
+			continue
+		}
+		i := strings.LastIndexByte(rest, '.')
+		if r := rest[i+1:]; i >= 0 && ident.ValidRegion(r) {
+			return r
+		}
+	}
+	return ""
 }
 
 // AuthFailed tells the Provider that the server refused the login it

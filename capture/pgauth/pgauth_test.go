@@ -230,3 +230,20 @@ func TestIAMTokenError(t *testing.T) {
 		t.Errorf("Describe = %q, %q", cause, msg)
 	}
 }
+
+func TestRDSHostRegion(t *testing.T) {
+	for host, want := range map[string]string{
+		"mydb.abc123xyz.eu-west-1.rds.amazonaws.com":          "eu-west-1",
+		"mydb.cluster-abc123.us-gov-west-1.rds.amazonaws.com": "us-gov-west-1",
+		"mydb.abc123xyz.cn-north-1.rds.amazonaws.com.cn":      "cn-north-1",
+		"us-east-1.rds.amazonaws.com":                         "",
+		"mydb.abc123xyz.moon.rds.amazonaws.com":               "",
+		"mydb.abc123xyz.eu-west-1.rds.amazonaws.com.evil":     "",
+		"db.internal.example":                                 "",
+		"127.0.0.1":                                           "",
+	} {
+		if got := rdsHostRegion(host); got != want {
+			t.Errorf("rdsHostRegion(%q) = %q, want %q", host, got, want)
+		}
+	}
+}

@@ -1,34 +1,17 @@
 package pgauth
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/cdcd-dev/cdcd/iam"
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
-var (
-	regionRe     = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
-	accountRe    = regexp.MustCompile(`^\d{12}$`)
-	partitionRe  = regexp.MustCompile(`^aws(-[a-z]+)*$`)
-	resourceIDRe = regexp.MustCompile(`^(db|cluster)-[A-Z0-9]+$`)
-	secretARNRe  = regexp.MustCompile(`^arn:aws(-[a-z]+)*:secretsmanager:([a-z]{2}(-[a-z]+)+-\d):\d{12}:secret:.+$`)
-	keyARNRe     = regexp.MustCompile(`^arn:aws(-[a-z]+)*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[A-Za-z0-9-]+$`)
-	roleARNRe    = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]+$`)
-	// rdsHostRe finds the region in an RDS endpoint such as
-	// mydb.abc123.us-east-1.rds.amazonaws.com (or .amazonaws.com.cn).
-	rdsHostRe = regexp.MustCompile(`\.([a-z]{2}(?:-[a-z]+)+-\d)\.rds\.amazonaws\.com(?:\.cn)?$`)
-)
-
-// Statement is one IAM policy statement, in the shape IAM prints.
-type Statement struct {
-	Sid       string                       `json:"Sid"`
-	Effect    string                       `json:"Effect"`
-	Action    []string                     `json:"Action"`
-	Resource  []string                     `json:"Resource"`
-	Condition map[string]map[string]string `json:"Condition,omitempty"`
-}
+// resourceIDRe is an RDS DbiResourceId or Aurora DbClusterResourceId.
+var resourceIDRe = regexp.MustCompile(`^(db|cluster)-[A-Z0-9]+$`)
 
 // Account locates the policy's resources.
 type Account struct {
@@ -41,11 +24,11 @@ type Account struct {
 // the source needs: cdcd's base identity, or Source.RoleARN when set. user
 // is the database user of the dsn; it is only used with IAMAuth. A source
 // without IAM or Secrets Manager needs no AWS permission and gets none.
-func (s *Source) Policy(acct Account, user string) ([]Statement, error) {
+func (s *Source) Policy(acct Account, user string) ([]iam.Statement, error) {
 	if s.Region != "" {
 		acct.Region = s.Region
 	}
-	var out []Statement
+	var out []iam.Statement
 	if s.IAMAuth {
 		arn, err := DBUserARN(acct, s.ResourceID, user)
 		if err != nil {
@@ -83,8 +66,8 @@ func DBUserARN(acct Account, resourceID, user string) (string, error) {
 }
 
 // ConnectStatement allows signing in as the one database user arn names.
-func ConnectStatement(dbUserARN string) Statement {
-	return Statement{
+func ConnectStatement(dbUserARN string) iam.Statement {
+	return iam.Statement{
 		Sid:      "CdcdSourceIAMConnect",
 		Effect:   "Allow",
 		Action:   []string{"rds-db:connect"},
@@ -98,7 +81,7 @@ func ConnectStatement(dbUserARN string) Statement {
 // whose names start the same).
 func SecretARN(acct Account, secretID string) (string, error) {
 	if strings.HasPrefix(secretID, "arn:") {
-		if !secretARNRe.MatchString(secretID) {
+		if _, err := ident.ParseSecretARN(secretID); err != nil {
 			return "", fmt.Errorf("secret_id %q is not a Secrets Manager secret ARN", secretID)
 		}
 		return secretID, nil
@@ -114,12 +97,12 @@ func SecretARN(acct Account, secretID string) (string, error) {
 // through Secrets Manager in the secret's region. A secret under the
 // aws/secretsmanager key needs no KMS statement: its key policy already
 // trusts callers that may read the secret.
-func SecretStatements(acct Account, secretID, kmsKeyARN string) ([]Statement, error) {
+func SecretStatements(acct Account, secretID, kmsKeyARN string) ([]iam.Statement, error) {
 	arn, err := SecretARN(acct, secretID)
 	if err != nil {
 		return nil, err
 	}
-	out := []Statement{{
+	out := []iam.Statement{{
 		Sid:      "CdcdSourceSecretRead",
 		Effect:   "Allow",
 		Action:   []string{"secretsmanager:GetSecretValue"},
@@ -128,19 +111,19 @@ func SecretStatements(acct Account, secretID, kmsKeyARN string) ([]Statement, er
 	if kmsKeyARN == "" {
 		return out, nil
 	}
-	if !keyARNRe.MatchString(kmsKeyARN) {
+	if _, err := ident.ParseKeyARN(kmsKeyARN); err != nil {
 		return nil, fmt.Errorf("secret_kms_key %q is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); aliases do not work as policy resources", kmsKeyARN)
 	}
 	region := acct.Region
-	if m := secretARNRe.FindStringSubmatch(arn); m != nil {
-		region = m[2]
+	if a, err := ident.ParseSecretARN(arn); err == nil {
+		region = a.Region
 	}
-	out = append(out, Statement{
+	out = append(out, iam.Statement{
 		Sid:       "CdcdSourceSecretDecrypt",
 		Effect:    "Allow",
 		Action:    []string{"kms:Decrypt"},
 		Resource:  []string{kmsKeyARN},
-		Condition: map[string]map[string]string{"StringEquals": {"kms:ViaService": "secretsmanager." + region + ".amazonaws.com"}},
+		Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + region + ".amazonaws.com"}},
 	})
 	return out, nil
 }
@@ -148,28 +131,17 @@ func SecretStatements(acct Account, secretID, kmsKeyARN string) ([]Statement, er
 // PolicyDocument renders statements as an identity-policy document, ready
 // for aws iam put-role-policy. IAM rejects a document without statements,
 // so none is an error: print nothing for a source that needs no policy.
-func PolicyDocument(stmts []Statement) (string, error) {
-	if len(stmts) == 0 {
-		return "", errors.New("encode policy: no statements")
-	}
-	doc := struct {
-		Version   string      `json:"Version"`
-		Statement []Statement `json:"Statement"`
-	}{"2012-10-17", stmts}
-	b, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return "", fmt.Errorf("encode policy: %w", err)
-	}
-	return string(b) + "\n", nil
+func PolicyDocument(stmts []iam.Statement) (string, error) {
+	return iam.Policy{Version: iam.Version, Statement: stmts}.Indent()
 }
 
 func (a Account) check() error {
 	switch {
-	case !partitionRe.MatchString(a.Partition):
+	case !ident.ValidPartition(a.Partition):
 		return fmt.Errorf("partition %q is not an AWS partition like aws", a.Partition)
-	case !regionRe.MatchString(a.Region):
+	case !ident.ValidRegion(a.Region):
 		return fmt.Errorf("region %q is not an AWS region like us-east-1", a.Region)
-	case !accountRe.MatchString(a.ID):
+	case !ident.ValidAccount(a.ID):
 		return fmt.Errorf("account %q is not a 12-digit AWS account id", a.ID)
 	}
 	return nil

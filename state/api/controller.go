@@ -22,10 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/state"
 )
@@ -167,13 +167,6 @@ const (
 	maxTagValue    = 256
 )
 
-var (
-	// Kinesis stream names: 1–128 of [a-zA-Z0-9_.-].
-	kinesisStreamARN = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}$`)
-	// IAM role names and paths: [\w+=,.@-], paths separated by '/'.
-	iamRoleARN = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
-)
-
 // Validate checks the request's shape; the Controller checks the rest.
 func (r CreateRequest) Validate() error { return r.validate(true) }
 
@@ -188,8 +181,8 @@ func (r CreateRequest) validate(roleRequired bool) error {
 	add := func(name, format string, args ...any) {
 		fs = append(fs, FieldError{Name: name, Message: fmt.Sprintf(format, args...)})
 	}
-	if !state.ValidID(r.ClusterID) {
-		add("clusterIdentifier", "%q is not %d characters of [a-z0-9]", r.ClusterID, state.IDLen)
+	if !ident.ValidID(r.ClusterID) {
+		add("clusterIdentifier", "%q is not %d characters of [a-z0-9]", r.ClusterID, ident.IDLen)
 	}
 	if n := len(r.ClientToken); n > maxClientToken || strings.IndexFunc(r.ClientToken, func(c rune) bool { return c < '!' || c > '~' }) >= 0 {
 		add("clientToken", "want 1 to %d printable ASCII characters", maxClientToken)
@@ -202,11 +195,13 @@ func (r CreateRequest) validate(roleRequired bool) error {
 	default:
 		add("ordering", "%q: want %s or %s", r.Ordering, record.Unordered, record.Row)
 	}
-	if !kinesisStreamARN.MatchString(r.Target.StreamARN) {
+	if _, err := ident.ParseKinesisStreamARN(r.Target.StreamARN); err != nil {
 		add("targetDefinition.kinesis.streamArn", "%q is not a Kinesis data stream ARN", r.Target.StreamARN)
 	}
-	if (roleRequired || r.Target.RoleARN != "") && !iamRoleARN.MatchString(r.Target.RoleARN) {
-		add("targetDefinition.kinesis.roleArn", "%q is not an IAM role ARN", r.Target.RoleARN)
+	if roleRequired || r.Target.RoleARN != "" {
+		if _, err := ident.ParseRoleARN(r.Target.RoleARN); err != nil {
+			add("targetDefinition.kinesis.roleArn", "%q is not an IAM role ARN", r.Target.RoleARN)
+		}
 	}
 	if len(r.Tags) > maxTags {
 		add("tags", "%d tags; at most %d", len(r.Tags), maxTags)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -110,8 +111,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, op string, err err
 func checkIDs(r *http.Request, names ...string) error {
 	var fs []FieldError
 	for _, n := range names {
-		if v := r.PathValue(n); !state.ValidID(v) {
-			fs = append(fs, FieldError{Name: n, Message: fmt.Sprintf("%q is not %d characters of [a-z0-9]", v, state.IDLen)})
+		if v := r.PathValue(n); !ident.ValidID(v) {
+			fs = append(fs, FieldError{Name: n, Message: fmt.Sprintf("%q is not %d characters of [a-z0-9]", v, ident.IDLen)})
 		}
 	}
 	if len(fs) > 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -157,7 +158,7 @@ func decodePageToken(s, cluster string) (pageToken, error) {
 	if err == nil {
 		err = json.Unmarshal(b, &p)
 	}
-	if err != nil || p.Cluster != cluster || !state.ValidID(p.Stream) {
+	if err != nil || p.Cluster != cluster || !ident.ValidID(p.Stream) {
 		return p, &ValidationError{Fields: []FieldError{{Name: "nextToken", Message: "not a token from ListStreams on this cluster"}}}
 	}
 	return p, nil

@@ -8,13 +8,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
-// Constraints from the STS API reference (AssumeRole, Tag).
+// Constraints from the STS API reference (AssumeRole, Tag); role ARNs and
+// external ids are checked by ident, as cdcd checks them before a request.
 var (
-	roleARNPattern     = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/([\x21-\x7e]*/)?[\w+=,.@-]{1,64}$`)
 	sessionNamePattern = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
-	externalIDPattern  = regexp.MustCompile(`^[\w+=,.@:/-]+$`) // and 2 to 1224 long: RE2 caps repeats at 1000
 	tagKeyPattern      = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$`)
 	tagValuePattern    = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$`)
 	authPattern        = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([^/,]+)/[0-9]{8}/[a-z0-9-]+/sts/aws4_request, ?SignedHeaders=[a-z0-9;-]+, ?Signature=[0-9a-f]{64}$`)
@@ -88,11 +89,11 @@ func parseAssumeRole(req Request, f map[string][]string) (Request, *apiError) {
 	}
 
 	switch {
-	case len(req.RoleARN) < 20 || len(req.RoleARN) > 2048 || !roleARNPattern.MatchString(req.RoleARN):
+	case !validRoleARN(req.RoleARN):
 		return req, validationError(fmt.Sprintf("Value '%s' at 'roleArn' failed to satisfy constraint: Member must be a role ARN of length 20 to 2048", req.RoleARN))
 	case !sessionNamePattern.MatchString(req.RoleSessionName):
 		return req, validationError(fmt.Sprintf(`Value '%s' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\w+=,.@-]* and have length 2 to 64`, req.RoleSessionName))
-	case has(f, "ExternalId") && (len(req.ExternalID) < 2 || len(req.ExternalID) > 1224 || !externalIDPattern.MatchString(req.ExternalID)):
+	case has(f, "ExternalId") && !ident.ValidExternalID(req.ExternalID):
 		return req, validationError(`Value at 'externalId' failed to satisfy constraint: Member must satisfy regular expression pattern: [\w+=,.@:\/-]* and have length 2 to 1224`)
 	case has(f, "DurationSeconds") && (req.DurationSeconds < minDurationS || req.DurationSeconds > maxDurationS):
 		return req, validationError(fmt.Sprintf("Value '%d' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200", req.DurationSeconds))
@@ -105,6 +106,8 @@ func parseAssumeRole(req Request, f map[string][]string) (Request, *apiError) {
 }
 
 func has(f map[string][]string, k string) bool { _, ok := f[k]; return ok }
+
+func validRoleARN(s string) bool { _, err := ident.ParseRoleARN(s); return err == nil }
 
 // validPolicy accepts what IAM would at least parse: a JSON object with
 // Version and Statement.

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cdcd-dev/cdcd/ident"
 )
 
 // DefaultCaller is the identity GetCallerIdentity reports until SetCaller.
@@ -276,9 +278,9 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, req Request,
 	out.XMLNS = stsNamespace
 	out.Metadata.RequestID = requestID
 	res := &out.Result
-	account, name := roleParts(req.RoleARN)
+	roleARN, _ := ident.ParseRoleARN(req.RoleARN) // parseAssumeRole checked it
 	res.AssumedRoleUser.AssumedRoleID = fmt.Sprintf("AROA%017d:%s", seq, req.RoleSessionName)
-	res.AssumedRoleUser.Arn = "arn:" + partitionOf(req.RoleARN) + ":sts::" + account + ":assumed-role/" + name + "/" + req.RoleSessionName
+	res.AssumedRoleUser.Arn = "arn:" + roleARN.Partition + ":sts::" + roleARN.AccountID + ":assumed-role/" + roleARN.Name + "/" + req.RoleSessionName
 	res.Credentials.AccessKeyID = fmt.Sprintf("ASIA%016d", seq)
 	res.Credentials.SecretAccessKey = fmt.Sprintf("stub-secret-%d", seq)
 	res.Credentials.SessionToken = fmt.Sprintf("stub-session-token-%d", seq)
@@ -329,13 +331,7 @@ func authorize(req Request, role Role, known, denied bool, caller string) *apiEr
 	return nil
 }
 
-func partitionOf(a string) string { return field(a, 1) }
-func accountOf(a string) string   { return field(a, 4) }
-
-func roleParts(roleARN string) (account, name string) {
-	res := field(roleARN, 5)
-	return field(roleARN, 4), res[strings.LastIndexByte(res, '/')+1:]
-}
+func accountOf(a string) string { return field(a, 4) }
 
 // field returns the i-th colon-separated part of an ARN, the last part
 // keeping any further colons.

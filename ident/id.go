@@ -1,4 +1,10 @@
-package state
+// Package ident is the one place that parses and validates the identifiers
+// cdcd deals in: its own cluster and stream identifiers and stream ARNs
+// (docs/glossary.md), and the AWS partitions, regions, account ids, names
+// and ARNs that configuration and the control plane accept. Each shape is
+// written once, so that a value one part of cdcd accepts is not refused by
+// another.
+package ident
 
 import (
 	"crypto/rand"

@@ -1,4 +1,4 @@
-package state
+package ident
 
 import "testing"
 
@@ -43,6 +43,7 @@ func TestValidID(t *testing.T) {
 		{"kmabugltfmjdaj2siqr2qbxgjuu", false}, // 27
 		{"Kmabugltfmjdaj2siqr2qbxgju", false},  // upper case
 		{"../../../../../../etc/pass", false},  // path
+		{"ABC", false},
 		{"", false},
 	}
 	for _, tt := range tests {
@@ -57,14 +58,5 @@ func TestStreamARN(t *testing.T) {
 	want := "arn:aws:cdcd:us-east-1:123456789012:cluster/kmabugltfmjdaj2siqr2qbxgju/stream/ffthunp5stx6ffs2vyfqoatmfu"
 	if got != want {
 		t.Errorf("StreamARN = %q, want %q", got, want)
-	}
-}
-
-func TestFormatLSN(t *testing.T) {
-	if got := FormatLSN(0x16_B374D848); got != "16/B374D848" {
-		t.Errorf("FormatLSN = %q", got)
-	}
-	if got := FormatLSN(0); got != "0/0" {
-		t.Errorf("FormatLSN(0) = %q", got)
 	}
 }
