@@ -10,7 +10,6 @@ import (
 
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/retry"
-	"github.com/cdcd-dev/cdcd/state"
 )
 
 // Defaults for CheckerOptions.
@@ -28,13 +27,13 @@ const (
 	logKeyFailures = "failures"
 )
 
-// Reporter is what a Checker reports the key's health to.
+// Reporter is what a Checker reports the key's health to: the stream's
+// lifecycle. A report the lifecycle does not apply (the stream failed or is
+// being deleted, where the key's health no longer matters) returns nil.
 type Reporter interface {
 	Fault(code codes.Code, err error) error
 	Recover() error
 }
-
-var _ Reporter = (*state.Stream)(nil)
 
 // CheckerOptions configure a Checker. Zero values take the defaults.
 type CheckerOptions struct {
@@ -221,14 +220,9 @@ func (c *Checker) fault(err error) {
 	c.reported("fault", c.r.Fault(codes.ClusterCMKInaccessible, fmt.Errorf("cluster key %s: %w", name, err)))
 }
 
-// reported logs a Reporter error. A rejected transition means the stream
-// is FAILED or being deleted, where the key's health no longer matters.
+// reported logs a Reporter error.
 func (c *Checker) reported(what string, err error) {
-	switch {
-	case err == nil:
-	case errors.Is(err, state.ErrInvalidTransition):
-		c.log.Debug("cluster key "+what+" not applied", logKeyError, err)
-	default:
+	if err != nil {
 		c.log.Error("cluster key "+what+" not reported", logKeyError, err)
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -41,7 +42,7 @@ func (g *keyGate) Fault(code codes.Code, err error) error {
 		g.ok, g.ready = false, make(chan struct{})
 	}
 	g.mu.Unlock()
-	return g.st.Fault(code, err)
+	return applied(g.st.Fault(code, err))
 }
 
 // Recover implements atrest.Reporter.
@@ -52,7 +53,16 @@ func (g *keyGate) Recover() error {
 		close(g.ready)
 	}
 	g.mu.Unlock()
-	return g.st.Recover()
+	return applied(g.st.Recover())
+}
+
+// applied drops a rejected transition: the stream failed or is being
+// deleted, where the key's health no longer matters.
+func applied(err error) error {
+	if errors.Is(err, state.ErrInvalidTransition) {
+		return nil
+	}
+	return err
 }
 
 // OK reports whether the key is usable, so other components do not report
