@@ -362,7 +362,18 @@ func hasPassword(dsn string) bool {
 	return false
 }
 
-// cluster returns the cluster a stream reads.
+// StreamNamed returns the stream called name, nil if there is none. The
+// empty name stands for the only stream of a file that has one.
+func (c *Config) StreamNamed(name string) *Stream {
+	for i := range c.Streams {
+		if c.Streams[i].Name == name || name == "" && len(c.Streams) == 1 {
+			return &c.Streams[i]
+		}
+	}
+	return nil
+}
+
+// ClusterNamed returns the cluster called name, nil if there is none.
 func (c *Config) ClusterNamed(name string) *Cluster {
 	for i := range c.Clusters {
 		if c.Clusters[i].Name == name {
