@@ -53,8 +53,8 @@ type Config struct {
 
 // Record is what Run hands over: one cdcd record.
 type Record struct {
-	// Data is the Kinesis record's data as cdcd wrote it; nil for a
-	// record reassembled from several Kinesis records.
+	// Data is the record as cdcd wrote it, or, reassembled from several
+	// Kinesis records, as it would have been had it fit in one.
 	Data []byte
 	// Message is the record decoded, always a MessageFull; nil with
 	// Config.Raw.

@@ -146,9 +146,11 @@ func (r *run) decode(data []byte) (rec Record, ok bool, err error) {
 			return rec, false, err
 		}
 	}
-	rec.Message = full
-	if m.Type == record.MessageFull {
-		rec.Data = data
+	rec.Message, rec.Data = full, data
+	if m.Type != record.MessageFull {
+		if rec.Data, err = encodeFull(full); err != nil {
+			return rec, false, err
+		}
 	}
 	return rec, true, nil
 }

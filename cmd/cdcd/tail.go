@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -14,7 +13,6 @@ import (
 
 	"github.com/cdcd-dev/cdcd/config"
 	"github.com/cdcd-dev/cdcd/consumer"
-	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/record/pgapply"
 )
 
@@ -77,25 +75,17 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return consumer.Run(ctx, client, opt, printer(stdout, *limit, apply))
 }
 
-// printer prints each record as one line (a reassembled record as it would
-// have been had it fit in one Kinesis record), after applying it to the
-// replica if there is one, and stops after limit lines (0: no limit).
+// printer prints each record as one line, after applying it to the replica
+// if there is one, and stops after limit lines (0: no limit).
 func printer(w io.Writer, limit int, apply *pgapply.Applier) consumer.Handler {
 	out, printed := bufio.NewWriter(w), 0
 	return func(ctx context.Context, r consumer.Record) error {
-		line := r.Data
-		if line == nil {
-			var err error
-			if line, err = encodeMessage(r.Message); err != nil {
-				return err
-			}
-		}
 		if m := r.Message; apply != nil && m != nil {
 			if _, err := apply.Apply(ctx, m); err != nil {
 				return fmt.Errorf("apply %s.%s at %s: %w", m.Source.Schema, m.Source.Table, m.Source.LSN, err)
 			}
 		}
-		out.Write(line)
+		out.Write(r.Data)
 		out.WriteByte('\n')
 		if err := out.Flush(); err != nil {
 			return err
@@ -105,30 +95,4 @@ func printer(w io.Writer, limit int, apply *pgapply.Applier) consumer.Handler {
 		}
 		return nil
 	}
-}
-
-// encodeMessage writes a reassembled record in the DSQL envelope
-// (docs/records.md#envelope).
-func encodeMessage(m *record.Message) ([]byte, error) {
-	type source struct {
-		Version string `json:"version"`
-		TsMs    int64  `json:"ts_ms"`
-		TsNs    int64  `json:"ts_ns"`
-		TxID    string `json:"txId"`
-		Schema  string `json:"schema"`
-		Table   string `json:"table"`
-		DB      string `json:"db"`
-		Cluster string `json:"cluster"`
-		LSN     string `json:"lsn,omitempty"`
-	}
-	return json.Marshal(struct {
-		Type   string          `json:"type"`
-		Op     string          `json:"op"`
-		Before record.RowImage `json:"before"`
-		After  record.RowImage `json:"after"`
-		Source source          `json:"source"`
-		TsMs   int64           `json:"ts_ms"`
-		TsNs   int64           `json:"ts_ns"`
-	}{"full", m.Op, m.Before, m.After, source{m.Source.Version, m.Source.TsMs, m.Source.TsNs, m.Source.TxID,
-		m.Source.Schema, m.Source.Table, m.Source.DB, m.Source.Cluster, m.Source.LSN}, m.TsMs, m.TsNs})
 }
