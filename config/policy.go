@@ -27,9 +27,13 @@ type Policies struct {
 	Source string
 }
 
-// Policies assembles the policies of stream s for cdcd's base principal,
-// an IAM or STS ARN.
-func (c *Config) Policies(s *Stream, principal string) (Policies, error) {
+// Policies assembles the policies of the stream called name for cdcd's
+// base principal, an IAM or STS ARN.
+func (c *Config) Policies(name, principal string) (Policies, error) {
+	s := c.StreamNamed(name)
+	if s == nil || name == "" {
+		return Policies{}, fmt.Errorf("no stream %q in %s", name, c.Path)
+	}
 	cl := c.ClusterNamed(s.Cluster)
 	p := Policies{Cluster: cl.Name, RoleARN: s.Target.RoleARN}
 	var err error

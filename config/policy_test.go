@@ -34,7 +34,7 @@ target = { kinesis_stream = "plain-cdc" }
 		t.Fatal(err)
 	}
 	const principal = "arn:aws:iam::111122223333:role/cdcd-daemon"
-	p, err := cfg.Policies(cfg.StreamNamed("roled"), principal)
+	p, err := cfg.Policies("roled", principal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ target = { kinesis_stream = "plain-cdc" }
 		t.Errorf("cluster %q role %q", p.Cluster, p.RoleARN)
 	}
 	// Without a role, on a cluster reached with a password, nothing is needed.
-	if p, err := cfg.Policies(cfg.StreamNamed("plain"), principal); err != nil || p != (Policies{Cluster: "password"}) {
+	if p, err := cfg.Policies("plain", principal); err != nil || p != (Policies{Cluster: "password"}) {
 		t.Errorf("plain stream: %+v, %v", p, err)
 	}
 }

@@ -37,15 +37,10 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return writePolicies(cfg, *name, *principal, *only, stdout)
 }
 
-// writePolicies prints the role's trust policy and permissions policy for
-// one stream, and the base principal's policy to read its source, or only
-// the one document only names.
+// writePolicies prints a stream's role trust and permissions policies and
+// the base principal's policy to read its source, or the one only names.
 func writePolicies(cfg *config.Config, name, principal, only string, w io.Writer) error {
-	sc := cfg.StreamNamed(name)
-	if sc == nil {
-		return fmt.Errorf("--stream %q names no stream in %s", name, cfg.Path)
-	}
-	p, err := cfg.Policies(sc, principal)
+	p, err := cfg.Policies(name, principal)
 	if err != nil {
 		return err
 	}
