@@ -26,14 +26,12 @@ func checkOnline(ctx context.Context, cfg *config.Config, w io.Writer) error {
 			return err
 		}
 		findings, err := pipeline.CheckSource(ctx, cl, sc, auth)
-		if err != nil {
+		switch {
+		case err != nil:
 			fmt.Fprintf(w, "stream %s: %v\n", sc.Name, err)
 			problems++
-			continue
-		}
-		if len(findings) == 0 {
+		case len(findings) == 0:
 			fmt.Fprintf(w, "stream %s: source ready\n", sc.Name)
-			continue
 		}
 		for _, f := range findings {
 			problems++

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/jackc/pgx/v5"
 
@@ -20,10 +19,10 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlags("tail", stderr)
 	path := fs.String("config", "", "configuration file to take the endpoint, region and Kinesis stream from")
 	streamName := fs.String("stream", "", "cdcd stream name in the config whose Kinesis stream to read")
-	kinStream := fs.String("kinesis-stream", "", "Kinesis stream name (instead of --config/--stream)")
 	endpoint := fs.String("endpoint", "", "Kinesis endpoint URL (default: the config's aws.kinesis_endpoint, else AWS)")
 	region := fs.String("region", "", "AWS region (default: the config's aws.region, else us-east-1)")
 	var opt consumer.Config
+	fs.StringVar(&opt.Stream, "kinesis-stream", "", "Kinesis stream name (instead of --config/--stream)")
 	fs.BoolVar(&opt.FromStart, "from-start", false, "read from the oldest record (TRIM_HORIZON) instead of from now")
 	fs.DurationVar(&opt.IdleExit, "idle-exit", 0, "exit when no record arrived for this long (0: run until interrupted)")
 	limit := fs.Int("max", 0, "exit after printing this many records (0: no limit)")
@@ -34,14 +33,12 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opt.Stream = *kinStream
-	ep, reg := *endpoint, *region
 	if *path != "" {
 		cfg, err := config.Load(*path)
 		if err != nil {
 			return err
 		}
-		ep, reg = cmp.Or(ep, cfg.AWS.KinesisEndpoint), cmp.Or(reg, cfg.AWS.Region)
+		*endpoint, *region = cmp.Or(*endpoint, cfg.AWS.KinesisEndpoint), cmp.Or(*region, cfg.AWS.Region)
 		if sc := cfg.StreamNamed(*streamName); opt.Stream == "" {
 			if sc == nil {
 				return usageError{fmt.Sprintf("--stream %q names no stream in %s", *streamName, *path)}
@@ -52,13 +49,13 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if opt.Stream == "" {
 		return usageError{"tail needs --kinesis-stream NAME, or --config FILE [--stream NAME]"}
 	}
-	awsCfg, err := config.LoadAWS(ctx, cmp.Or(reg, "us-east-1"))
+	awsCfg, err := config.LoadAWS(ctx, cmp.Or(*region, "us-east-1"))
 	if err != nil {
 		return err
 	}
 	client := kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
-		if ep != "" {
-			o.BaseEndpoint = aws.String(ep)
+		if *endpoint != "" {
+			o.BaseEndpoint = endpoint
 		}
 	})
 	var apply *pgapply.Applier
@@ -85,8 +82,7 @@ func printer(w io.Writer, limit int, apply *pgapply.Applier) consumer.Handler {
 				return fmt.Errorf("apply %s.%s at %s: %w", m.Source.Schema, m.Source.Table, m.Source.LSN, err)
 			}
 		}
-		out.Write(r.Data)
-		out.WriteByte('\n')
+		fmt.Fprintf(out, "%s\n", r.Data)
 		if err := out.Flush(); err != nil {
 			return err
 		}
