@@ -146,10 +146,15 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes Go duration syntax.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// DefaultListen is the control plane's address unless listen says
+// otherwise: loopback only, because the control plane does not verify
+// SigV4 signatures.
+const DefaultListen = "127.0.0.1:9180"
+
 func defaultConfig() Config {
 	return Config{
 		StateDir:         "/var/lib/cdcd",
-		Listen:           "127.0.0.1:9180",
+		Listen:           DefaultListen,
 		FailureThreshold: Duration{7 * 24 * time.Hour},
 		Log:              LogConfig{Level: "info", Format: "text"},
 		AWS:              AWSConfig{Region: "us-east-1", Partition: "aws", Account: "000000000000"},
