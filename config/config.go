@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"regexp"
@@ -43,6 +44,18 @@ type Config struct {
 type LogConfig struct {
 	Level  string `toml:"level"`
 	Format string `toml:"format"`
+}
+
+// NewLogger returns a logger writing to w at the configured level, in the
+// configured format.
+func (l LogConfig) NewLogger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level)) // Validate accepted it
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // AWSConfig holds the region and, for local stand-ins, endpoint overrides.
@@ -134,10 +147,15 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes Go duration syntax.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// DefaultListen is the control plane's address unless listen says
+// otherwise: loopback only, because the control plane does not verify
+// SigV4 signatures.
+const DefaultListen = "127.0.0.1:9180"
+
 func defaultConfig() Config {
 	return Config{
 		StateDir:         "/var/lib/cdcd",
-		Listen:           "127.0.0.1:9180",
+		Listen:           DefaultListen,
 		FailureThreshold: Duration{7 * 24 * time.Hour},
 		Log:              LogConfig{Level: "info", Format: "text"},
 		AWS:              AWSConfig{Region: "us-east-1", Partition: "aws", Account: "000000000000"},
@@ -361,7 +379,18 @@ func hasPassword(dsn string) bool {
 	return false
 }
 
-// cluster returns the cluster a stream reads.
+// StreamNamed returns the stream called name, nil if there is none. The
+// empty name stands for the only stream of a file that has one.
+func (c *Config) StreamNamed(name string) *Stream {
+	for i := range c.Streams {
+		if c.Streams[i].Name == name || name == "" && len(c.Streams) == 1 {
+			return &c.Streams[i]
+		}
+	}
+	return nil
+}
+
+// ClusterNamed returns the cluster called name, nil if there is none.
 func (c *Config) ClusterNamed(name string) *Cluster {
 	for i := range c.Clusters {
 		if c.Clusters[i].Name == name {

@@ -93,3 +93,15 @@ func TestHasPassword(t *testing.T) {
 		}
 	}
 }
+
+func TestNewLogger(t *testing.T) {
+	var text, js strings.Builder
+	LogConfig{Level: "warn", Format: "text"}.NewLogger(&text).Info("dropped")
+	LogConfig{Level: "debug", Format: "json"}.NewLogger(&js).Debug("kept", "k", 1)
+	if text.Len() != 0 {
+		t.Errorf("info at level warn: %q", text.String())
+	}
+	if !strings.HasPrefix(js.String(), `{"time":`) || !strings.Contains(js.String(), `"msg":"kept","k":1`) {
+		t.Errorf("debug at level debug, as JSON: %q", js.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/cdcd-dev/cdcd/ident"
 )
@@ -43,6 +44,20 @@ func BaseConfig(ctx context.Context, region, stsEndpoint string) (aws.Config, er
 		cfg.ConfigSources = append([]any{stsEndpointSource(stsEndpoint)}, cfg.ConfigSources...)
 	}
 	return cfg, nil
+}
+
+// CallerARN is the ARN of the base identity BaseConfig loads, as STS
+// GetCallerIdentity reports it.
+func CallerARN(ctx context.Context, region, stsEndpoint string) (string, error) {
+	cfg, err := BaseConfig(ctx, region, stsEndpoint)
+	if err != nil {
+		return "", err
+	}
+	id, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", fmt.Errorf("STS GetCallerIdentity: %w", err)
+	}
+	return aws.ToString(id.Arn), nil
 }
 
 // stsEndpointSource answers the SDK's service-specific endpoint lookup for

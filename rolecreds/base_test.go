@@ -53,6 +53,9 @@ func TestBaseConfigWiring(t *testing.T) {
 	if aws.ToString(id.Arn) != testBase {
 		t.Errorf("caller %q, want %q", aws.ToString(id.Arn), testBase)
 	}
+	if arn, err := rolecreds.CallerARN(ctx, "us-east-1", s.URL()); err != nil || arn != testBase {
+		t.Errorf("CallerARN = %q, %v; want %q", arn, err, testBase)
+	}
 	p, err := rolecreds.New(testConfig(), client)
 	if err != nil {
 		t.Fatal(err)

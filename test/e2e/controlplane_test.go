@@ -64,7 +64,7 @@ func TestControlPlane(t *testing.T) {
 	if out, err := cli("list"); err != nil || !strings.Contains(out, configured) {
 		t.Errorf("cdcd streams list: %v\n%s", err, out)
 	}
-	if out, err := cli("get", "--stream", configured); err != nil || !strings.Contains(out, `"ACTIVE"`) || !strings.Contains(out, `"slot"`) {
+	if out, err := cli("get", "--stream", configured, "--json"); err != nil || !strings.Contains(out, `"ACTIVE"`) || !strings.Contains(out, `"slot"`) {
 		t.Errorf("cdcd streams get: %v\n%s", err, out)
 	}
 	if out, err := cli("delete", "--stream", configured); err == nil || !strings.Contains(out, "ConflictException") {
