@@ -1,0 +1,172 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/cdcd-dev/cdcd/ident"
+)
+
+var (
+	nameRe   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,46}$`)
+	pgNameRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+)
+
+// problems collects every validation error, each naming its key, so that
+// one run of cdcd check reports them all.
+type problems struct{ errs []error }
+
+func (p *problems) bad(key, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+}
+
+// Validate returns every problem found, each naming its key.
+func (c *Config) Validate() error {
+	p := &problems{}
+	c.validateTop(p)
+	clusters := map[string]bool{}
+	for i := range c.Clusters {
+		c.Clusters[i].validate(p, fmt.Sprintf("cluster[%d]", i), clusters)
+	}
+	streams := map[string]bool{}
+	for i := range c.Streams {
+		c.Streams[i].validate(p, fmt.Sprintf("stream[%d]", i), clusters, streams)
+	}
+	return errors.Join(p.errs...)
+}
+
+// validateTop checks the top-level, [log] and [aws] keys.
+func (c *Config) validateTop(p *problems) {
+	bad := p.bad
+	if c.StateDir == "" {
+		bad("state_dir", "must name a directory cdcd can write")
+	}
+	if c.FailureThreshold.Duration < time.Second {
+		bad("failure_threshold", "%s is too short: IMPAIRED streams would fail at once", c.FailureThreshold)
+	}
+	if c.Log.Level != "debug" && c.Log.Level != "info" && c.Log.Level != "warn" && c.Log.Level != "error" {
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if !ident.ValidRegion(c.AWS.Region) {
+		bad("aws.region", "%q is not an AWS region like us-east-1", c.AWS.Region)
+	}
+	if !ident.ValidAccount(c.AWS.Account) {
+		bad("aws.account", "%q is not a 12-digit AWS account id", c.AWS.Account)
+	}
+	for _, ep := range []struct{ key, v string }{{"aws.kinesis_endpoint", c.AWS.KinesisEndpoint}, {"aws.sts_endpoint", c.AWS.STSEndpoint}, {"aws.kms_endpoint", c.AWS.KMSEndpoint}} {
+		if ep.v != "" && !strings.HasPrefix(ep.v, "http://") && !strings.HasPrefix(ep.v, "https://") {
+			bad(ep.key, "%q must be an http:// or https:// URL", ep.v)
+		}
+	}
+}
+
+// validate checks one [[cluster]] entry; clusters collects the names seen.
+func (cl *Cluster) validate(p *problems, key string, clusters map[string]bool) {
+	bad := p.bad
+	switch {
+	case !nameRe.MatchString(cl.Name):
+		bad(key+".name", "%q must be lowercase letters, digits, - or _, starting with a letter", cl.Name)
+	case clusters[cl.Name]:
+		bad(key+".name", "%q is used by another cluster", cl.Name)
+	}
+	clusters[cl.Name] = true
+	if cl.Identifier != "" && !ident.ValidID(cl.Identifier) {
+		bad(key+".identifier", "%q must be 26 characters of [a-z0-9] (or leave it out to derive it)", cl.Identifier)
+	}
+	if cl.DSN == "" {
+		bad(key+".dsn", "is required: a PostgreSQL connection string without the password")
+	} else if hasPassword(cl.DSN) {
+		bad(key+".dsn", "contains a password: put it in the environment (password_env) or a file (password_file) instead")
+	}
+	if cl.ClusterKeyARN != "" {
+		if _, err := ident.ParseKeyARN(cl.ClusterKeyARN); err != nil {
+			bad(key+".cluster_key_arn", "%q is not a KMS key ARN like arn:aws:kms:us-east-1:123456789012:key/…", cl.ClusterKeyARN)
+		}
+	}
+	if cl.ClusterKeyCheckInterval.Duration < time.Second {
+		bad(key+".cluster_key_check_interval", "%s is below 1s", cl.ClusterKeyCheckInterval)
+	}
+	p.errs = append(p.errs, cl.Source.Validate(key)...)
+	if cl.DSN != "" {
+		if err := cl.Source.CheckDSN(cl.DSN); err != nil {
+			bad(key+".dsn", "%v", err)
+		}
+	}
+}
+
+// validate checks one [[stream]] entry against the clusters of the file;
+// streams collects the names seen.
+func (s *Stream) validate(p *problems, key string, clusters, streams map[string]bool) {
+	bad := p.bad
+	switch {
+	case !nameRe.MatchString(s.Name):
+		bad(key+".name", "%q must be lowercase letters, digits, - or _, starting with a letter", s.Name)
+	case streams[s.Name]:
+		bad(key+".name", "%q is used by another stream", s.Name)
+	}
+	streams[s.Name] = true
+	if !clusters[s.Cluster] {
+		bad(key+".cluster", "%q names no [[cluster]] in this file", s.Cluster)
+	}
+	if s.Identifier != "" && !ident.ValidID(s.Identifier) {
+		bad(key+".identifier", "%q must be 26 characters of [a-z0-9] (or leave it out to derive it)", s.Identifier)
+	}
+	if len(s.Tables) == 0 {
+		bad(key+".tables", "must list at least one table, like [\"public.orders\"]")
+	}
+	for _, t := range s.Tables {
+		if strings.Count(t, ".") != 1 {
+			bad(key+".tables", "%q must be schema-qualified, like public.orders", t)
+		}
+	}
+	if !pgNameRe.MatchString(s.Publication) {
+		bad(key+".publication", "%q must be a lowercase PostgreSQL name of at most 63 characters", s.Publication)
+	}
+	if !pgNameRe.MatchString(s.Slot) {
+		bad(key+".slot", "%q must be lowercase letters, digits and _ (PostgreSQL's rule for slot names), at most 63 characters", s.Slot)
+	}
+	if s.Ordering != "UNORDERED" && s.Ordering != "ROW" {
+		bad(key+".ordering", "%q is not one of UNORDERED, ROW", s.Ordering)
+	}
+	s.validateTarget(p, key)
+	s.validateDelivery(p, key)
+}
+
+// validateTarget checks [stream.target].
+func (s *Stream) validateTarget(p *problems, key string) {
+	bad := p.bad
+	if s.Target.KinesisStream == "" {
+		bad(key+".target.kinesis_stream", "is required: the name of the Kinesis data stream")
+	} else if !ident.ValidKinesisStreamName(s.Target.KinesisStream) {
+		bad(key+".target.kinesis_stream", "%q is not a Kinesis stream name ([a-zA-Z0-9_.-], 1-128 characters)", s.Target.KinesisStream)
+	}
+	if d := s.Target.SessionDuration.Duration; d != 0 && (d < 15*time.Minute || d > 12*time.Hour) {
+		bad(key+".target.session_duration", "%s is outside STS's 15m..12h", d)
+	}
+	if s.Target.RoleARN != "" && s.Target.ExternalID == "" {
+		bad(key+".target.external_id", "is required with role_arn: the role's trust policy should demand it")
+	}
+}
+
+// validateDelivery checks [stream.delivery].
+func (s *Stream) validateDelivery(p *problems, key string) {
+	bad := p.bad
+	if s.Delivery.MaxInFlight < 1 || s.Delivery.MaxInFlight > 64 {
+		bad(key+".delivery.max_in_flight", "%d is outside 1..64", s.Delivery.MaxInFlight)
+	}
+	if s.Delivery.QueueBytes < 1<<20 {
+		bad(key+".delivery.queue_bytes", "%d is below 1048576 (1 MiB)", s.Delivery.QueueBytes)
+	}
+	if s.Delivery.MemoryBudget < 1<<20 {
+		bad(key+".delivery.memory_budget", "%d is below 1048576 (1 MiB)", s.Delivery.MemoryBudget)
+	}
+	if s.Delivery.StatusInterval.Duration > 30*time.Second {
+		bad(key+".delivery.status_interval", "%s is too long: keep it well under the server's wal_sender_timeout (60s by default)", s.Delivery.StatusInterval)
+	}
+}
