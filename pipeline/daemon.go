@@ -132,11 +132,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	// Close cancels every pipeline and waits for each to drain.
 	defer sup.Close()
-	stopHTTP, err := d.serve(sup)
+	httpAddr, stopHTTP, err := d.serve(sup)
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	// Tells systemd when the streams have settled and while the daemon is
+	// live, until ctx ends (notify.go).
+	d.notify(ctx, sup, httpAddr)
 	d.log.Info("shutting down")
 	sup.Close()
 	stopHTTP(context.WithoutCancel(ctx))
@@ -182,11 +184,12 @@ func (d *Daemon) supervise() (*Supervisor, error) {
 }
 
 // serve starts the control plane, /metrics and the health endpoints on the
-// listen address; the returned function shuts the server down.
-func (d *Daemon) serve(sup *Supervisor) (func(context.Context), error) {
+// listen address and returns that address; the returned function shuts the
+// server down.
+func (d *Daemon) serve(sup *Supervisor) (net.Addr, func(context.Context), error) {
 	ln, err := net.Listen("tcp", d.cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s (the listen key): %w", d.cfg.Listen, err)
+		return nil, nil, fmt.Errorf("listen on %s (the listen key): %w", d.cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: api.NewServer(sup, d.reg, d.log.With("component", "api")), ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
@@ -197,7 +200,7 @@ func (d *Daemon) serve(sup *Supervisor) (func(context.Context), error) {
 		}
 	}()
 	d.log.Info("cdcd started", "version", d.version, "listen", ln.Addr().String(), "streams", len(d.cfg.Streams))
-	return func(ctx context.Context) {
+	return ln.Addr(), func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
@@ -241,7 +244,7 @@ func (d *Daemon) definition(sc *config.Stream) (state.Definition, error) {
 	return state.Definition{
 		ClusterID: d.clusterIDs[sc.Cluster], StreamID: id, Format: "JSON", Ordering: sc.Ordering,
 		Target:     state.Target{StreamARN: kinARN, RoleARN: sc.Target.RoleARN},
-		ConfigFile: d.cfg.Path, Tags: map[string]string{"cdcd:name": sc.Name},
+		ConfigFile: d.cfg.Path, Tags: map[string]string{nameTag: sc.Name},
 	}, nil
 }
 
