@@ -7,6 +7,7 @@
 #   make test PKGS=./sink/...   only some packages
 #   make infra-up        start the servers; then `. .cache/env` and go test
 #   make infra-down      stop them
+#   make lint            actionlint on .github/workflows, systemd-analyze verify on the unit
 #   make build           bin/cdcd
 #   make demo            servers + build + a live demo (test/infra/demo.sh)
 
@@ -25,8 +26,11 @@ INFRA := test/infra
 ENVFILE := .cache/env
 # Marks servers that `make test` started and so must stop.
 OWNED := .cache/run/make-owned
+# Built from the module proxy by `go run pkg@version`, into the usual Go
+# caches; go.mod is not involved.
+ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: test build demo infra-up infra-down bench fmt fmt-check tidy-check vet docker clean distclean
+.PHONY: test lint build demo infra-up infra-down bench fmt fmt-check tidy-check vet docker clean distclean
 
 # The servers stop at the end, pass or fail, if this run started them: not
 # with KEEP_INFRA=1, nor when `make infra-up` started them (its developer
@@ -42,7 +46,7 @@ test:
 		else echo "make test: servers left running; make infra-down stops them"; fi' EXIT; \
 	bash $(INFRA)/up.sh; \
 	set -a; . ./$(ENVFILE); set +a; \
-	$(MAKE) --no-print-directory tidy-check fmt-check; \
+	$(MAKE) --no-print-directory tidy-check fmt-check lint; \
 	echo "go vet $(PKGS)"; \
 	$(GO) vet $(PKGS); \
 	echo "go test $(TEST_FLAGS) $(PKGS)"; \
@@ -80,6 +84,14 @@ tidy-check:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# What is not Go: the workflow and the systemd unit. actionlint runs without
+# shellcheck and pyflakes so that its verdict does not depend on what the
+# machine has installed; -mod=mod because a -mod=vendor in GOFLAGS would
+# stop `go run pkg@version`.
+lint:
+	@echo "actionlint"; GOFLAGS="$${GOFLAGS:-} -mod=mod" $(GO) run $(ACTIONLINT) -shellcheck= -pyflakes=
+	@bash contrib/systemd/verify.sh
 
 docker:
 	docker build --build-arg VERSION=$(VERSION) -t cdcd:$(VERSION) .
