@@ -45,20 +45,45 @@ func TestKinesisFaultsImpairAndRecover(t *testing.T) {
 	}
 
 	// Per-record throttling and internal failures: only the failed entries
-	// are sent again, and the stream stays ACTIVE.
+	// are sent again, and the stream stays ACTIVE. Each entry fails up to
+	// twice, so none stays undelivered for anything near the 30 s after
+	// which throttling would impair the stream.
 	rng := rand.New(rand.NewPCG(1, 2))
-	proxy.FailRecordsWith("PutRecords", func(int, faultproxy.Entry) string {
-		switch rng.IntN(4) {
-		case 0:
-			return faultproxy.CodeThroughputExceeded
-		case 1:
-			return faultproxy.CodeInternalFailure
+	failuresLeft := map[string]int{} // by entry data; the decider's calls are serialised
+	proxy.FailRecordsWith("PutRecords", func(_ int, e faultproxy.Entry) string {
+		left, seen := failuresLeft[string(e.Data)]
+		if !seen {
+			left = rng.IntN(3)
 		}
-		return ""
+		if left == 0 {
+			failuresLeft[string(e.Data)] = 0
+			return ""
+		}
+		failuresLeft[string(e.Data)] = left - 1
+		if rng.IntN(2) == 0 {
+			return faultproxy.CodeThroughputExceeded
+		}
+		return faultproxy.CodeInternalFailure
 	})
-	insert(200)
+	proxy.ResetCounts()
+	impaired := h.metric("cdcd_stream_transitions_total", `to="IMPAIRED"`)
+	const throttled = 200
+	insert(throttled)
 	h.waitIDs(id, 60*time.Second)
 	proxy.Clear()
+	entries, failed := proxy.Entries(), 0
+	for data, c := range entries {
+		if c.Forwarded != 1 {
+			t.Errorf("entry forwarded %d times after %d failures, want once: %s", c.Forwarded, c.Failed, data)
+		}
+		failed += c.Failed
+	}
+	if len(entries) != throttled || failed == 0 {
+		t.Errorf("%d distinct entries sent, %d failures; want %d entries, some failed", len(entries), failed, throttled)
+	}
+	if n := h.metric("cdcd_stream_transitions_total", `to="IMPAIRED"`); n != impaired {
+		t.Errorf("the stream was impaired %v times under per-record failures", n-impaired)
+	}
 	h.waitStatus("ACTIVE", "", 5*time.Second)
 
 	// The target stream is gone: FAILED at once.

@@ -3,8 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -72,4 +77,35 @@ func (h *harness) waitStatus(status, code string, timeout time.Duration) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	h.t.Fatalf("stream did not reach %s %s within %s; last: %s", status, code, timeout, last)
+}
+
+// metric sums the daemon's /metrics samples of name whose labels include
+// every one of labels (each written as in the exposition, `to="IMPAIRED"`).
+func (h *harness) metric(name string, labels ...string) float64 {
+	h.t.Helper()
+	resp, err := http.Get("http://" + h.listen + "/metrics")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	sum := 0.0
+	for line := range strings.Lines(string(body)) {
+		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) {
+			continue
+		}
+		if slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(series, l) }) {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			h.t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
 }
