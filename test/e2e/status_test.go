@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dsql"
+
+	"github.com/cdcd-dev/cdcd/state"
 )
 
 // streamIDs reads the cluster and stream identifiers from the daemon's state
@@ -41,6 +43,22 @@ func (h *harness) streamIDs() (cluster, stream string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// stateFile reads the stream's file in the daemon's state directory
+// (state_dir/streams/<id>.json): its bytes and the record they hold.
+func (h *harness) stateFile() ([]byte, state.Record) {
+	h.t.Helper()
+	_, id := h.streamIDs()
+	raw, err := os.ReadFile(filepath.Join(h.stateDir, "streams", id+".json"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var rec state.Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		h.t.Fatalf("state file of stream %s: %v", id, err)
+	}
+	return raw, rec
 }
 
 // controlPlane is the AWS SDK's DSQL client pointed at the daemon.
