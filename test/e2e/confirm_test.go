@@ -10,7 +10,6 @@ import (
 
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/test/faultproxy"
-	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
 // TestNothingConfirmedBeyondKinesis holds the central invariant end to end
@@ -21,10 +20,7 @@ import (
 // restart. Once Kinesis accepts again, every change arrives as written
 // (duplicates allowed, none missing).
 func TestNothingConfirmedBeyondKinesis(t *testing.T) {
-	env := testenv.Require(t)
-	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)
-	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: 2, kinesisEndpoint: proxy.URL()})
-	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
+	h, proxy := proxiedHarness(t, 2)
 	d := h.start()
 
 	// Changes Kinesis accepts, each in its own transaction.
@@ -122,24 +118,12 @@ func (h *harness) changes(recs []cdcRecord) map[string]bool {
 func (h *harness) waitChanges(want map[string]bool, timeout time.Duration) []cdcRecord {
 	h.t.Helper()
 	recs, ok := h.pollRecords(timeout, func(recs []cdcRecord) bool {
-		return len(missing(want, h.changes(recs))) == 0
+		return len(keysNotIn(want, h.changes(recs))) == 0
 	})
 	if !ok {
-		h.t.Fatalf("changes missing from Kinesis after %s: %v", timeout, missing(want, h.changes(recs)))
+		h.t.Fatalf("changes missing from Kinesis after %s: %v", timeout, keysNotIn(want, h.changes(recs)))
 	}
 	return recs
-}
-
-// missing lists, sorted, the changes in want that got lacks.
-func missing(want, got map[string]bool) []string {
-	var out []string
-	for c := range want {
-		if !got[c] {
-			out = append(out, c)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // confirmed reads the stream's confirmed position: the slot's

@@ -9,16 +9,23 @@ import (
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
+// proxiedHarness is a harness whose daemon reaches Kinesis through a fault
+// proxy, streaming the table items (id int PRIMARY KEY, v text).
+func proxiedHarness(t *testing.T, shards int) (*harness, *faultproxy.Proxy) {
+	env := testenv.Require(t)
+	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)
+	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: shards, kinesisEndpoint: proxy.URL()})
+	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
+	return h, proxy
+}
+
 // TestKinesisFaultsImpairAndRecover puts a fault-injecting proxy in front of
 // Kinesis: each whole-call error impairs the stream with its code while
 // changes keep being captured, and clearing it returns the stream to ACTIVE
 // with everything delivered; per-record throttling is retried without
 // impairing; a vanished target stream fails the stream.
 func TestKinesisFaultsImpairAndRecover(t *testing.T) {
-	env := testenv.Require(t)
-	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)
-	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: 2, kinesisEndpoint: proxy.URL()})
-	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
+	h, proxy := proxiedHarness(t, 2)
 	d := h.start()
 	h.waitStatus("ACTIVE", "", 30*time.Second)
 	id := 0
@@ -99,10 +106,7 @@ func TestKinesisFaultsImpairAndRecover(t *testing.T) {
 // recovery when it succeeds again).
 func TestImpairedStreamRecoversAfterRestart(t *testing.T) {
 	t.Skip("known bug: a restarted stream keeps the IMPAIRED status of its state file while delivering; the sink reports recovery only from a fault it reported itself")
-	env := testenv.Require(t)
-	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)
-	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: 1, kinesisEndpoint: proxy.URL()})
-	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
+	h, proxy := proxiedHarness(t, 1)
 	d := h.start()
 	proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: "AccessDeniedException"})
 	h.exec(`INSERT INTO items VALUES (1, 'x')`)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"slices"
@@ -91,8 +92,8 @@ func union(sets map[string]map[int]bool) map[int]bool {
 }
 
 // keysNotIn lists, sorted, the keys of a that b lacks.
-func keysNotIn(a, b map[int]bool) []int {
-	var out []int
+func keysNotIn[K cmp.Ordered](a, b map[K]bool) []K {
+	var out []K
 	for k := range a {
 		if !b[k] {
 			out = append(out, k)
