@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -39,8 +40,10 @@ func (f *fakeSink) Delivered() uint64 {
 }
 
 type fakeLife struct {
-	cps    []state.Checkpoint
+	cps    []state.Checkpoint // the checkpoints written
 	faults []codes.Code
+	// cpErr, when set, fails Checkpoint: the checkpoint is not written.
+	cpErr error
 }
 
 func (f *fakeLife) Created() error { return nil }
@@ -50,11 +53,22 @@ func (f *fakeLife) Fault(c codes.Code, _ error) error {
 }
 func (f *fakeLife) Recover() error { return nil }
 func (f *fakeLife) Checkpoint(cp state.Checkpoint) error {
+	if f.cpErr != nil {
+		return f.cpErr
+	}
 	f.cps = append(f.cps, cp)
 	return nil
 }
 
 func testHandler(t *testing.T, cp state.Checkpoint) (*handler, *fakeSink, *fakeLife) {
+	t.Helper()
+	snk := &fakeSink{}
+	p, life := testHandlerOn(t, cp, snk)
+	return p, snk, life
+}
+
+// testHandlerOn is a handler on snk whose lifecycle is a fakeLife.
+func testHandlerOn(t *testing.T, cp state.Checkpoint, snk submitter) (*handler, *fakeLife) {
 	t.Helper()
 	enc, err := record.NewEncoder(record.Config{SystemID: 7, Cluster: "abcdefghijklmnopqrstuvwxyz", Database: "db", Ordering: record.Unordered})
 	if err != nil {
@@ -64,15 +78,18 @@ func testHandler(t *testing.T, cp state.Checkpoint) (*handler, *fakeSink, *fakeL
 	if err != nil {
 		t.Fatal(err)
 	}
-	snk, life := &fakeSink{}, &fakeLife{}
-	return newHandler("id", cp, enc, snk, life, met.stream("s").pipe, slog.New(slog.DiscardHandler)), snk, life
+	life := &fakeLife{}
+	return newHandler("id", cp, enc, snk, life, met.stream("s").pipe, slog.New(slog.DiscardHandler)), life
 }
 
-func txnAt(end uint64, commit time.Time) *record.Txn {
+func txnAt(end uint64, commit time.Time) *record.Txn { return txnInserting(end, commit, 1) }
+
+// txnInserting is a transaction ending at end that inserts the row id.
+func txnInserting(end uint64, commit time.Time, id int) *record.Txn {
 	rel := &record.Relation{ID: 1, Schema: "public", Table: "t", HasKey: true,
 		Columns: []record.Column{{Name: "id", TypeOID: 23, Key: true}}}
 	return &record.Txn{Xid: 1, CommitLSN: end - 8, EndLSN: end, CommitTime: commit, Changes: []record.Change{
-		{Kind: record.Insert, Rel: rel, New: record.Tuple{{Kind: record.DatumText, Data: []byte("1")}}}}}
+		{Kind: record.Insert, Rel: rel, New: record.Tuple{{Kind: record.DatumText, Data: []byte(strconv.Itoa(id))}}}}}
 }
 
 // TestHandlerCheckpointCarriesTheTsOfItsLSN: the ts_ns persisted with an

@@ -344,18 +344,21 @@ func TestReassembleLateDuplicateAfterEvictionRebuilds(t *testing.T) {
 func TestReassembleProducerGolden(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("testdata", "envelope.golden"))
 	if err != nil {
-		t.Skipf("producer golden file unavailable: %v", err)
+		t.Fatalf("producer golden file unavailable: %v", err)
 	}
 	sections := map[string][]*Message{}
 	var section string
-	for _, line := range strings.Split(string(raw), "\n") {
+	for i, line := range strings.Split(string(raw), "\n") {
 		if strings.HasPrefix(line, "#") {
 			section = line
 			continue
 		}
-		_, data, ok := strings.Cut(line, " ")
-		if !ok {
+		if line == "" {
 			continue
+		}
+		_, data, ok := strings.Cut(line, " ")
+		if !ok || section == "" {
+			t.Fatalf("envelope.golden line %d is not a \"partition-key data\" line of a section; the file changed shape: %.80q", i+1, line)
 		}
 		m, err := Decode([]byte(data))
 		if err != nil {
@@ -385,6 +388,6 @@ func TestReassembleProducerGolden(t *testing.T) {
 		}
 	}
 	if chunkedSections == 0 {
-		t.Skip("no chunked sections in envelope.golden")
+		t.Fatal("no chunked sections in envelope.golden: the file changed shape")
 	}
 }

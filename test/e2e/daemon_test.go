@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -182,15 +183,36 @@ func (h *harness) waitSlotActive() {
 	h.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		var active bool
-		err := h.db.QueryRow(context.Background(),
-			`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, h.slot).Scan(&active)
-		if err == nil && active {
+		if sl := h.slotState(); sl.active {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	h.t.Fatalf("the daemon did not start streaming from slot %s within 60s", h.slot)
+}
+
+// slotInfo is the stream's row in pg_replication_slots.
+type slotInfo struct {
+	exists    bool
+	active    bool   // a walsender streams from it
+	confirmed uint64 // confirmed_flush_lsn; 0 when none
+}
+
+func (h *harness) slotState() slotInfo {
+	h.t.Helper()
+	var sl slotInfo
+	var confirmed int64
+	err := h.db.QueryRow(context.Background(),
+		`SELECT active, COALESCE((confirmed_flush_lsn - '0/0')::int8, 0) FROM pg_replication_slots WHERE slot_name = $1`,
+		h.slot).Scan(&sl.active, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sl
+	}
+	if err != nil {
+		h.t.Fatalf("read slot %s: %v", h.slot, err)
+	}
+	sl.exists, sl.confirmed = true, uint64(confirmed)
+	return sl
 }
 
 // cdcRecord is the DSQL envelope as a consumer sees it.

@@ -9,16 +9,23 @@ import (
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
+// proxiedHarness is a harness whose daemon reaches Kinesis through a fault
+// proxy, streaming the table items (id int PRIMARY KEY, v text).
+func proxiedHarness(t *testing.T, shards int) (*harness, *faultproxy.Proxy) {
+	env := testenv.Require(t)
+	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)
+	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: shards, kinesisEndpoint: proxy.URL()})
+	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
+	return h, proxy
+}
+
 // TestKinesisFaultsImpairAndRecover puts a fault-injecting proxy in front of
 // Kinesis: each whole-call error impairs the stream with its code while
 // changes keep being captured, and clearing it returns the stream to ACTIVE
 // with everything delivered; per-record throttling is retried without
 // impairing; a vanished target stream fails the stream.
 func TestKinesisFaultsImpairAndRecover(t *testing.T) {
-	env := testenv.Require(t)
-	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)
-	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: 2, kinesisEndpoint: proxy.URL()})
-	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
+	h, proxy := proxiedHarness(t, 2)
 	d := h.start()
 	h.waitStatus("ACTIVE", "", 30*time.Second)
 	id := 0
@@ -45,25 +52,71 @@ func TestKinesisFaultsImpairAndRecover(t *testing.T) {
 	}
 
 	// Per-record throttling and internal failures: only the failed entries
-	// are sent again, and the stream stays ACTIVE.
+	// are sent again, and the stream stays ACTIVE. Each entry fails up to
+	// twice, so none stays undelivered for anything near the 30 s after
+	// which throttling would impair the stream.
 	rng := rand.New(rand.NewPCG(1, 2))
-	proxy.FailRecordsWith("PutRecords", func(int, faultproxy.Entry) string {
-		switch rng.IntN(4) {
-		case 0:
-			return faultproxy.CodeThroughputExceeded
-		case 1:
-			return faultproxy.CodeInternalFailure
+	failuresLeft := map[string]int{} // by entry data; the decider's calls are serialised
+	proxy.FailRecordsWith("PutRecords", func(_ int, e faultproxy.Entry) string {
+		left, seen := failuresLeft[string(e.Data)]
+		if !seen {
+			left = rng.IntN(3)
 		}
-		return ""
+		if left == 0 {
+			failuresLeft[string(e.Data)] = 0
+			return ""
+		}
+		failuresLeft[string(e.Data)] = left - 1
+		if rng.IntN(2) == 0 {
+			return faultproxy.CodeThroughputExceeded
+		}
+		return faultproxy.CodeInternalFailure
 	})
-	insert(200)
+	proxy.ResetCounts()
+	impaired := h.metric("cdcd_stream_transitions_total", `to="IMPAIRED"`)
+	const throttled = 200
+	insert(throttled)
 	h.waitIDs(id, 60*time.Second)
 	proxy.Clear()
+	entries, failed := proxy.Entries(), 0
+	for data, c := range entries {
+		if c.Forwarded != 1 {
+			t.Errorf("entry forwarded %d times after %d failures, want once: %s", c.Forwarded, c.Failed, data)
+		}
+		failed += c.Failed
+	}
+	if len(entries) != throttled || failed == 0 {
+		t.Errorf("%d distinct entries sent, %d failures; want %d entries, some failed", len(entries), failed, throttled)
+	}
+	if n := h.metric("cdcd_stream_transitions_total", `to="IMPAIRED"`); n != impaired {
+		t.Errorf("the stream was impaired %v times under per-record failures", n-impaired)
+	}
 	h.waitStatus("ACTIVE", "", 5*time.Second)
 
 	// The target stream is gone: FAILED at once.
 	proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: "ResourceNotFoundException"})
 	insert(1)
 	h.waitStatus("FAILED", "KINESIS_STREAM_NOT_FOUND", 30*time.Second)
+	d.stop(t)
+}
+
+// TestImpairedStreamRecoversAfterRestart: a stream IMPAIRED by a Kinesis
+// error, restarted once Kinesis accepts again, delivers and returns to
+// ACTIVE (docs/lifecycle.md#codes: the component that failed reports the
+// recovery when it succeeds again).
+func TestImpairedStreamRecoversAfterRestart(t *testing.T) {
+	t.Skip("known bug: a restarted stream keeps the IMPAIRED status of its state file while delivering; the sink reports recovery only from a fault it reported itself")
+	h, proxy := proxiedHarness(t, 1)
+	d := h.start()
+	proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: "AccessDeniedException"})
+	h.exec(`INSERT INTO items VALUES (1, 'x')`)
+	h.waitStatus("IMPAIRED", "KINESIS_ACCESS_DENIED", 30*time.Second)
+	d.stop(t)
+
+	proxy.Clear()
+	d = h.start()
+	h.exec(`INSERT INTO items VALUES (2, 'x')`)
+	h.waitIDs(2, 30*time.Second)
+	h.waitStatus("ACTIVE", "", 30*time.Second)
 	d.stop(t)
 }

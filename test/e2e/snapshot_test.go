@@ -1,35 +1,104 @@
 package e2e
 
 import (
+	"cmp"
+	"context"
+	"maps"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
 
 // TestSnapshotThenStream: with snapshot = true, rows that existed before the
-// stream arrive as op "r" records, then live changes follow with no gap.
+// stream arrive as op "r" records, then live changes follow with no gap:
+// the distinct primary keys in Kinesis are exactly the source table's.
 func TestSnapshotThenStream(t *testing.T) {
 	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: 2, extra: "snapshot = true"})
 	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	h.exec(`INSERT INTO items SELECT g, 'old' FROM generate_series(1, 500) g`)
+	before := h.ids(`SELECT id FROM items`)
 	d := h.start()
 	h.waitStatus("ACTIVE", "", 60*time.Second)
 	h.exec(`INSERT INTO items SELECT g, 'new' FROM generate_series(501, 520) g`)
 	h.exec(`UPDATE items SET v = 'changed' WHERE id = 1`)
-	recs := h.waitRecords(60*time.Second, func(recs []cdcRecord) bool {
-		n := 0
+	source := h.ids(`SELECT id FROM items`)
+	added := h.ids(`SELECT id FROM items WHERE id > 500`)
+
+	// Every source key, each under the op that made it, at least once.
+	byOp := map[string]map[int]bool{}
+	h.waitRecords(60*time.Second, func(recs []cdcRecord) bool {
+		clear(byOp)
 		for _, r := range recs {
-			if r.Op == "u" {
-				n++
+			img := r.After
+			if img == nil {
+				img = r.Before
 			}
+			id, err := strconv.Atoi(string(img["id"]))
+			if err != nil {
+				t.Fatalf("record without an integer id: %s", r.raw)
+			}
+			if byOp[r.Op] == nil {
+				byOp[r.Op] = map[int]bool{}
+			}
+			byOp[r.Op][id] = true
 		}
-		return len(recs) >= 521 && n == 1
+		return len(keysNotIn(source, union(byOp))) == 0 && len(byOp["u"]) > 0
 	})
-	ops := map[string]int{}
-	for _, r := range recs {
-		ops[r.Op]++
+	if got := union(byOp); !maps.Equal(got, source) {
+		t.Errorf("distinct ids in Kinesis differ from the source's: %d ids, missing %v, extra %v",
+			len(got), keysNotIn(source, got), keysNotIn(got, source))
 	}
-	if ops["r"] < 500 || ops["c"] < 20 || ops["u"] != 1 {
-		t.Fatalf("ops %v: want at least 500 r (snapshot), 20 c and one u", ops)
+	for op, want := range map[string]map[int]bool{"r": before, "c": added, "u": {1: true}} {
+		if got := byOp[op]; !maps.Equal(got, want) {
+			t.Errorf("op %q: %d distinct ids, missing %v, extra %v", op, len(got), keysNotIn(want, got), keysNotIn(got, want))
+		}
+	}
+	if len(byOp) != 3 {
+		t.Errorf("ops %v: want only r, c and u", slices.Sorted(maps.Keys(byOp)))
 	}
 	d.stop(t)
+}
+
+// ids runs a query returning one integer column and gives its values as a
+// set.
+func (h *harness) ids(sql string) map[int]bool {
+	h.t.Helper()
+	rows, err := h.db.Query(context.Background(), sql)
+	if err != nil {
+		h.t.Fatalf("%s: %v", sql, err)
+	}
+	defer rows.Close()
+	set := map[int]bool{}
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			h.t.Fatal(err)
+		}
+		set[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		h.t.Fatalf("%s: %v", sql, err)
+	}
+	return set
+}
+
+func union(sets map[string]map[int]bool) map[int]bool {
+	all := map[int]bool{}
+	for _, s := range sets {
+		maps.Copy(all, s)
+	}
+	return all
+}
+
+// keysNotIn lists, sorted, the keys of a that b lacks.
+func keysNotIn[K cmp.Ordered](a, b map[K]bool) []K {
+	var out []K
+	for k := range a {
+		if !b[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

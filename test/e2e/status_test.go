@@ -3,13 +3,20 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dsql"
+
+	"github.com/cdcd-dev/cdcd/state"
 )
 
 // streamIDs reads the cluster and stream identifiers from the daemon's state
@@ -36,6 +43,22 @@ func (h *harness) streamIDs() (cluster, stream string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// stateFile reads the stream's file in the daemon's state directory
+// (state_dir/streams/<id>.json): its bytes and the record they hold.
+func (h *harness) stateFile() ([]byte, state.Record) {
+	h.t.Helper()
+	_, id := h.streamIDs()
+	raw, err := os.ReadFile(filepath.Join(h.stateDir, "streams", id+".json"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var rec state.Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		h.t.Fatalf("state file of stream %s: %v", id, err)
+	}
+	return raw, rec
 }
 
 // controlPlane is the AWS SDK's DSQL client pointed at the daemon.
@@ -72,4 +95,35 @@ func (h *harness) waitStatus(status, code string, timeout time.Duration) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	h.t.Fatalf("stream did not reach %s %s within %s; last: %s", status, code, timeout, last)
+}
+
+// metric sums the daemon's /metrics samples of name whose labels include
+// every one of labels (each written as in the exposition, `to="IMPAIRED"`).
+func (h *harness) metric(name string, labels ...string) float64 {
+	h.t.Helper()
+	resp, err := http.Get("http://" + h.listen + "/metrics")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	sum := 0.0
+	for line := range strings.Lines(string(body)) {
+		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) {
+			continue
+		}
+		if slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(series, l) }) {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			h.t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
 }

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -94,6 +95,17 @@ type Proxy struct {
 	calls    map[string]int
 	faults   map[string]int
 	forwards map[string]int
+	entries  map[string]EntryCount // by PutRecords entry data
+}
+
+// EntryCount is what the proxy did with one PutRecords entry, told apart
+// from the others by its data: how many times it forwarded the entry
+// upstream and how many times a record decider failed it. Under record
+// deciders alone, a client that resends only the failed entries until
+// they land leaves Forwarded at 1 for every entry.
+type EntryCount struct {
+	Forwarded int
+	Failed    int
 }
 
 type rule struct {
@@ -110,6 +122,7 @@ func New(upstream string) *Proxy {
 		calls:    map[string]int{},
 		faults:   map[string]int{},
 		forwards: map[string]int{},
+		entries:  map[string]EntryCount{},
 	}
 }
 
@@ -216,13 +229,32 @@ func (p *Proxy) Forwarded(op string) int {
 	return p.forwards[op]
 }
 
-// ResetCounts zeroes Calls, Faults and Forwarded.
+// Entries is, for every PutRecords entry data the proxy forwarded or
+// failed, what it did with it. A whole-call rule's answer counts for none
+// of the request's entries.
+func (p *Proxy) Entries() map[string]EntryCount {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.entries)
+}
+
+// countEntries applies inc to the count of each entry; p.mu is held.
+func (p *Proxy) countEntries(es []Entry, inc func(*EntryCount)) {
+	for _, e := range es {
+		c := p.entries[string(e.Data)]
+		inc(&c)
+		p.entries[string(e.Data)] = c
+	}
+}
+
+// ResetCounts zeroes Calls, Faults, Forwarded and Entries.
 func (p *Proxy) ResetCounts() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	clear(p.calls)
 	clear(p.faults)
 	clear(p.forwards)
+	clear(p.entries)
 }
 
 // Operation is the operation a request names in X-Amz-Target
@@ -318,8 +350,13 @@ func (p *Proxy) forward(r *http.Request, op string, body []byte) (*http.Response
 	req.ContentLength = int64(len(body))
 	req.Header.Set("Content-Length", fmt.Sprint(len(body)))
 
+	var forwarded []Entry
+	if op == "PutRecords" {
+		forwarded = putRecordsEntries(body)
+	}
 	p.mu.Lock()
 	p.forwards[op]++
+	p.countEntries(forwarded, func(c *EntryCount) { c.Forwarded++ })
 	p.mu.Unlock()
 
 	resp, err := p.client.Do(req)

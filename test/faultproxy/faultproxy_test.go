@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -368,6 +369,57 @@ func TestFailRecordsWith(t *testing.T) {
 	p.Clear()
 	if out, err := put(context.Background(), client, "s", "z"); err != nil || aws.ToInt32(out.FailedRecordCount) != 0 {
 		t.Errorf("after Clear: %v %+v", err, out)
+	}
+}
+
+// TestEntries: the proxy counts, per entry, what it forwarded and what a
+// decider failed; an answer from a whole-call rule counts for no entry.
+func TestEntries(t *testing.T) {
+	p, client, _ := setup(t)
+	ctx := context.Background()
+	failedOnce := map[string]bool{}
+	p.FailRecords("PutRecords", func(_ int, e faultproxy.Entry) bool {
+		d := string(e.Data)
+		if d == "b" || d == "c" {
+			if !failedOnce[d] {
+				failedOnce[d] = true
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := put(ctx, client, "s", "a", "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := put(ctx, client, "s", "b", "c"); err != nil { // only the failed ones again
+		t.Fatal(err)
+	}
+	want := map[string]faultproxy.EntryCount{"a": {Forwarded: 1}, "b": {Forwarded: 1, Failed: 1}, "c": {Forwarded: 1, Failed: 1}}
+	if got := p.Entries(); !maps.Equal(got, want) {
+		t.Errorf("entries %v, want %v", got, want)
+	}
+
+	// A resend of an accepted entry shows; a whole-call error counts for
+	// none of its entries; a forward whose answer is dropped counts.
+	if _, err := put(ctx, client, "s", "a"); err != nil {
+		t.Fatal(err)
+	}
+	p.Inject(faultproxy.Rule{Op: "PutRecords", Err: "AccessDeniedException", Times: 1})
+	p.Inject(faultproxy.Rule{Op: "PutRecords", DropResponse: true, Times: 1})
+	if _, err := put(ctx, client, "s", "d"); err == nil {
+		t.Fatal("the injected error did not reach the client")
+	}
+	if _, err := put(ctx, client, "s", "d"); err == nil {
+		t.Fatal("the dropped answer did not reach the client")
+	}
+	want["a"] = faultproxy.EntryCount{Forwarded: 2}
+	want["d"] = faultproxy.EntryCount{Forwarded: 1}
+	if got := p.Entries(); !maps.Equal(got, want) {
+		t.Errorf("entries %v, want %v", got, want)
+	}
+	p.ResetCounts()
+	if got := p.Entries(); len(got) != 0 {
+		t.Errorf("ResetCounts left entries %v", got)
 	}
 }
 

@@ -24,29 +24,26 @@ func (p *Proxy) putRecordsWithFailures(w http.ResponseWriter, r *http.Request, o
 
 	codes := make([]string, len(entries))
 	var kept []json.RawMessage
-	failed := 0
+	var failedEntries []Entry
 	p.failMu.Lock()
 	for i, raw := range entries {
-		var e struct {
-			Data            []byte
-			PartitionKey    string
-			ExplicitHashKey string
-		}
-		_ = json.Unmarshal(raw, &e)
-		codes[i] = fail(i, Entry{Data: e.Data, PartitionKey: e.PartitionKey, ExplicitHashKey: e.ExplicitHashKey})
+		e := decodeEntry(raw)
+		codes[i] = fail(i, e)
 		if codes[i] == "" {
 			kept = append(kept, raw)
 		} else {
-			failed++
+			failedEntries = append(failedEntries, e)
 		}
 	}
 	p.failMu.Unlock()
+	failed := len(failedEntries)
 	if failed == 0 {
 		p.forwardAsIs(w, r, op, body)
 		return
 	}
 	p.mu.Lock()
 	p.faults[op]++
+	p.countEntries(failedEntries, func(c *EntryCount) { c.Failed++ })
 	p.mu.Unlock()
 
 	resp := map[string]json.RawMessage{}
@@ -94,6 +91,26 @@ func (p *Proxy) putRecordsWithFailures(w http.ResponseWriter, r *http.Request, o
 	h.Set("Content-Length", fmt.Sprint(len(out)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
+}
+
+// decodeEntry reads one PutRecords request entry; what it cannot read
+// stays zero.
+func decodeEntry(raw json.RawMessage) Entry {
+	var e Entry
+	_ = json.Unmarshal(raw, &e)
+	return e
+}
+
+// putRecordsEntries reads the entries of a PutRecords request body; none
+// if it is not one.
+func putRecordsEntries(body []byte) []Entry {
+	var req struct{ Records []json.RawMessage }
+	_ = json.Unmarshal(body, &req)
+	entries := make([]Entry, len(req.Records))
+	for i, raw := range req.Records {
+		entries[i] = decodeEntry(raw)
+	}
+	return entries
 }
 
 func (p *Proxy) forwardAsIs(w http.ResponseWriter, r *http.Request, op string, body []byte) {
