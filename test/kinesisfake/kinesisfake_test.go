@@ -304,7 +304,9 @@ func TestListShards(t *testing.T) {
 // TestDelay: each PutRecords waits Delay; a client that gives up first
 // lands nothing.
 func TestDelay(t *testing.T) {
-	const delay = 100 * time.Millisecond
+	// Long enough that the server sees the abandoned connection close before
+	// the delay ends, even on a loaded machine.
+	const delay = 500 * time.Millisecond
 	for _, keep := range []bool{false, true} {
 		fake := kinesisfake.New(t, kinesisfake.Options{Delay: delay, Keep: keep})
 		client := fake.Client()
@@ -314,7 +316,7 @@ func TestDelay(t *testing.T) {
 			t.Errorf("keep=%v: call took %v, want at least %v", keep, d, delay)
 		}
 
-		ctx, cancel := context.WithTimeout(context.Background(), delay/5)
+		ctx, cancel := context.WithTimeout(context.Background(), delay/25)
 		_, err := client.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String("s"), Records: entries("gave up", "k")})
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
