@@ -21,31 +21,11 @@ func (p *Proxy) putRecordsWithFailures(w http.ResponseWriter, r *http.Request, o
 	}
 	var stream string
 	_ = json.Unmarshal(req["StreamName"], &stream)
-
-	codes := make([]string, len(entries))
-	var kept []json.RawMessage
-	var failedEntries []Entry
-	p.failMu.Lock()
-	for i, raw := range entries {
-		e := decodeEntry(raw)
-		codes[i] = fail(i, e)
-		if codes[i] == "" {
-			kept = append(kept, raw)
-		} else {
-			failedEntries = append(failedEntries, e)
-		}
-	}
-	p.failMu.Unlock()
-	failed := len(failedEntries)
-	if failed == 0 {
+	codes, kept := p.decide(op, entries, fail)
+	if len(kept) == len(entries) {
 		p.forwardAsIs(w, r, op, body)
 		return
 	}
-	p.mu.Lock()
-	p.faults[op]++
-	p.countEntries(failedEntries, func(c *EntryCount) { c.Failed++ })
-	p.mu.Unlock()
-
 	resp := map[string]json.RawMessage{}
 	var results []json.RawMessage
 	upstreamFailed := 0
@@ -67,8 +47,40 @@ func (p *Proxy) putRecordsWithFailures(w http.ResponseWriter, r *http.Request, o
 		}
 		_ = json.Unmarshal(resp["FailedRecordCount"], &upstreamFailed)
 	}
+	resp["Records"], _ = json.Marshal(mergeResults(codes, results, stream))
+	resp["FailedRecordCount"], _ = json.Marshal(upstreamFailed + len(entries) - len(kept))
+	p.writeJSON(w, resp)
+}
 
-	merged := make([]json.RawMessage, len(entries))
+// decide asks fail about every entry: codes holds each entry's error code
+// ("" to forward it) and kept the entries to forward. Failures are counted.
+func (p *Proxy) decide(op string, entries []json.RawMessage, fail func(int, Entry) string) (codes []string, kept []json.RawMessage) {
+	codes = make([]string, len(entries))
+	var failed []Entry
+	p.failMu.Lock()
+	for i, raw := range entries {
+		e := decodeEntry(raw)
+		codes[i] = fail(i, e)
+		if codes[i] == "" {
+			kept = append(kept, raw)
+		} else {
+			failed = append(failed, e)
+		}
+	}
+	p.failMu.Unlock()
+	if len(failed) > 0 {
+		p.mu.Lock()
+		p.faults[op]++
+		p.countEntries(failed, func(c *EntryCount) { c.Failed++ })
+		p.mu.Unlock()
+	}
+	return codes, kept
+}
+
+// mergeResults puts the failed entries' errors back among the upstream's
+// results for the forwarded ones, in request order.
+func mergeResults(codes []string, results []json.RawMessage, stream string) []json.RawMessage {
+	merged := make([]json.RawMessage, len(codes))
 	j := 0
 	for i, code := range codes {
 		if code == "" {
@@ -81,10 +93,12 @@ func (p *Proxy) putRecordsWithFailures(w http.ResponseWriter, r *http.Request, o
 			ErrorMessage string
 		}{code, recordErrorMessage(code, stream)})
 	}
-	resp["Records"], _ = json.Marshal(merged)
-	resp["FailedRecordCount"], _ = json.Marshal(upstreamFailed + failed)
-	out, _ := json.Marshal(resp)
+	return merged
+}
 
+// writeJSON answers 200 with v in Kinesis's JSON protocol.
+func (p *Proxy) writeJSON(w http.ResponseWriter, v any) {
+	out, _ := json.Marshal(v)
 	h := w.Header()
 	h.Set("Content-Type", "application/x-amz-json-1.1")
 	h.Set("X-Amzn-RequestId", p.requestID())
