@@ -140,19 +140,35 @@ func (ss *session) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for t := range txns {
-			if err := ss.h.Handle(ctx, t); err != nil {
-				workErr <- err
-				return
-			}
-		}
-	}()
-	defer func() {
-		close(txns)
-		cancel()
-		wg.Wait()
+		ss.work(ctx, txns, workErr)
 	}()
 
+	err := ss.receive(ctx, txns, workErr)
+	close(txns)
+	cancel()
+	// The connection goes before the worker is waited for: the worker may
+	// be blocked in Handle for backpressure, and a walsender holds its
+	// server's shutdown until its client either confirms everything sent
+	// or leaves.
+	ss.conn.Close(context.WithoutCancel(ctx))
+	wg.Wait()
+	return err
+}
+
+// work hands transactions to the Handler until txns is closed or Handle
+// fails.
+func (ss *session) work(ctx context.Context, txns <-chan *record.Txn, workErr chan<- error) {
+	for t := range txns {
+		if err := ss.h.Handle(ctx, t); err != nil {
+			workErr <- err
+			return
+		}
+	}
+}
+
+// receive reads the replication stream, handing committed transactions to
+// the worker, until the session fails.
+func (ss *session) receive(ctx context.Context, txns chan<- *record.Txn, workErr <-chan error) error {
 	interval := ss.src.cfg.StatusInterval
 	// Every status report asks for a reply, so a server that says nothing
 	// for several intervals is gone even if the socket does not know yet
