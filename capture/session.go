@@ -132,8 +132,10 @@ type session struct {
 }
 
 func (ss *session) run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ss.src.setSessionEnd(cancel)
+	defer ss.src.setSessionEnd(nil)
 	txns := make(chan *record.Txn)
 	workErr := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -144,13 +146,20 @@ func (ss *session) run(ctx context.Context) error {
 	}()
 
 	err := ss.receive(ctx, txns, workErr)
+	if ctx.Err() != nil {
+		// Whatever failed, failed because the session was ended.
+		err = context.Cause(ctx)
+	}
 	close(txns)
-	cancel()
+	cancel(nil)
 	// The connection goes before the worker is waited for: the worker may
 	// be blocked in Handle for backpressure, and a walsender holds its
 	// server's shutdown until its client either confirms everything sent
 	// or leaves.
 	ss.conn.Close(context.WithoutCancel(ctx))
+	if errors.Is(err, errSourceShutdown) {
+		ss.released(err)
+	}
 	wg.Wait()
 	return err
 }
@@ -215,8 +224,8 @@ func (ss *session) receive(ctx context.Context, txns chan<- *record.Txn, workErr
 				return err
 			}
 		case *pgproto3.CopyDone, *pgproto3.CommandComplete, *pgproto3.ReadyForQuery:
-			// A server shutting down ends the stream before the connection.
-			return fmt.Errorf("%w: the server ended the replication stream", errConnLost)
+			// Only a server shutting down ends the stream by itself.
+			return fmt.Errorf("%w: the server ended the replication stream", errSourceShutdown)
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
 		default:
 			return fmt.Errorf("%w: unexpected message %T", errConnLost, raw)
