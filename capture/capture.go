@@ -7,8 +7,8 @@
 // The files follow the data: setup.go checks prerequisites and manages the
 // publication and slot, snapshot.go reads existing rows once, session.go is
 // one replication connection's receive loop, assemble.go turns pgoutput
-// messages into transactions, health.go watches the slot and metrics.go
-// exports what it sees.
+// messages into transactions, health.go watches the slot, shutdown.go lets
+// a server that is shutting down go, and metrics.go exports what it sees.
 package capture
 
 import (
@@ -154,6 +154,9 @@ type Source struct {
 
 	mu     sync.Mutex
 	health SlotHealth
+	// endSession ends the running session early (shutdown.go); nil when
+	// none runs.
+	endSession context.CancelCauseFunc
 }
 
 // slotName is what PostgreSQL accepts as a replication slot name. Replication
@@ -254,6 +257,9 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		return err
 	}, func(err error, wait time.Duration) {
 		s.met.reconnects.Inc()
+		if errors.Is(err, errSourceShutdown) {
+			return // the session logged it, and it is no fault
+		}
 		// A source that stays down logs its first failures and then every
 		// tenth; "replication started" marks the recovery.
 		if failures <= 3 || failures%10 == 0 {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-dev/cdcd/retry"
 )
 
 // SlotHealth is the latest reading of the stream's slot from
@@ -65,52 +67,91 @@ func (s *Source) Health() SlotHealth {
 
 // watchSlot reads the slot's health at once and every HealthInterval until
 // ctx ends. A slot that lost its WAL, or vanished after a session found it,
-// cancels ctx with an error wrapping ErrSlotLost, which ends Run.
+// cancels ctx with an error wrapping ErrSlotLost, which ends Run. A server
+// that is shutting down ends the running session (shutdown.go).
 func (s *Source) watchSlot(ctx context.Context, fail context.CancelCauseFunc) {
 	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}()
-	t := time.NewTimer(0)
-	defer t.Stop()
+	defer func() { closeHealthConn(ctx, &conn) }()
 	failures := 0
+	wait := time.Duration(0)
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		if err := s.idle(ctx, conn, wait); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Debug("slot health connection ended between checks", "err", err)
+			closeHealthConn(ctx, &conn)
+			wait = recheck(err, s.cfg.HealthInterval)
+			continue
 		}
-		t.Reset(s.cfg.HealthInterval)
 		cctx, cancel := context.WithTimeout(ctx, max(s.cfg.HealthInterval, 5*time.Second))
 		err := s.checkHealth(cctx, &conn, fail)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
+		wait = s.cfg.HealthInterval
 		if err != nil {
-			s.met.healthErrors.Inc()
-			// A source that is down is reported by the session; one line
-			// per ten failures keeps the log readable meanwhile.
-			if failures%10 == 0 {
-				s.log.Warn("slot health check failed", "err", err, "failures", failures+1)
-			}
+			s.endSessionForShutdown(err)
+			s.checkFailed(err, failures)
 			failures++
-			s.mu.Lock()
-			s.health.Err = err.Error()
-			s.health.CheckedAt = time.Now()
-			s.mu.Unlock()
-			if conn != nil {
-				conn.Close(context.WithoutCancel(ctx))
-				conn = nil
-			}
+			closeHealthConn(ctx, &conn)
+			wait = recheck(err, wait)
 			continue
 		}
 		if failures > 0 {
 			s.log.Info("slot health check works again", "failures", failures)
 			failures = 0
 		}
+	}
+}
+
+// idle waits d for the next check. Meanwhile it listens on the open
+// connection, so a session the server ends (a fast shutdown terminates the
+// idle ones first) is noticed at once, with the error it ended with. A
+// notification, which nothing listens for, only brings the check forward.
+func (s *Source) idle(ctx context.Context, conn *pgx.Conn, d time.Duration) error {
+	if conn == nil || d <= 0 {
+		return retry.Sleep(ctx, d)
+	}
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	_, err := conn.WaitForNotification(wctx)
+	if wctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// recheck is the wait before the check after a connection ended with err.
+// A session terminated with 57P01 is checked again at once: a server that
+// is shutting down refuses the new connection with 57P03, which ends the
+// replication session, while one whose administrator terminated only this
+// session accepts it.
+func recheck(err error, wait time.Duration) time.Duration {
+	if pgCode(err) == codeAdminShutdown {
+		return 0
+	}
+	return wait
+}
+
+// checkFailed records a failed check. A source that is down is reported by
+// the session; one line per ten failures keeps the log readable meanwhile.
+func (s *Source) checkFailed(err error, failures int) {
+	s.met.healthErrors.Inc()
+	if failures%10 == 0 {
+		s.log.Warn("slot health check failed", "err", err, "failures", failures+1)
+	}
+	s.mu.Lock()
+	s.health.Err = err.Error()
+	s.health.CheckedAt = time.Now()
+	s.mu.Unlock()
+}
+
+func closeHealthConn(ctx context.Context, conn **pgx.Conn) {
+	if *conn != nil {
+		(*conn).Close(context.WithoutCancel(ctx))
+		*conn = nil
 	}
 }
 

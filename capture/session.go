@@ -132,27 +132,52 @@ type session struct {
 }
 
 func (ss *session) run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ss.src.setSessionEnd(cancel)
+	defer ss.src.setSessionEnd(nil)
 	txns := make(chan *record.Txn)
 	workErr := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for t := range txns {
-			if err := ss.h.Handle(ctx, t); err != nil {
-				workErr <- err
-				return
-			}
-		}
-	}()
-	defer func() {
-		close(txns)
-		cancel()
-		wg.Wait()
+		ss.work(ctx, txns, workErr)
 	}()
 
+	err := ss.receive(ctx, txns, workErr)
+	if ctx.Err() != nil {
+		// Whatever failed, failed because the session was ended.
+		err = context.Cause(ctx)
+	}
+	close(txns)
+	cancel(nil)
+	// The connection goes before the worker is waited for: the worker may
+	// be blocked in Handle for backpressure, and a walsender holds its
+	// server's shutdown until its client either confirms everything sent
+	// or leaves.
+	ss.conn.Close(context.WithoutCancel(ctx))
+	if errors.Is(err, errSourceShutdown) {
+		ss.released(err)
+	}
+	wg.Wait()
+	return err
+}
+
+// work hands transactions to the Handler until txns is closed or Handle
+// fails.
+func (ss *session) work(ctx context.Context, txns <-chan *record.Txn, workErr chan<- error) {
+	for t := range txns {
+		if err := ss.h.Handle(ctx, t); err != nil {
+			workErr <- err
+			return
+		}
+	}
+}
+
+// receive reads the replication stream, handing committed transactions to
+// the worker, until the session fails.
+func (ss *session) receive(ctx context.Context, txns chan<- *record.Txn, workErr <-chan error) error {
 	interval := ss.src.cfg.StatusInterval
 	// Every status report asks for a reply, so a server that says nothing
 	// for several intervals is gone even if the socket does not know yet
@@ -199,8 +224,8 @@ func (ss *session) run(ctx context.Context) error {
 				return err
 			}
 		case *pgproto3.CopyDone, *pgproto3.CommandComplete, *pgproto3.ReadyForQuery:
-			// A server shutting down ends the stream before the connection.
-			return fmt.Errorf("%w: the server ended the replication stream", errConnLost)
+			// Only a server shutting down ends the stream by itself.
+			return fmt.Errorf("%w: the server ended the replication stream", errSourceShutdown)
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
 		default:
 			return fmt.Errorf("%w: unexpected message %T", errConnLost, raw)

@@ -128,16 +128,7 @@ func chownPostgres(dir string) error {
 
 // pg runs a server program as the postgres user when running as root.
 func (c *cluster) pg(prog string, args ...string) error {
-	name := filepath.Join(c.bin, prog)
-	if os.Geteuid() == 0 {
-		args = append([]string{"-u", "postgres", "--", name}, args...)
-		name = "runuser"
-	}
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", prog, strings.Join(args, " "), err, out)
-	}
-	return nil
+	return testenv.RunPG(c.bin, prog, args...)
 }
 
 func (c *cluster) start() {

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,6 +70,37 @@ func TestTerminateWalsender(t *testing.T) {
 	}
 }
 
+// TestHealthConnectionTerminated: pg_terminate_backend of the slot health
+// check's connection ends it with the code a fast shutdown uses (57P01);
+// the server still accepts a new one, so replication goes on undisturbed
+// on the same walsender.
+func TestHealthConnectionTerminated(t *testing.T) {
+	h := newHarness(t, "", "public.t")
+	h.exec(`CREATE TABLE t (id int PRIMARY KEY)`)
+	h.start()
+	pid := h.walsender()
+	var health int
+	h.waitFor(10*time.Second, "the health check's session", func() bool {
+		err := h.db.QueryRow(h.ctx, `SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%safe_wal_size%'`).Scan(&health)
+		return err == nil
+	})
+	h.exec(`SELECT pg_terminate_backend($1)`, health)
+	terminated := time.Now()
+	h.waitFor(10*time.Second, "a health check after the termination", func() bool {
+		hl := h.src.Health()
+		return hl.CheckedAt.After(terminated) && hl.Err == ""
+	})
+	h.exec(`INSERT INTO t VALUES (1)`)
+	h.waitChanges(1)
+	if now := h.walsender(); now != pid {
+		t.Fatalf("walsender changed from %d to %d after the health connection was terminated", pid, now)
+	}
+	if n := h.metric("cdcd_capture_reconnects_total"); n != 0 {
+		t.Fatalf("%v reconnects, want none", n)
+	}
+}
+
 // TestRestartMidStream restarts a private PostgreSQL under a running
 // stream: capture reports SOURCE_UNAVAILABLE while it is down, recovers
 // when it is back and loses nothing.
@@ -96,6 +131,59 @@ func TestRestartMidStream(t *testing.T) {
 		r := h.reported()
 		return len(r) > 0 && r[len(r)-1] == ""
 	})
+}
+
+// TestFastShutdownWithUndelivered stops a private PostgreSQL with pg_ctl
+// stop -m fast while the Handler makes no progress, as with a sink whose
+// Kinesis refuses every PutRecords. The walsender would hold the shutdown
+// until cdcd confirmed everything it sent, which cdcd never does for what is
+// not delivered: capture must release the replication connection instead,
+// so the stop completes within 10 s. Once the server is back and the
+// Handler moves on, every change written before the stop arrives.
+func TestFastShutdownWithUndelivered(t *testing.T) {
+	c := startCluster(t, testenv.Require(t))
+	h := newHarness(t, c.createDB("shutdown"), "public.t")
+	var logs testenv.SyncBuffer
+	h.cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	release, blocked := make(chan struct{}), make(chan struct{})
+	var releaseOnce, blockedOnce sync.Once
+	// Handle ignores ctx until released: the connection must go without
+	// waiting for a Handler that is slow to notice.
+	h.rec.block = func(context.Context, *record.Txn) error {
+		blockedOnce.Do(func() { close(blocked) })
+		<-release
+		return nil
+	}
+	h.exec(`CREATE TABLE t (id int PRIMARY KEY)`)
+	h.start()
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before h.stop
+	h.walsender()
+	const rows = 10
+	for i := 1; i <= rows; i++ {
+		h.exec(`INSERT INTO t VALUES ($1)`, i)
+	}
+	select {
+	case <-blocked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the Handler was not called within 30s")
+	}
+
+	h.db.Close(h.ctx)
+	begin := time.Now()
+	if err := c.pg("pg_ctl", "-D", c.data, "-m", "fast", "-w", "-t", "10", "stop"); err != nil {
+		t.Fatalf("fast shutdown with undelivered changes did not complete within 10 s: %v", err)
+	}
+	t.Logf("fast shutdown took %v", time.Since(begin).Round(time.Millisecond))
+	c.start()
+	releaseOnce.Do(func() { close(release) })
+	h.db = connectDB(t, h.ctx, h.dsn)
+	h.waitChanges(rows)
+	if got := ids(h); !slices.Equal(got, seq(1, rows)) {
+		t.Fatalf("rows %v, want 1..%d once each", got, rows)
+	}
+	if n := strings.Count(logs.String(), "source is shutting down; released the replication connection"); n != 1 {
+		t.Errorf("the release was logged %d times, want once", n)
+	}
 }
 
 // TestBlockedHandlerKeepsSession blocks the Handler three times longer than

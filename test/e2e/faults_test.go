@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -117,6 +118,44 @@ func TestImpairedStreamRecoversAfterRestart(t *testing.T) {
 	d = h.start()
 	h.exec(`INSERT INTO items VALUES (2, 'x')`)
 	h.waitIDs(2, 30*time.Second)
+	h.waitStatus("ACTIVE", "", 30*time.Second)
+	d.stop(t)
+}
+
+// TestSourceShutdownWhileImpaired: while Kinesis refuses every PutRecords
+// the stream is IMPAIRED and cdcd confirms nothing to the slot, yet a fast
+// shutdown of PostgreSQL completes within 10 s. Once PostgreSQL and Kinesis
+// are back, every change written before the shutdown arrives. It stops the
+// shared server, which make test allows (one package at a time, no parallel
+// tests).
+func TestSourceShutdownWhileImpaired(t *testing.T) {
+	env := testenv.Require(t)
+	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)
+	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, kinesisEndpoint: proxy.URL()})
+	testenv.RestorePG(t, env)
+	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
+	d := h.start()
+	h.waitStatus("ACTIVE", "", 30*time.Second)
+	proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: "AccessDeniedException"})
+	const rows = 20
+	for i := 1; i <= rows; i++ {
+		h.exec(`INSERT INTO items VALUES ($1, 'x')`, i)
+	}
+	h.waitStatus("IMPAIRED", "KINESIS_ACCESS_DENIED", 30*time.Second)
+
+	h.db.Close(context.Background())
+	begin := time.Now()
+	if err := env.StopPG("fast", 10*time.Second); err != nil {
+		t.Fatalf("fast shutdown while the stream is IMPAIRED did not complete within 10 s: %v", err)
+	}
+	t.Logf("fast shutdown took %v", time.Since(begin).Round(time.Millisecond))
+	if err := env.StartPG(); err != nil {
+		t.Fatal(err)
+	}
+	h.db = h.conn()
+	t.Cleanup(func() { h.db.Close(context.Background()) })
+	proxy.Clear()
+	h.waitIDs(rows, 60*time.Second)
 	h.waitStatus("ACTIVE", "", 30*time.Second)
 	d.stop(t)
 }
