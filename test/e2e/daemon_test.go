@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -82,7 +81,7 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 	if opt.kinesisEndpoint == "" {
 		opt.kinesisEndpoint = env.KinesisEndpoint
 	}
-	h.listen = freeAddr(t)
+	h.listen = testenv.FreeAddr(t)
 	quoted := make([]string, len(opt.tables))
 	for i, tb := range opt.tables {
 		quoted[i] = fmt.Sprintf("%q", tb)
@@ -122,18 +121,6 @@ linger = "5ms"
 		t.Fatal(err)
 	}
 	return h
-}
-
-// freeAddr returns a loopback address with a port nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // dbName is the test database's name, which records carry in source.db.

@@ -3,20 +3,14 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dsql"
 
 	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
 // streamIDs reads the cluster and stream identifiers from the daemon's state
@@ -62,13 +56,7 @@ func (h *harness) stateFile() ([]byte, state.Record) {
 }
 
 // controlPlane is the AWS SDK's DSQL client pointed at the daemon.
-func (h *harness) controlPlane() *dsql.Client {
-	return dsql.New(dsql.Options{
-		Region:       h.env.Region,
-		BaseEndpoint: aws.String("http://" + h.listen),
-		Credentials:  credentials.NewStaticCredentialsProvider("e2e", "e2e", ""),
-	})
-}
+func (h *harness) controlPlane() *dsql.Client { return testenv.ControlPlane(h.env, h.listen) }
 
 // waitStatus polls GetStream until the stream has status (and, if code is
 // not empty, that status reason) or the timeout passes.
@@ -101,28 +89,12 @@ func (h *harness) waitStatus(status, code string, timeout time.Duration) {
 // every one of labels (each written as in the exposition, `to="IMPAIRED"`).
 func (h *harness) metric(name string, labels ...string) float64 {
 	h.t.Helper()
-	resp, err := http.Get("http://" + h.listen + "/metrics")
+	metrics, err := testenv.Metrics(h.listen)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		h.t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
-	}
 	sum := 0.0
-	for line := range strings.Lines(string(body)) {
-		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) {
-			continue
-		}
-		if slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(series, l) }) {
-			continue
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			h.t.Fatalf("metric line %q: %v", line, err)
-		}
+	for _, v := range testenv.Samples(metrics, name, labels...) {
 		sum += v
 	}
 	return sum

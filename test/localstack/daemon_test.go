@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -63,7 +62,7 @@ func TestDaemonThroughLocalStack(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cdcd-dev/cdcd/cmd/cdcd").CombinedOutput(); err != nil {
 		t.Fatalf("build cdcd: %v\n%s", err, out)
 	}
-	listen := freeAddr(t)
+	listen := testenv.FreeAddr(t)
 	const (
 		role      = "arn:aws:iam::000000000000:role/cdcd-localstack"
 		clusterID = "localstackclusterxxxxxxxxx"
@@ -204,14 +203,4 @@ func readAll(ctx context.Context, t *testing.T, kin *kinesis.Client, name string
 		time.Sleep(300 * time.Millisecond)
 	}
 	return got
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

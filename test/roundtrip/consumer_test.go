@@ -2,61 +2,17 @@ package roundtrip
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-
 	"github.com/cdcd-dev/cdcd/record"
 )
-
-// readStream reads every shard of a Kinesis stream from the start to its
-// end and returns each shard's records' Data in shard order.
-func readStream(ctx context.Context, client *kinesis.Client, stream string) ([][][]byte, error) {
-	ls, err := client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(stream)})
-	if err != nil {
-		return nil, fmt.Errorf("list shards: %w", err)
-	}
-	if ls.NextToken != nil {
-		return nil, errors.New("list shards: more than one page; the test creates a handful")
-	}
-	var out [][][]byte
-	for _, s := range ls.Shards {
-		it, err := client.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-			StreamName: aws.String(stream), ShardId: s.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("shard iterator %s: %w", aws.ToString(s.ShardId), err)
-		}
-		var recs [][]byte
-		iter := it.ShardIterator
-		for iter != nil {
-			res, err := client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(1000)})
-			if err != nil {
-				return nil, fmt.Errorf("get records from %s: %w", aws.ToString(s.ShardId), err)
-			}
-			for _, r := range res.Records {
-				recs = append(recs, r.Data)
-			}
-			iter = res.NextShardIterator
-			if len(res.Records) == 0 && aws.ToInt64(res.MillisBehindLatest) == 0 {
-				break // the end of an open shard
-			}
-		}
-		out = append(out, recs)
-	}
-	return out, nil
-}
 
 // decodeShards decodes every record once, for the consumers and checks
 // below to share (a Reassembler does not modify what it is given).

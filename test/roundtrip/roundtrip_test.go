@@ -91,7 +91,7 @@ func roundTrip(t *testing.T, ordering string, seed int64) {
 
 	// 2. The same records through the preview-contract consumer.
 	began = time.Now()
-	shardData, err := readStream(ctx, testenv.KinesisClient(t, h.env, ""), h.kinesis)
+	shardData, err := testenv.ReadStream(ctx, testenv.KinesisClient(t, h.env, ""), h.kinesis)
 	if err != nil {
 		t.Fatal(err)
 	}

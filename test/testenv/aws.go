@@ -3,11 +3,13 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dsql"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	kinesistypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -62,6 +64,16 @@ func KMSClient(t testing.TB, env Env, endpoint string, optFns ...func(*kms.Optio
 	return kms.NewFromConfig(AWSConfig(env), opts...)
 }
 
+// ControlPlane returns the AWS SDK's DSQL client pointed at the control
+// plane of a daemon listening on listen (host:port).
+func ControlPlane(env Env, listen string) *dsql.Client {
+	return dsql.New(dsql.Options{
+		Region:       env.Region,
+		BaseEndpoint: aws.String("http://" + listen),
+		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, ""),
+	})
+}
+
 // StreamName returns a Kinesis stream name unique to this test and process.
 func StreamName(t testing.TB) string {
 	t.Helper()
@@ -111,6 +123,44 @@ func deleteStream(t testing.TB, client *kinesis.Client, name string) {
 	if err != nil && !errors.As(err, &notFound) {
 		t.Errorf("testenv: delete stream %s: %v", name, err)
 	}
+}
+
+// ReadStream reads every shard of a Kinesis stream from the start to its
+// end and returns each shard's records' Data in shard order.
+func ReadStream(ctx context.Context, client *kinesis.Client, stream string) ([][][]byte, error) {
+	ls, err := client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(stream)})
+	if err != nil {
+		return nil, fmt.Errorf("list shards: %w", err)
+	}
+	if ls.NextToken != nil {
+		return nil, errors.New("list shards: more than one page; tests create a handful")
+	}
+	var out [][][]byte
+	for _, s := range ls.Shards {
+		it, err := client.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
+			StreamName: aws.String(stream), ShardId: s.ShardId, ShardIteratorType: kinesistypes.ShardIteratorTypeTrimHorizon,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("shard iterator %s: %w", aws.ToString(s.ShardId), err)
+		}
+		var recs [][]byte
+		iter := it.ShardIterator
+		for iter != nil {
+			res, err := client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(1000)})
+			if err != nil {
+				return nil, fmt.Errorf("get records from %s: %w", aws.ToString(s.ShardId), err)
+			}
+			for _, r := range res.Records {
+				recs = append(recs, r.Data)
+			}
+			iter = res.NextShardIterator
+			if len(res.Records) == 0 && aws.ToInt64(res.MillisBehindLatest) == 0 {
+				break // the end of an open shard
+			}
+		}
+		out = append(out, recs)
+	}
+	return out, nil
 }
 
 // CreateKey creates a symmetric encryption key and returns its ARN. Cleanup

@@ -75,6 +75,9 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	return p
 }
 
+// Pid is the process's id, for /proc.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Logs is everything the process wrote so far.
 func (p *Process) Logs() string { return p.logs.String() }
 
