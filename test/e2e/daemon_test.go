@@ -202,26 +202,11 @@ func (h *harness) slotState() slotInfo {
 	return sl
 }
 
-// cdcRecord is the DSQL envelope as a consumer sees it.
+// cdcRecord is the DSQL envelope as a consumer sees it, and the line
+// cdcd tail printed for it.
 type cdcRecord struct {
-	Type   string                     `json:"type"`
-	Op     string                     `json:"op"`
-	Before map[string]json.RawMessage `json:"before"`
-	After  map[string]json.RawMessage `json:"after"`
-	Source struct {
-		Version string `json:"version"`
-		TsMs    int64  `json:"ts_ms"`
-		TsNs    int64  `json:"ts_ns"`
-		TxID    string `json:"txId"`
-		Schema  string `json:"schema"`
-		Table   string `json:"table"`
-		DB      string `json:"db"`
-		Cluster string `json:"cluster"`
-		LSN     string `json:"lsn"`
-	} `json:"source"`
-	TsMs int64 `json:"ts_ms"`
-	TsNs int64 `json:"ts_ns"`
-	raw  string
+	testenv.Record
+	raw string
 }
 
 // tail reads the whole Kinesis stream with cdcd tail until it is idle.

@@ -146,7 +146,7 @@ func ReadStream(ctx context.Context, client *kinesis.Client, stream string) ([][
 		var recs [][]byte
 		iter := it.ShardIterator
 		for iter != nil {
-			res, err := client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(1000)})
+			res, err := client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
 			if err != nil {
 				return nil, fmt.Errorf("get records from %s: %w", aws.ToString(s.ShardId), err)
 			}
