@@ -188,14 +188,14 @@ func planInstants(r *rand.Rand, total time.Duration, k kind, n int, exclusive []
 // cannot be set up at start is not retried until cdcd restarts again); a
 // SIGKILL and a full spill directory (which holds a stream back from
 // Kinesis) keep out of a fault whose code needs ImpairAfter, whose clock
-// they set back; a walsender kill keeps out of a PostgreSQL restart (there
-// is no walsender to kill).
+// they set back; a walsender kill keeps out of a PostgreSQL restart and a
+// SIGKILL (there is no walsender to kill).
 func avoid(at, dur, total time.Duration, k kind, exclusive []*episode) time.Duration {
 	blocked := func(at time.Duration) bool {
 		for _, ep := range exclusive {
 			_, _, needs := expectation(ep)
-			hit := k == walsender && ep.kind == pgRestart || (k == sigkill || k == spillFull) && needs >= impairAfter ||
-				k == sigkill && ep.kind == clusterKey
+			hit := k == walsender && (ep.kind == pgRestart || ep.kind == sigkill) ||
+				(k == sigkill || k == spillFull) && needs >= impairAfter || k == sigkill && ep.kind == clusterKey
 			if hit && at+dur > ep.at-time.Second && at < ep.at+ep.dur+5*time.Second {
 				return true
 			}

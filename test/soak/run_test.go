@@ -1,0 +1,235 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dsql"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-dev/cdcd/retry"
+	"github.com/cdcd-dev/cdcd/test/testenv"
+)
+
+// Bounds on the phases around the run, so that the soak always ends.
+const (
+	startTimeout     = 2 * time.Minute // the daemon's first start, to both streams ACTIVE
+	chaosOverrun     = 5 * time.Minute // how far the plan may run late before it is cut
+	catchUpTimeout   = 5 * time.Minute // every change in Kinesis after the faults end
+	settleAfterStart = 3 * time.Second // a started daemon reports within this
+)
+
+// run starts the daemon, then runs the workload and the chaos plan for the
+// run's duration.
+func (s *soak) run() {
+	s.plan = planChaos(s.opt.seed, s.opt.duration, s.opt.pgStopDuringOutage)
+	for _, ep := range s.plan {
+		s.log.event("plan "+string(ep.kind), "at +%s for %s: %s", ep.at, ep.dur, ep.variant)
+	}
+	s.daemon.start()
+	s.waitActive()
+
+	// The test's context ends before its cleanups stop the daemon, so the
+	// observer never takes that for a crash.
+	obsCtx, stopObs := context.WithCancel(s.t.Context())
+	var obsWG sync.WaitGroup
+	obsWG.Go(func() { s.obs.run(obsCtx) })
+	s.stopObserver = func() { stopObs(); obsWG.Wait() }
+	s.t.Cleanup(s.stopObserver)
+
+	s.began = time.Now()
+	s.log.started(s.began)
+	workCtx, stopWork := context.WithCancel(context.Background())
+	waitWork := s.work.run(workCtx)
+	chaosCtx, cancel := context.WithTimeout(context.Background(), s.opt.duration+chaosOverrun)
+	s.runChaos(chaosCtx)
+	cancel()
+	if wait := time.Until(s.began.Add(s.opt.duration)); wait > 0 {
+		time.Sleep(wait)
+	}
+	stopWork()
+	waitWork()
+	s.log.event("workload stopped", "%d transactions, %d lost to faults, %d large (%d failed), %d truncates",
+		s.work.commits.Load(), s.work.failures.Load(), s.work.bigs.Load(), s.work.bigFailed.Load(), s.work.truncates.Load())
+}
+
+// waitActive waits until both streams are ACTIVE after the first start.
+func (s *soak) waitActive() {
+	cp := s.obs.cp
+	deadline := time.Now().Add(startTimeout)
+	for _, st := range s.streams {
+		for {
+			out, err := cp.GetStream(context.Background(), &dsql.GetStreamInput{
+				ClusterIdentifier: aws.String(s.clusterID), StreamIdentifier: aws.String(st.id)})
+			if err == nil && out.Status == "ACTIVE" {
+				break
+			}
+			if time.Now().After(deadline) {
+				s.t.Fatalf("stream %s not ACTIVE within %s: %+v %v", st.name, startTimeout, out, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	s.log.event("streams active", "%d", len(s.streams))
+}
+
+// finish clears every fault, makes sure PostgreSQL and the daemon run, and
+// waits until Kinesis holds every change.
+func (s *soak) finish() {
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+	defer cancel()
+	s.proxy.Clear()
+	s.sts.Allow(role)
+	if _, err := s.kms.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(s.key)}); err != nil {
+		s.t.Errorf("enable the cluster key: %v", err)
+	}
+	if err := s.freeSpill(); err != nil {
+		s.t.Errorf("free the spill directory: %v", err)
+	}
+	s.ensurePG()
+	if s.daemon.current() == nil {
+		s.daemon.start()
+	}
+	s.log.event("faults cleared", "waiting for the daemon to catch up")
+	lsn, err := s.work.finalTxn(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.waitConfirmed(ctx, lsn)
+	s.waitLagZero(ctx)
+	s.stopObserver()
+	s.log.event("caught up", "both slots confirmed past %s, lag 0", lsn)
+}
+
+// waitConfirmed waits until every slot is confirmed past lsn: cdcd
+// confirms only what Kinesis accepted (docs/delivery.md#confirmation).
+func (s *soak) waitConfirmed(ctx context.Context, lsn string) {
+	slots := make([]string, len(s.streams))
+	for i, st := range s.streams {
+		slots[i] = st.slot
+	}
+	for next := time.Now(); ; time.Sleep(500 * time.Millisecond) {
+		var behind []string
+		err := s.withConn(ctx, func(c *pgx.Conn) error {
+			rows, err := c.Query(ctx, `SELECT slot_name || ' at ' || coalesce(confirmed_flush_lsn::text, 'none')
+				FROM pg_replication_slots WHERE slot_name = ANY($1) AND coalesce(confirmed_flush_lsn < $2::pg_lsn, true)`, slots, lsn)
+			if err != nil {
+				return err
+			}
+			behind, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+		if err == nil && len(behind) == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			s.t.Fatalf("not caught up within %s: want every slot confirmed past %s; behind: %v (%v)", catchUpTimeout, lsn, behind, err)
+		}
+		if time.Now().After(next) {
+			s.log.event("catching up", "behind %s: %s", lsn, strings.Join(behind, ", "))
+			next = time.Now().Add(30 * time.Second)
+		}
+	}
+}
+
+// waitLagZero waits until the lag metric of every stream is 0.
+func (s *soak) waitLagZero(ctx context.Context) {
+	for {
+		if lag, err := s.currentLag(); err == nil && lag == 0 {
+			return
+		}
+		if retry.Sleep(ctx, 500*time.Millisecond) != nil {
+			s.t.Errorf("cdcd_behind_source_lag_seconds not 0 within %s of the end", catchUpTimeout)
+			return
+		}
+	}
+}
+
+// currentLag is the largest cdcd_behind_source_lag_seconds of the streams.
+func (s *soak) currentLag() (float64, error) {
+	m, err := testenv.Metrics(s.listen)
+	if err != nil {
+		return 0, err
+	}
+	lags := testenv.Samples(m, "cdcd_behind_source_lag_seconds")
+	if len(lags) < len(s.streams) {
+		return 0, fmt.Errorf("%d lag series for %d streams", len(lags), len(s.streams))
+	}
+	return slices.Max(lags), nil
+}
+
+// faultCounts counts the faults begun: kills, PostgreSQL restarts and
+// the others by kind.
+func (s *soak) faultCounts() (kills, pgRestarts int, faults map[string]int) {
+	faults = map[string]int{}
+	for _, ep := range s.plan {
+		if ep.began.IsZero() {
+			continue
+		}
+		switch ep.kind {
+		case sigkill:
+			kills++
+		case pgRestart:
+			pgRestarts++
+		default:
+			faults[string(ep.kind)]++
+		}
+	}
+	if s.spill == nil {
+		delete(faults, string(spillFull))
+	}
+	return kills, pgRestarts, faults
+}
+
+// checkCodes checks that each fault showed its documented code on every
+// stream while it lasted. A code that did not show is excused only when
+// the stream made no call to the service the fault breaks (another fault
+// held it back) or the daemon did not run long enough within the fault.
+func (s *soak) checkCodes() {
+	const grace = 2 * time.Second // the poller's lag behind the end
+	for _, ep := range s.plan {
+		if ep.began.IsZero() {
+			continue
+		}
+		ep.seen = map[string]map[string]int{}
+		var missing, idle []string
+		for _, st := range s.streams {
+			ep.seen[st.name] = s.obs.codes(st.name, ep.began, ep.ended.Add(grace))
+			switch {
+			case ep.expect == "" || ep.seen[st.name][ep.expect] > 0:
+			case ep.calls != nil && ep.calls[st.name] == 0:
+				idle = append(idle, st.name)
+			default:
+				missing = append(missing, st.name)
+			}
+		}
+		if len(idle) > 0 {
+			s.exempt(ep, fmt.Sprintf("streams %v made no call it breaks while it lasted", idle))
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if alive := s.daemon.longestAlive(ep.began, ep.ended, settleAfterStart); alive < ep.needs {
+			s.exempt(ep, fmt.Sprintf("the daemon ran at most %s unbroken within it (restarts), %s needed", alive.Round(time.Second), ep.needs))
+			continue
+		}
+		s.t.Errorf("%s (%s) at +%s for %s: streams %v never showed %s; they showed %v, made calls %v",
+			ep.kind, ep.variant, s.since(ep.began).Round(time.Second), ep.ended.Sub(ep.began).Round(time.Second),
+			missing, ep.expect, ep.seen, ep.calls)
+	}
+}
+
+// exempt records why a fault's code is not required, and logs it.
+func (s *soak) exempt(ep *episode, why string) {
+	if ep.exempt != "" {
+		why = ep.exempt + "; " + why
+	}
+	ep.exempt = why
+	s.log.event("exempt "+string(ep.kind), "at +%s: %s", s.since(ep.began).Round(time.Second), why)
+}
