@@ -10,6 +10,7 @@
 #   make lint            actionlint on .github/workflows, systemd-analyze verify on the unit
 #   make build           bin/cdcd
 #   make demo            servers + build + a live demo (test/infra/demo.sh)
+#   make soak            the soak test for SOAK_DURATION (10m), seed SOAK_SEED (test/soak)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -30,7 +31,7 @@ OWNED := .cache/run/make-owned
 # caches; go.mod is not involved.
 ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: test lint build demo infra-up infra-down bench fmt fmt-check tidy-check vet docker clean distclean
+.PHONY: test lint build demo soak infra-up infra-down bench fmt fmt-check tidy-check vet docker clean distclean
 
 # The servers stop at the end, pass or fail, if this run started them: not
 # with KEEP_INFRA=1, nor when `make infra-up` started them (its developer
@@ -57,6 +58,21 @@ build:
 
 demo: infra-up build
 	bash $(INFRA)/demo.sh
+
+# The soak (test/soak): a seeded workload and seeded faults against the
+# daemon for SOAK_DURATION, then the checks; its summary goes to
+# .cache/soak/. Servers as for `make test` (test/infra/with-servers.sh).
+# go test's timeout is the duration plus 10 minutes for setup and checks.
+SOAK_DURATION ?= 10m
+SOAK_SEED ?=
+soak:
+	@secs=$$(awk -v d='$(SOAK_DURATION)' 'BEGIN { s = 0; \
+		while (match(d, /^[0-9]+(\.[0-9]+)?(h|ms|m|s)/)) { t = substr(d, 1, RLENGTH); d = substr(d, RLENGTH + 1); \
+			n = t + 0; u = t; sub(/^[0-9.]+/, "", u); s += n * (u == "h" ? 3600 : u == "m" ? 60 : u == "s" ? 1 : 0.001) } \
+		if (d != "" || s <= 0) exit 1; printf "%d", s + 600 }') || \
+		{ echo "make soak: SOAK_DURATION=$(SOAK_DURATION) is not a duration such as 10m, 90s or 1h30m"; exit 2; }; \
+	KEEP_INFRA='$(KEEP_INFRA)' bash $(INFRA)/with-servers.sh $(GO) test -v -count=1 -run '^TestSoak$$' -timeout $${secs}s \
+		./test/soak -soak.duration=$(SOAK_DURATION) $(if $(SOAK_SEED),-soak.seed=$(SOAK_SEED))
 
 infra-up:
 	rm -f $(OWNED)
