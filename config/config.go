@@ -204,7 +204,10 @@ func Parse(path, text string) (*Config, error) {
 	md, err := toml.Decode(text, &cfg)
 	if err != nil {
 		var perr toml.ParseError
-		if errors.As(err, &perr) {
+		// ErrorWithPosition panics on the line 0 that the toml package
+		// reports for some errors at the end of a line (an unfinished
+		// escape, a stray \r); those keep the message without context.
+		if errors.As(err, &perr) && perr.Position.Line > 0 {
 			return nil, fmt.Errorf("%s: %s", path, perr.ErrorWithPosition())
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,11 +68,14 @@ func NewServer(ctl Controller, gatherer prometheus.Gatherer, logger *slog.Logger
 	}
 	// Anything else gets an AWS-shaped error, so an SDK client calling an
 	// operation cdcd lacks (CreateCluster, TagResource) fails clearly.
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeAWSError(w, awsError{Status: http.StatusNotFound, Type: "UnknownOperationException",
-			Body: map[string]any{"message": fmt.Sprintf("cdcd does not implement %s %s", r.Method, r.URL.Path)}})
-	})
+	s.mux.HandleFunc("/", unknownOperation)
 	return s
+}
+
+// unknownOperation answers a request that names no operation cdcd has.
+func unknownOperation(w http.ResponseWriter, r *http.Request) {
+	writeAWSError(w, awsError{Status: http.StatusNotFound, Type: "UnknownOperationException",
+		Body: map[string]any{"message": fmt.Sprintf("cdcd does not implement %s %s", r.Method, r.URL.Path)}})
 }
 
 // ServeHTTP gives each request an id (which the SDK reports as its request
@@ -83,7 +87,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Amzn-Requestid", id)
 	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	start := time.Now()
-	s.mux.ServeHTTP(rw, r)
+	if strings.HasPrefix(r.URL.Path, "/") {
+		s.mux.ServeHTTP(rw, r)
+	} else {
+		// A target that is not a path ("GET *", "CONNECT host:port")
+		// matches no pattern, and the mux would answer it with a bare 400
+		// or a plain-text 404 that an AWS client cannot read.
+		unknownOperation(rw, r)
+	}
 	s.log.Debug("control plane request", "request_id", id, "method", r.Method, "path", r.URL.Path,
 		"status", rw.status, "duration", time.Since(start))
 }
