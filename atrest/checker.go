@@ -28,11 +28,13 @@ const (
 )
 
 // Reporter is what a Checker reports the key's health to: the stream's
-// lifecycle. A report the lifecycle does not apply (the stream failed or is
-// being deleted, where the key's health no longer matters) returns nil.
+// lifecycle, with faults with CLUSTER_CMK_INACCESSIBLE and recoveries of
+// that code's owner, codes.OwnerClusterKey. A report the lifecycle does not
+// apply (the stream failed or is being deleted, where the key's health no
+// longer matters) returns nil.
 type Reporter interface {
 	Fault(code codes.Code, err error) error
-	Recover() error
+	Recover(owner codes.Owner) error
 }
 
 // CheckerOptions configure a Checker. Zero values take the defaults.
@@ -54,10 +56,8 @@ type CheckerOptions struct {
 // checks (Check, Run) and from failures of the Keyring's Writers and
 // Readers. Its methods are safe for concurrent use.
 //
-// A fault is reported again on every failing check, not just the first:
-// Recover is not tied to a code, so a delivery success elsewhere may
-// return the stream to ACTIVE while the key is still unusable, and the
-// next check must impair it again.
+// A fault is reported again on every failing check, which keeps the
+// reason's message current.
 type Checker struct {
 	k        *Keyring
 	r        Reporter
@@ -191,7 +191,7 @@ func (c *Checker) record(err error) {
 		if c.faulted {
 			c.faulted = false
 			c.log.Info("cluster key usable again")
-			c.reported("recover", c.r.Recover())
+			c.reported("recover", c.r.Recover(codes.OwnerClusterKey))
 		}
 	case ClassTransient:
 		c.transients++

@@ -14,7 +14,10 @@ import (
 	"github.com/cdcd-dev/cdcd/state"
 )
 
-const faultCMK = "fault " + string(codes.ClusterCMKInaccessible)
+const (
+	faultCMK   = "fault " + string(codes.ClusterCMKInaccessible)
+	recoverKey = "recover " + string(codes.OwnerClusterKey)
+)
 
 func newTestChecker(t *testing.T, opts CheckerOptions) (*Checker, *kmsModel, *recorder) {
 	t.Helper()
@@ -36,13 +39,13 @@ func TestCheckerOutcomes(t *testing.T) {
 	}{
 		{"healthy", []error{nil, nil}, nil},
 		{"disabled then enabled", []error{apiError("DisabledException"), nil, nil},
-			[]string{faultCMK, "recover"}},
+			[]string{faultCMK, recoverKey}},
 		{"fault repeats while unusable", []error{apiError("KMSInvalidStateException"), apiError("AccessDeniedException"), nil},
-			[]string{faultCMK, faultCMK, "recover"}},
+			[]string{faultCMK, faultCMK, recoverKey}},
 		{"throttling below the limit", []error{apiError("ThrottlingException"), apiError("ThrottlingException"), nil, apiError("ThrottlingException")},
 			nil},
 		{"throttling that persists", []error{apiError("ThrottlingException"), apiError("KMSInternalException"), apiError("ThrottlingException"), nil},
-			[]string{faultCMK, "recover"}},
+			[]string{faultCMK, recoverKey}},
 		{"foreign blob on probe", []error{apiError("InvalidCiphertextException")}, []string{faultCMK}},
 	}
 	for _, tt := range tests {
@@ -146,7 +149,7 @@ func TestCheckerRun(t *testing.T) {
 	m.setFail(apiError("DisabledException"))
 	waitFor("fault", func(ev []string) bool { return slices.Contains(ev, faultCMK) })
 	m.setFail(nil)
-	waitFor("recover", func(ev []string) bool { return slices.Contains(ev, "recover") })
+	waitFor("recover", func(ev []string) bool { return slices.Contains(ev, recoverKey) })
 
 	cancel()
 	select {

@@ -134,7 +134,7 @@ func TestNotifyStatusFollowsStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs.Next(t, "IMPAIRED", msgIs("STATUS=1 stream: 1 IMPAIRED (orders: KINESIS_THROUGHPUT_EXCEEDED)"))
-	if err := orders.Recover(); err != nil {
+	if err := orders.Recover(codes.OwnerSink); err != nil {
 		t.Fatal(err)
 	}
 	msgs.Next(t, "recovered", msgIs("STATUS=1 stream: 1 ACTIVE"))
@@ -156,7 +156,7 @@ func TestNotifyStatusAtMostOncePerPeriod(t *testing.T) {
 		if err := orders.Fault(codes.KinesisThroughputExceeded, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := orders.Recover(); err != nil {
+		if err := orders.Recover(codes.OwnerSink); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -255,13 +255,15 @@ func (r *streamRun) newHandler() (*sink.Sink, *handler, error) {
 	return snk, h, nil
 }
 
-// reportSink is the sink's Report: a recovery counts only while the cluster
-// key is usable, and an STS error inside a Kinesis call is the role's.
+// reportSink is the sink's Report. An STS error inside a Kinesis call is
+// the role's. A success is evidence for the codes the sink's calls report:
+// the sink's own and the role's (the call was signed with the role's
+// credentials). It never clears the cluster key's code, which only the key
+// checker can.
 func (r *streamRun) reportSink(code codes.Code, err error) {
 	if code == "" {
-		if r.gate.OK() {
-			_ = r.st.Recover()
-		}
+		_ = r.st.Recover(codes.OwnerSink)
+		_ = r.st.Recover(codes.OwnerRole)
 		return
 	}
 	if c := classify(err); c != codes.InternalError {

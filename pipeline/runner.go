@@ -97,7 +97,7 @@ func (d *Daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream,
 	if st != nil {
 		cfg.Report = func(code codes.Code, err error) {
 			if code == "" {
-				_ = st.Recover()
+				_ = st.Recover(codes.OwnerCapture)
 			} else {
 				_ = st.Fault(code, err)
 			}

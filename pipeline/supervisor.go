@@ -185,36 +185,58 @@ func (r *Supervisor) idle(e *entry) {
 }
 
 // start runs the pipeline for e and stops it when the stream fails or is
-// being deleted, so that a FAILED stream never delivers again.
+// being deleted, so that a FAILED stream never delivers again. A pipeline
+// that returns on its own is restarted with backoff: an IMPAIRED stream
+// always has a pipeline working on it.
 func (r *Supervisor) start(e *entry) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	e.stop, e.done = cancel, make(chan struct{})
 	s := e.s
-	runErr := make(chan error, 1)
-	r.wg.Go(func() { runErr <- r.cfg.Runner.RunStream(ctx, s) })
 	r.wg.Go(func() {
 		defer close(e.done)
 		defer cancel()
-		for {
-			snap, changed := s.Watch()
-			switch snap.Status {
-			case state.Failed, state.Deleting, state.Deleted:
-				cancel()
-			}
-			select {
-			case err := <-runErr:
-				if ctx.Err() == nil {
-					if err == nil {
-						err = errors.New("returned without being stopped")
-					}
-					r.log.Error("stream pipeline stopped", "stream", s.ID(), "error", err)
-					_ = s.Fault(codes.InternalError, fmt.Errorf("pipeline stopped: %w", err))
-				}
-				return
-			case <-changed:
-			}
-		}
+		_ = retry.Do(ctx, retry.Reconnect(), func() error { return r.run(ctx, s) }, func(err error, wait time.Duration) {
+			r.log.Warn("restarting stream pipeline", "stream", s.ID(), "error", err, "retry_in", wait)
+		})
 	})
+}
+
+// run runs the stream's pipeline once. It returns nil once the pipeline
+// has stopped because ctx ended or the stream no longer runs (FAILED,
+// DELETING), and an error, after reporting it as INTERNAL_ERROR, when the
+// pipeline returned while it should have gone on.
+func (r *Supervisor) run(ctx context.Context, s *state.Stream) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	r.wg.Go(func() { runErr <- r.cfg.Runner.RunStream(runCtx, s) })
+	for {
+		snap, changed := s.Watch()
+		if !runs(snap.Status) {
+			cancel()
+		}
+		select {
+		case err := <-runErr:
+			if runCtx.Err() != nil || !runs(s.Snapshot().Status) {
+				return nil // stopped, or its stream FAILED meanwhile
+			}
+			if err == nil {
+				err = errors.New("returned without being stopped")
+			}
+			r.log.Error("stream pipeline stopped", "stream", s.ID(), "error", err)
+			_ = s.Fault(codes.InternalError, fmt.Errorf("pipeline stopped: %w", err))
+			if !runs(s.Snapshot().Status) {
+				return nil
+			}
+			return err
+		case <-changed:
+		}
+	}
+}
+
+// runs reports whether a stream in status st has a pipeline.
+func runs(st state.Status) bool {
+	return st == state.Creating || st == state.Active || st == state.Impaired
 }
 
 // startTeardown begins deleting e once; the caller holds r.mu.

@@ -1,7 +1,9 @@
 package state
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cdcd-dev/cdcd/codes"
@@ -10,6 +12,11 @@ import (
 
 // FileVersion is the version of the per-stream file format. Open refuses
 // files from a newer version rather than guessing at their meaning.
+//
+// otherReasons was added without a new version: a file without it reads
+// as before (one cause, the statusReason), and an older cdcd refuses a
+// file with it as an unknown key, which is what a new version would make
+// it do.
 const FileVersion = 1
 
 // Record is everything cdcd keeps about one stream across restarts; it is
@@ -19,6 +26,10 @@ type Record struct {
 	Definition   Definition `json:"definition"`
 	Status       Status     `json:"status"`
 	StatusReason *Reason    `json:"statusReason,omitempty"`
+	// OtherReasons are the causes outstanding besides StatusReason, which
+	// is the most severe of them (docs/lifecycle.md#status-reason); kept
+	// so that after a restart each is cleared by its own owner.
+	OtherReasons []Reason   `json:"otherReasons,omitempty"`
 	Checkpoint   Checkpoint `json:"checkpoint"`
 }
 
@@ -90,8 +101,30 @@ func (r *Record) validate() error {
 	if r.Status.HasReason() != (r.StatusReason != nil) {
 		return fmt.Errorf("status %s with statusReason %v: a reason goes with IMPAIRED and FAILED only", r.Status, r.StatusReason)
 	}
+	if err := r.validateOthers(); err != nil {
+		return err
+	}
 	if r.Version > FileVersion {
 		return fmt.Errorf("file version %d: this cdcd reads up to %d", r.Version, FileVersion)
+	}
+	return nil
+}
+
+// validateOthers checks that otherReasons go with a statusReason and that
+// no code is outstanding twice.
+func (r *Record) validateOthers() error {
+	if len(r.OtherReasons) == 0 {
+		return nil
+	}
+	if r.StatusReason == nil {
+		return errors.New("otherReasons without a statusReason")
+	}
+	seen := map[codes.Code]bool{r.StatusReason.Code: true}
+	for _, o := range r.OtherReasons {
+		if seen[o.Code] {
+			return fmt.Errorf("otherReasons: %s is outstanding twice", o.Code)
+		}
+		seen[o.Code] = true
 	}
 	return nil
 }
@@ -109,5 +142,6 @@ func (r Record) clone() Record {
 		reason := *r.StatusReason
 		r.StatusReason = &reason
 	}
+	r.OtherReasons = slices.Clone(r.OtherReasons)
 	return r
 }

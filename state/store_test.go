@@ -153,7 +153,7 @@ func TestStoreFailedSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []func() error{st2.Created, st2.Recover} {
+	for _, f := range []func() error{st2.Created, func() error { return st2.Recover(codes.OwnerSink) }} {
 		if err := f(); !errors.Is(err, ErrInvalidTransition) {
 			t.Errorf("reopened FAILED stream accepted an event: %v", err)
 		}
