@@ -57,7 +57,10 @@ type CheckerOptions struct {
 // Readers. Its methods are safe for concurrent use.
 //
 // A fault is reported again on every failing check, which keeps the
-// reason's message current.
+// reason's message current. A recovery is reported on the first passing
+// check after a fault, and on the first passing check of all: a stream
+// may carry CLUSTER_CMK_INACCESSIBLE from before a restart, and only the
+// checker can clear it.
 type Checker struct {
 	k        *Keyring
 	r        Reporter
@@ -70,6 +73,7 @@ type Checker struct {
 
 	mu         sync.Mutex
 	faulted    bool
+	confirmed  bool // a passing check has been reported
 	transients int
 	last       error
 }
@@ -188,9 +192,11 @@ func (c *Checker) record(err error) {
 	switch class {
 	case ClassNone:
 		c.transients = 0
-		if c.faulted {
-			c.faulted = false
-			c.log.Info("cluster key usable again")
+		if c.faulted || !c.confirmed {
+			if c.faulted {
+				c.log.Info("cluster key usable again")
+			}
+			c.faulted, c.confirmed = false, true
 			c.reported("recover", c.r.Recover(codes.OwnerClusterKey))
 		}
 	case ClassTransient:

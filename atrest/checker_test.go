@@ -37,13 +37,15 @@ func TestCheckerOutcomes(t *testing.T) {
 		fails []error // one check per entry; nil is a success
 		want  []string
 	}{
-		{"healthy", []error{nil, nil}, nil},
+		// The first passing check reports recovery: it clears a code the
+		// stream carries from before a restart.
+		{"healthy", []error{nil, nil}, []string{recoverKey}},
 		{"disabled then enabled", []error{apiError("DisabledException"), nil, nil},
 			[]string{faultCMK, recoverKey}},
 		{"fault repeats while unusable", []error{apiError("KMSInvalidStateException"), apiError("AccessDeniedException"), nil},
 			[]string{faultCMK, faultCMK, recoverKey}},
 		{"throttling below the limit", []error{apiError("ThrottlingException"), apiError("ThrottlingException"), nil, apiError("ThrottlingException")},
-			nil},
+			[]string{recoverKey}},
 		{"throttling that persists", []error{apiError("ThrottlingException"), apiError("KMSInternalException"), apiError("ThrottlingException"), nil},
 			[]string{faultCMK, recoverKey}},
 		{"foreign blob on probe", []error{apiError("InvalidCiphertextException")}, []string{faultCMK}},
@@ -149,7 +151,10 @@ func TestCheckerRun(t *testing.T) {
 	m.setFail(apiError("DisabledException"))
 	waitFor("fault", func(ev []string) bool { return slices.Contains(ev, faultCMK) })
 	m.setFail(nil)
-	waitFor("recover", func(ev []string) bool { return slices.Contains(ev, recoverKey) })
+	waitFor("recover after the fault", func(ev []string) bool {
+		i := slices.Index(ev, faultCMK)
+		return i >= 0 && slices.Contains(ev[i:], recoverKey)
+	})
 
 	cancel()
 	select {
@@ -201,6 +206,28 @@ func TestCheckerImpairsActiveStream(t *testing.T) {
 	}
 }
 
+// TestCheckerClearsCodeFromBeforeRestart: a stream saved IMPAIRED with
+// CLUSTER_CMK_INACCESSIBLE and another owner's code starts again; the
+// checker's first passing check clears its own code and only that.
+func TestCheckerClearsCodeFromBeforeRestart(t *testing.T) {
+	k, _ := newTestKeyring(t, Options{})
+	rec := testStreamRecord(state.Impaired)
+	rec.StatusReason = &state.Reason{Code: codes.ClusterCMKInaccessible, Message: "key disabled"}
+	rec.OtherReasons = []state.Reason{{Code: codes.SourceUnavailable, Message: "connection refused"}}
+	stream, err := state.NewStream(rec, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := NewChecker(k, stream, CheckerOptions{})
+	if err := c.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	snap := stream.Snapshot()
+	if snap.Status != state.Impaired || snap.StatusReason.Code != codes.SourceUnavailable || len(snap.OtherReasons) != 0 {
+		t.Fatalf("after a passing check: %s %+v %+v; want IMPAIRED with SOURCE_UNAVAILABLE only", snap.Status, snap.StatusReason, snap.OtherReasons)
+	}
+}
+
 func TestCheckerMetrics(t *testing.T) {
 	metrics, err := NewMetrics(prometheus.NewPedanticRegistry())
 	if err != nil {
@@ -226,10 +253,9 @@ func TestNewCheckerRejectsNil(t *testing.T) {
 	}
 }
 
-// newStream returns an in-memory stream (no Store) in status s.
-func newStream(t testing.TB, s state.Status) *state.Stream {
-	t.Helper()
-	rec := state.Record{
+// testStreamRecord is a stream's record in status s, without a reason.
+func testStreamRecord(s state.Status) state.Record {
+	return state.Record{
 		Definition: state.Definition{
 			ClusterID: testCluster,
 			StreamID:  testStream,
@@ -238,7 +264,12 @@ func newStream(t testing.TB, s state.Status) *state.Stream {
 		},
 		Status: s,
 	}
-	stream, err := state.NewStream(rec, state.Options{})
+}
+
+// newStream returns an in-memory stream (no Store) in status s.
+func newStream(t testing.TB, s state.Status) *state.Stream {
+	t.Helper()
+	stream, err := state.NewStream(testStreamRecord(s), state.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

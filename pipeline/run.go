@@ -50,6 +50,12 @@ type streamRun struct {
 	info   capture.Info
 	target sink.Target
 	gate   *keyGate
+
+	// sinkInternal is set while an INTERNAL_ERROR that the sink reported
+	// is outstanding, so that the sink's success clears it and not one the
+	// handler reported. Only the sink's Report, whose calls are
+	// serialised, touches it.
+	sinkInternal bool
 }
 
 // RunStream implements Runner: it prepares the source and the target, then
@@ -137,6 +143,7 @@ func (r *streamRun) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.prepared()
 	r.d.setLive(r.def.StreamID, func(l *liveStream) { l.target = &r.target })
 	checker, gate, err := r.d.clusterKey(ctx, r.cl, r.st, r.spill.ring, r.log)
 	if err != nil {
@@ -154,7 +161,10 @@ func (r *streamRun) prepare(ctx context.Context) error {
 }
 
 // prepareOnce is one attempt of prepare. A lost slot and a failing stream
-// are permanent; anything else is tried again.
+// are permanent; anything else is tried again. Only what a retry cannot
+// clear (a denial, a missing target) is reported: throttling and internal
+// errors are retried and logged, as the sink does while they are short,
+// and never fail a CREATING stream.
 func (r *streamRun) prepareOnce(ctx context.Context) error {
 	info, err := r.src.Prepare(ctx, r.st.Snapshot().Checkpoint.LSN)
 	if errors.Is(err, capture.ErrSlotLost) {
@@ -166,7 +176,7 @@ func (r *streamRun) prepareOnce(ctx context.Context) error {
 	}
 	target, err := sink.DescribeTarget(ctx, r.kin, r.sc.Target.KinesisStream, "")
 	if err != nil {
-		if code := classify(err); code != codes.InternalError {
+		if code := classify(err); code.Denial() || code.Fatal() {
 			_ = r.st.Fault(code, err)
 			if r.st.Snapshot().Status == state.Failed {
 				return retry.Permanent(errHeld)
@@ -176,6 +186,21 @@ func (r *streamRun) prepareOnce(ctx context.Context) error {
 	}
 	r.info, r.target = info, target
 	return nil
+}
+
+// prepared clears the codes that a prepared run disproves
+// (docs/lifecycle.md#re-evaluation-after-a-restart). No sink exists yet,
+// so nothing is submitted and no delivery is failing.
+// DescribeStreamSummary just succeeded with the stream's credentials: the
+// role was assumed and the target answered, so the sink's codes and
+// ROLE_ACCESS_DENIED (whose failures reach the stream only through the
+// calls made with the role's credentials) are cleared; and this run is
+// working, which clears the pipeline's INTERNAL_ERROR. A condition that
+// persists is reported again by the first call that meets it.
+func (r *streamRun) prepared() {
+	for _, o := range []codes.Owner{codes.OwnerSink, codes.OwnerRole, codes.OwnerPipeline} {
+		_ = r.st.Recover(o)
+	}
 }
 
 // deliver runs capture and sink for the prepared stream and shuts them down
@@ -256,19 +281,24 @@ func (r *streamRun) newHandler() (*sink.Sink, *handler, error) {
 }
 
 // reportSink is the sink's Report. An STS error inside a Kinesis call is
-// the role's. A success is evidence for the codes the sink's calls report:
-// the sink's own and the role's (the call was signed with the role's
-// credentials). It never clears the cluster key's code, which only the key
-// checker can.
+// the role's. A success is evidence for every code the sink's calls
+// report: the sink's own, the role's (the call was signed with the role's
+// credentials), and an INTERNAL_ERROR the sink reported. It never clears
+// the cluster key's code, which only the key checker can.
 func (r *streamRun) reportSink(code codes.Code, err error) {
 	if code == "" {
 		_ = r.st.Recover(codes.OwnerSink)
 		_ = r.st.Recover(codes.OwnerRole)
+		if r.sinkInternal {
+			r.sinkInternal = false
+			_ = r.st.Recover(codes.OwnerPipeline)
+		}
 		return
 	}
 	if c := classify(err); c != codes.InternalError {
 		code = c
 	}
+	r.sinkInternal = r.sinkInternal || code == codes.InternalError
 	_ = r.st.Fault(code, err)
 }
 
