@@ -44,18 +44,6 @@ func (h *countLogs) count(msg string) int {
 	return h.n[msg]
 }
 
-// reasonCodes lists the codes a stream shows, statusReason first.
-func reasonCodes(snap state.Snapshot) []codes.Code {
-	var out []codes.Code
-	if snap.StatusReason != nil {
-		out = append(out, snap.StatusReason.Code)
-	}
-	for _, o := range snap.OtherReasons {
-		out = append(out, o.Code)
-	}
-	return out
-}
-
 func streamIn(t *testing.T, st state.Status, reasons ...codes.Code) *state.Stream {
 	t.Helper()
 	rec := state.Record{Definition: state.Definition{ClusterID: cluster, StreamID: cluster2}, Status: st}
@@ -104,7 +92,7 @@ func TestHoldRetriesUntilFixed(t *testing.T) {
 				calls++
 				if calls > 1 && tt.status != state.Creating {
 					// The earlier failure is shown while the run waits.
-					if got := reasonCodes(st.Snapshot()); !slices.Contains(got, codes.RoleAccessDenied) {
+					if got := st.Snapshot().Codes(); !slices.Contains(got, codes.RoleAccessDenied) {
 						t.Errorf("attempt %d: stream shows %v", calls, got)
 					}
 				}
@@ -117,8 +105,8 @@ func TestHoldRetriesUntilFixed(t *testing.T) {
 				t.Fatalf("hold = %v after %d calls, want %v after %d", err, calls, tt.wantErr, tt.wantCalls)
 			}
 			snap := st.Snapshot()
-			if snap.Status != tt.want || !slices.Equal(reasonCodes(snap), tt.wantCodes) {
-				t.Fatalf("stream %s %v, want %s %v", snap.Status, reasonCodes(snap), tt.want, tt.wantCodes)
+			if snap.Status != tt.want || !slices.Equal(snap.Codes(), tt.wantCodes) {
+				t.Fatalf("stream %s %v, want %s %v", snap.Status, snap.Codes(), tt.want, tt.wantCodes)
 			}
 		})
 	}
@@ -214,7 +202,7 @@ func TestHeldRunKeepsRunning(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond) // a returned run would be reported by now
 			snap := s.Snapshot()
-			if got := reasonCodes(snap); snap.Status != tt.want || !slices.Equal(got, []codes.Code{codes.RoleAccessDenied}) {
+			if got := snap.Codes(); snap.Status != tt.want || !slices.Equal(got, []codes.Code{codes.RoleAccessDenied}) {
 				t.Fatalf("stream %s %v, want %s [ROLE_ACCESS_DENIED]", snap.Status, got, tt.want)
 			}
 			if n := logs.count("stream pipeline stopped"); n != 0 {

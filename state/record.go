@@ -67,6 +67,19 @@ type Reason struct {
 	UpdatedAt time.Time  `json:"updatedAt"`
 }
 
+// Codes lists the codes of the outstanding causes the record shows: the
+// statusReason's first, then the other reasons'.
+func (r Record) Codes() []codes.Code {
+	var out []codes.Code
+	if r.StatusReason != nil {
+		out = append(out, r.StatusReason.Code)
+	}
+	for _, o := range r.OtherReasons {
+		out = append(out, o.Code)
+	}
+	return out
+}
+
 // Checkpoint is the resume position: the last commit LSN whose records
 // Kinesis accepted, and that transaction's source.ts_ns. The daemon saves
 // it before confirming the LSN to PostgreSQL, so after a crash the slot

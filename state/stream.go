@@ -31,6 +31,8 @@ const (
 	logKeyLag     = "lag"
 	logKeyCause   = "cause"
 	logKeyOwner   = "owner"
+	// logKeyOutstanding lists every outstanding code, the shown one first.
+	logKeyOutstanding = "outstanding"
 )
 
 // Persister is the part of Store a Stream writes through.
@@ -348,6 +350,10 @@ func (s *Stream) logTransition(ev Event, from, to Status, reason *Reason, now ti
 		attrs = append(attrs, logKeyCode, string(reason.Code), logKeyError, reason.Message)
 	}
 	attrs = append(attrs, extra...)
+	if len(s.rec.OtherReasons) > 0 {
+		// The other causes are not in GetStream; the log names them.
+		attrs = append(attrs, logKeyOutstanding, s.rec.Codes())
+	}
 	if s.repeats > 0 {
 		attrs = append(attrs, logKeyRepeats, s.repeats)
 	}

@@ -38,6 +38,23 @@ func (h *logSink) Handle(_ context.Context, r slog.Record) error {
 func (h *logSink) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *logSink) WithGroup(string) slog.Handler      { return h }
 
+// lastAttr is the value of key in the last record logged, if any.
+func (h *logSink) lastAttr(key string) (slog.Value, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var v slog.Value
+	found := false
+	if n := len(h.recs); n > 0 {
+		h.recs[n-1].Attrs(func(a slog.Attr) bool {
+			if a.Key == key {
+				v, found = a.Value, true
+			}
+			return !found
+		})
+	}
+	return v, found
+}
+
 func (h *logSink) messages() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -183,7 +200,7 @@ func TestStreamEveryStatusEveryEvent(t *testing.T) {
 				}
 
 				changed := got.Status != from
-				reasonChanged := !changed && !slices.Equal(reasonCodes(got.Record), reasonCodes(before.Record))
+				reasonChanged := !changed && !slices.Equal(got.Codes(), before.Codes())
 				n, _ := metricValue(t, h.reg, "cdcd_stream_transitions_total",
 					map[string]string{"stream": testStream, "from": string(from), "to": string(got.Status)})
 				switch {
@@ -222,18 +239,6 @@ func TestStreamEveryStatusEveryEvent(t *testing.T) {
 			})
 		}
 	}
-}
-
-// reasonCodes lists the codes a record shows, statusReason first.
-func reasonCodes(r Record) []codes.Code {
-	var out []codes.Code
-	if r.StatusReason != nil {
-		out = append(out, r.StatusReason.Code)
-	}
-	for _, o := range r.OtherReasons {
-		out = append(out, o.Code)
-	}
-	return out
 }
 
 func TestStreamCreatingFaultFailsWithCode(t *testing.T) {
