@@ -176,7 +176,7 @@ func TestCheckerFailsCreatingStream(t *testing.T) {
 	}
 	m.setFail(apiError("DisabledException"))
 	c.Check(context.Background())
-	snap := stream.Snapshot()
+	snap := stream.View()
 	if snap.Status != state.Failed || snap.StatusReason == nil || snap.StatusReason.Code != codes.ClusterCMKInaccessible {
 		t.Fatalf("stream is %s (%+v), want FAILED with CLUSTER_CMK_INACCESSIBLE", snap.Status, snap.StatusReason)
 	}
@@ -185,7 +185,7 @@ func TestCheckerFailsCreatingStream(t *testing.T) {
 	if err := c.Check(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if stream.Snapshot().Status != state.Failed {
+	if stream.View().Status != state.Failed {
 		t.Error("a FAILED stream left FAILED")
 	}
 }
@@ -196,12 +196,12 @@ func TestCheckerImpairsActiveStream(t *testing.T) {
 	c, _ := NewChecker(k, stream, CheckerOptions{})
 	m.setFail(apiError("AccessDeniedException"))
 	c.Check(context.Background())
-	if s := stream.Snapshot().Status; s != state.Impaired {
+	if s := stream.View().Status; s != state.Impaired {
 		t.Fatalf("stream is %s, want IMPAIRED", s)
 	}
 	m.setFail(nil)
 	c.Check(context.Background())
-	if s := stream.Snapshot().Status; s != state.Active {
+	if s := stream.View().Status; s != state.Active {
 		t.Fatalf("stream is %s, want ACTIVE", s)
 	}
 }
@@ -222,7 +222,7 @@ func TestCheckerClearsCodeFromBeforeRestart(t *testing.T) {
 	if err := c.Check(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	snap := stream.Snapshot()
+	snap := stream.View()
 	if snap.Status != state.Impaired || snap.StatusReason.Code != codes.SourceUnavailable || len(snap.OtherReasons) != 0 {
 		t.Fatalf("after a passing check: %s %+v %+v; want IMPAIRED with SOURCE_UNAVAILABLE only", snap.Status, snap.StatusReason, snap.OtherReasons)
 	}
@@ -254,8 +254,8 @@ func TestNewCheckerRejectsNil(t *testing.T) {
 }
 
 // testStreamRecord is a stream's record in status s, without a reason.
-func testStreamRecord(s state.Status) state.Record {
-	return state.Record{
+func testStreamRecord(s state.Status) state.File {
+	return state.File{
 		Definition: state.Definition{
 			ClusterID: testCluster,
 			StreamID:  testStream,

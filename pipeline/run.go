@@ -103,7 +103,7 @@ func (r *streamRun) hold(ctx context.Context, code codes.Code, step func() error
 		}
 		failed = true
 		_ = r.st.Fault(code, err)
-		if r.st.Snapshot().Status == state.Failed {
+		if r.st.View().Status == state.Failed {
 			return retry.Permanent(errFailed)
 		}
 		return err
@@ -197,7 +197,7 @@ func (r *streamRun) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if r.st.Snapshot().Status == state.Failed {
+	if r.st.View().Status == state.Failed {
 		return errFailed
 	}
 	if checker != nil {
@@ -212,7 +212,7 @@ func (r *streamRun) prepare(ctx context.Context) error {
 // errors are retried and logged, as the sink does while they are short,
 // and never fail a CREATING stream.
 func (r *streamRun) prepareOnce(ctx context.Context) error {
-	info, err := r.src.Prepare(ctx, r.st.Snapshot().Checkpoint.LSN)
+	info, err := r.src.Prepare(ctx, r.st.View().Checkpoint.LSN)
 	if errors.Is(err, capture.ErrSlotLost) {
 		_ = r.st.Fault(codes.SourceSlotLost, err)
 		return retry.Permanent(errFailed)
@@ -224,7 +224,7 @@ func (r *streamRun) prepareOnce(ctx context.Context) error {
 	if err != nil {
 		if code := classify(err); code.Denial() || code.Fatal() {
 			_ = r.st.Fault(code, err)
-			if r.st.Snapshot().Status == state.Failed {
+			if r.st.View().Status == state.Failed {
 				return retry.Permanent(errFailed)
 			}
 		}
@@ -259,7 +259,7 @@ func (r *streamRun) deliver(ctx context.Context) error {
 	}
 	r.d.setLive(r.def.StreamID, func(l *liveStream) { l.src = r.src })
 	r.logReady(h.cp)
-	if r.st.Snapshot().Status == state.Creating {
+	if r.st.View().Status == state.Creating {
 		_ = r.st.Created()
 	}
 
@@ -301,7 +301,7 @@ func (r *streamRun) stop(ctx context.Context, snk *sink.Sink, h *handler, stopSi
 
 // newHandler builds the encoder, the sink and the handler that joins them.
 func (r *streamRun) newHandler() (*sink.Sink, *handler, error) {
-	rec := r.st.Snapshot().Record
+	rec := r.st.View().File
 	enc, err := record.NewEncoder(record.Config{
 		SystemID: r.info.SystemID, Cluster: rec.Definition.ClusterID, Database: r.info.Database,
 		Ordering: record.Ordering(r.sc.Ordering), MaxRecordBytes: r.target.MaxRecordBytes, EmitTruncate: r.sc.EmitTruncate,

@@ -46,7 +46,7 @@ func (h *countLogs) count(msg string) int {
 
 func streamIn(t *testing.T, st state.Status, reasons ...codes.Code) *state.Stream {
 	t.Helper()
-	rec := state.Record{Definition: state.Definition{ClusterID: cluster, StreamID: cluster2}, Status: st}
+	rec := state.File{Definition: state.Definition{ClusterID: cluster, StreamID: cluster2}, Status: st}
 	for i, c := range reasons {
 		r := state.Reason{Code: c, Message: "before the restart"}
 		if i == 0 {
@@ -92,7 +92,7 @@ func TestHoldRetriesUntilFixed(t *testing.T) {
 				calls++
 				if calls > 1 && tt.status != state.Creating {
 					// The earlier failure is shown while the run waits.
-					if got := st.Snapshot().Codes(); !slices.Contains(got, codes.RoleAccessDenied) {
+					if got := st.View().Codes(); !slices.Contains(got, codes.RoleAccessDenied) {
 						t.Errorf("attempt %d: stream shows %v", calls, got)
 					}
 				}
@@ -104,7 +104,7 @@ func TestHoldRetriesUntilFixed(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) || calls != tt.wantCalls {
 				t.Fatalf("hold = %v after %d calls, want %v after %d", err, calls, tt.wantErr, tt.wantCalls)
 			}
-			snap := st.Snapshot()
+			snap := st.View()
 			if snap.Status != tt.want || !slices.Equal(snap.Codes(), tt.wantCodes) {
 				t.Fatalf("stream %s %v, want %s %v", snap.Status, snap.Codes(), tt.want, tt.wantCodes)
 			}
@@ -182,7 +182,7 @@ func TestHeldRunKeepsRunning(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer store.Close()
-			rec := state.Record{Definition: def, Status: tt.from}
+			rec := state.File{Definition: def, Status: tt.from}
 			if tt.from == state.Impaired {
 				rec.StatusReason = &state.Reason{Code: codes.RoleAccessDenied, Message: "before the restart"}
 			}
@@ -195,13 +195,13 @@ func TestHeldRunKeepsRunning(t *testing.T) {
 			}
 			defer sup.Close()
 			s := mustStream(t, sup, def.StreamID)
-			waitFor(t, "the fault", func() bool { return s.Snapshot().Status == tt.want })
+			waitFor(t, "the fault", func() bool { return s.View().Status == tt.want })
 			if tt.want == state.Impaired {
 				// Three failed attempts: the run is still there, retrying.
 				waitFor(t, "retries", func() bool { return logs.count("stream held; retrying") >= 3 })
 			}
 			time.Sleep(100 * time.Millisecond) // a returned run would be reported by now
-			snap := s.Snapshot()
+			snap := s.View()
 			if got := snap.Codes(); snap.Status != tt.want || !slices.Equal(got, []codes.Code{codes.RoleAccessDenied}) {
 				t.Fatalf("stream %s %v, want %s [ROLE_ACCESS_DENIED]", snap.Status, got, tt.want)
 			}

@@ -50,7 +50,7 @@ func (d *Daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
 	}
 	d.mu.Unlock()
 	if src != nil {
-		src.ConfirmedLSN = s.Snapshot().Checkpoint.LSN
+		src.ConfirmedLSN = s.View().Checkpoint.LSN
 	}
 	return src, tgt
 }

@@ -38,7 +38,7 @@ var _ Runner = IdleRunner{}
 
 // RunStream implements Runner.
 func (p IdleRunner) RunStream(ctx context.Context, s *state.Stream) error {
-	if s.Snapshot().Status == state.Creating {
+	if s.View().Status == state.Creating {
 		t := time.NewTimer(p.Delay)
 		defer t.Stop()
 		select {

@@ -217,7 +217,7 @@ func (r *Supervisor) run(ctx context.Context, s *state.Stream) error {
 		}
 		select {
 		case err := <-runErr:
-			if runCtx.Err() != nil || !runs(s.Snapshot().Status) {
+			if runCtx.Err() != nil || !runs(s.View().Status) {
 				return nil // stopped, or its stream FAILED meanwhile
 			}
 			if err == nil {
@@ -225,7 +225,7 @@ func (r *Supervisor) run(ctx context.Context, s *state.Stream) error {
 			}
 			r.log.Error("stream pipeline stopped", "stream", s.ID(), "error", err)
 			_ = s.Fault(codes.InternalError, fmt.Errorf("pipeline stopped: %w", err))
-			if !runs(s.Snapshot().Status) {
+			if !runs(s.View().Status) {
 				return nil
 			}
 			return err
@@ -284,14 +284,14 @@ func (r *Supervisor) teardown(e *entry) {
 // that cluster that is not DELETED.
 func (r *Supervisor) lookup(clusterID, streamID string) (*entry, error) {
 	e, ok := r.streams[streamID]
-	if !ok || e.s.Definition().ClusterID != clusterID || e.s.Snapshot().Status == state.Deleted {
+	if !ok || e.s.Definition().ClusterID != clusterID || e.s.View().Status == state.Deleted {
 		return nil, &api.NotFoundError{Type: "stream", ID: streamID}
 	}
 	return e, nil
 }
 
 func (r *Supervisor) view(s *state.Stream) api.StreamView {
-	v := api.StreamView{Snapshot: s.Snapshot()}
+	v := api.StreamView{View: s.View()}
 	v.Source, v.TargetInfo = r.cfg.Runner.Describe(s)
 	return v
 }
@@ -357,7 +357,7 @@ func (r *Supervisor) CreateStream(_ context.Context, req api.CreateRequest) (api
 
 // add saves and starts a new CREATING stream; the caller holds r.mu.
 func (r *Supervisor) add(def state.Definition) (api.StreamView, error) {
-	rec := state.Record{Version: state.FileVersion, Definition: def, Status: state.Creating}
+	rec := state.File{Version: state.FileVersion, Definition: def, Status: state.Creating}
 	if err := r.cfg.Store.Save(rec); err != nil {
 		return api.StreamView{}, fmt.Errorf("create stream: %w", err)
 	}
@@ -479,7 +479,7 @@ func (r *Supervisor) DeleteStream(_ context.Context, clusterID, streamID, _ stri
 		return api.StreamView{}, errClosed
 	}
 	r.startTeardown(e)
-	return api.StreamView{Snapshot: e.s.Snapshot()}, nil
+	return api.StreamView{View: e.s.View()}, nil
 }
 
 // DeleteManaged deletes a config-managed stream, for the daemon when an

@@ -178,7 +178,7 @@ func TestFailureThreshold(t *testing.T) {
 	if got.StatusReason == nil || got.StatusReason.Error != "KINESIS_THROUGHPUT_EXCEEDED" {
 		t.Fatalf("statusReason = %+v", got.StatusReason)
 	}
-	snap := mustStream(t, f.reg, *out.StreamIdentifier).Snapshot()
+	snap := mustStream(t, f.reg, *out.StreamIdentifier).View()
 	if snap.Lag <= time.Second {
 		t.Fatalf("failed at lag %v, threshold 1s", snap.Lag)
 	}
@@ -260,7 +260,7 @@ func TestSupervisorRestartsReturnedRun(t *testing.T) {
 				}
 				// What a prepared run reports (run.go prepared).
 				_ = s.Recover(codes.OwnerPipeline)
-				if s.Snapshot().Status == state.Creating {
+				if s.View().Status == state.Creating {
 					_ = s.Created()
 				}
 				<-ctx.Done()

@@ -13,7 +13,7 @@ import (
 type causes []Reason
 
 // causesOf is the set a record holds: its statusReason and otherReasons.
-func causesOf(r *Record) causes {
+func causesOf(r *File) causes {
 	if r.StatusReason == nil {
 		return nil
 	}

@@ -99,7 +99,7 @@ func TestStreamOverlappingCauses(t *testing.T) {
 				if st.rejects != errors.Is(err, ErrInvalidTransition) || !st.rejects && err != nil {
 					t.Fatalf("step %d: err = %v", i, err)
 				}
-				got := h.s.Snapshot()
+				got := h.s.View()
 				want := append([]codes.Code{st.shown}, st.others...)
 				if st.shown == "" {
 					want = nil
@@ -142,7 +142,7 @@ func TestStreamTransientFaultWhileCreating(t *testing.T) {
 			if err := h.s.Fault(tt.code, errors.New("rate exceeded")); err != nil {
 				t.Fatal(err)
 			}
-			got := h.s.Snapshot()
+			got := h.s.View()
 			if got.Status != tt.want {
 				t.Fatalf("status %s, want %s", got.Status, tt.want)
 			}
@@ -158,7 +158,7 @@ func TestStreamTransientFaultWhileCreating(t *testing.T) {
 			if err := h.s.Created(); err != nil {
 				t.Fatal(err)
 			}
-			if got := h.s.Snapshot(); got.Status != Active || got.StatusReason != nil {
+			if got := h.s.View(); got.Status != Active || got.StatusReason != nil {
 				t.Fatalf("after Created: %s %+v", got.Status, got.StatusReason)
 			}
 		})
@@ -203,7 +203,7 @@ func TestStreamRestartReevaluatesCauses(t *testing.T) {
 	}
 	check := func(what string, status Status, want ...codes.Code) {
 		t.Helper()
-		got := st2.Snapshot()
+		got := st2.View()
 		if got.Status != status || !slices.Equal(got.Codes(), want) {
 			t.Fatalf("%s: %s %v, want %s %v", what, got.Status, got.Codes(), status, want)
 		}
@@ -219,7 +219,7 @@ func TestStreamRestartReevaluatesCauses(t *testing.T) {
 	check("key check passed", Impaired, codes.SourceUnavailable, codes.KinesisThroughputExceeded)
 	_ = st2.Fault(codes.SourceUnavailable, errors.New("still refused"))
 	check("source still down", Impaired, codes.SourceUnavailable, codes.KinesisThroughputExceeded)
-	if msg := st2.Snapshot().StatusReason.Message; msg != "still refused" {
+	if msg := st2.View().StatusReason.Message; msg != "still refused" {
 		t.Errorf("message %q, want the latest", msg)
 	}
 	_ = st2.Recover(codes.OwnerSink)
@@ -423,7 +423,7 @@ func runCausesSequence(t *testing.T, rng *rand.Rand, all []codes.Code) {
 		if rejected != errors.Is(err, ErrInvalidTransition) || !rejected && err != nil {
 			t.Fatalf("event %d %s: err = %v, want rejected %v", i, what, err, rejected)
 		}
-		checkShows(t, fmt.Sprintf("event %d %s", i, what), h.s.Snapshot().Record, m)
+		checkShows(t, fmt.Sprintf("event %d %s", i, what), h.s.View().File, m)
 		changed := before.status != m.status || !slices.Equal(modelCodes(&before), modelCodes(m))
 		if what == "restart" {
 			continue
@@ -499,7 +499,7 @@ func randomEvent(t *testing.T, h *harness, m *model, rng *rand.Rand, all []codes
 // record (or the initial one), as the daemon does after a restart.
 func restart(t *testing.T, h *harness) {
 	t.Helper()
-	rec := h.s.Snapshot().Record
+	rec := h.s.View().File
 	h.store.mu.Lock()
 	if n := len(h.store.saves); n > 0 {
 		rec = h.store.saves[n-1].clone()
@@ -507,7 +507,7 @@ func restart(t *testing.T, h *harness) {
 	h.store.mu.Unlock()
 	// Messages are saved with the changes of codes, not with every
 	// repeat; the model keeps the latest, so carry them over by code.
-	live := h.s.Snapshot().Record
+	live := h.s.View().File
 	if rec.Status != live.Status || !slices.Equal(rec.Codes(), live.Codes()) {
 		t.Fatalf("saved %s %v, live %s %v", rec.Status, rec.Codes(), live.Status, live.Codes())
 	}
@@ -525,7 +525,7 @@ func restart(t *testing.T, h *harness) {
 }
 
 // checkShows compares what a record shows with the model.
-func checkShows(t *testing.T, what string, got Record, m *model) {
+func checkShows(t *testing.T, what string, got File, m *model) {
 	t.Helper()
 	wantReason, wantOthers := m.shows()
 	if got.Status != m.status {

@@ -37,7 +37,7 @@ const (
 
 // Persister is the part of Store a Stream writes through.
 type Persister interface {
-	Save(Record) error
+	Save(File) error
 	SaveCheckpoint(streamID string, cp Checkpoint) error
 }
 
@@ -59,9 +59,9 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Snapshot is a consistent copy of a stream's state for readers.
-type Snapshot struct {
-	Record
+// View is a consistent copy of a stream's state for readers.
+type View struct {
+	File
 	// Lag is the last lag the pipeline reported: the age of the oldest
 	// change not yet accepted by Kinesis.
 	Lag time.Duration
@@ -92,7 +92,7 @@ type Stream struct {
 	cpMu sync.Mutex
 
 	mu      sync.Mutex
-	rec     Record
+	rec     File
 	lag     time.Duration
 	changed chan struct{}
 	// repeats counts faults with an unchanged code since the last log
@@ -103,7 +103,7 @@ type Stream struct {
 
 // NewStream wraps a saved (or about to be saved) record. It does not write
 // rec; the caller saves a new stream before it announces it.
-func NewStream(rec Record, opts Options) (*Stream, error) {
+func NewStream(rec File, opts Options) (*Stream, error) {
 	if rec.Version == 0 {
 		rec.Version = FileVersion
 	}
@@ -158,19 +158,19 @@ func (s *Stream) Definition() Definition {
 	return s.rec.clone().Definition
 }
 
-// Snapshot returns a copy of the current state.
-func (s *Stream) Snapshot() Snapshot {
+// View returns a copy of the current state.
+func (s *Stream) View() View {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Snapshot{Record: s.rec.clone(), Lag: s.lag}
+	return View{File: s.rec.clone(), Lag: s.lag}
 }
 
 // Watch returns the current state and a channel closed at the next status
 // or reason change, for waiting with select instead of polling.
-func (s *Stream) Watch() (Snapshot, <-chan struct{}) {
+func (s *Stream) Watch() (View, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Snapshot{Record: s.rec.clone(), Lag: s.lag}, s.changed
+	return View{File: s.rec.clone(), Lag: s.lag}, s.changed
 }
 
 // Created reports that the stream is set up: CREATING → ACTIVE.

@@ -67,7 +67,7 @@ type CreateRequest struct {
 // StreamView is a stream as the control plane shows it: the persisted and
 // live state, plus what cdcd adds to DSQL's GetStream.
 type StreamView struct {
-	state.Snapshot
+	state.View
 	// Source is the replication slot's health; nil when unknown.
 	Source *SourceInfo
 	// TargetInfo is the Kinesis stream's encryption; nil when unknown.

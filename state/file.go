@@ -19,9 +19,9 @@ import (
 // it do.
 const FileVersion = 1
 
-// Record is everything cdcd keeps about one stream across restarts; it is
+// File is everything cdcd keeps about one stream across restarts; it is
 // the per-stream JSON file.
-type Record struct {
+type File struct {
 	Version      int        `json:"version"`
 	Definition   Definition `json:"definition"`
 	Status       Status     `json:"status"`
@@ -69,7 +69,7 @@ type Reason struct {
 
 // Codes lists the codes of the outstanding causes the record shows: the
 // statusReason's first, then the other reasons'.
-func (r Record) Codes() []codes.Code {
+func (r File) Codes() []codes.Code {
 	var out []codes.Code
 	if r.StatusReason != nil {
 		out = append(out, r.StatusReason.Code)
@@ -100,7 +100,7 @@ func FormatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(
 // validate checks what a file or a caller could get wrong in a way that
 // would otherwise surface far away: a path-unsafe id, an unknown status, a
 // reason on a status that must not have one.
-func (r *Record) validate() error {
+func (r *File) validate() error {
 	d := r.Definition
 	if !ident.ValidID(d.StreamID) {
 		return fmt.Errorf("stream identifier %q: want %d characters of [a-z0-9]", d.StreamID, ident.IDLen)
@@ -125,7 +125,7 @@ func (r *Record) validate() error {
 
 // validateOthers checks that otherReasons go with a statusReason and that
 // no code is outstanding twice.
-func (r *Record) validateOthers() error {
+func (r *File) validateOthers() error {
 	if len(r.OtherReasons) == 0 {
 		return nil
 	}
@@ -143,7 +143,7 @@ func (r *Record) validateOthers() error {
 }
 
 // clone copies r deeply enough that the copy shares nothing mutable.
-func (r Record) clone() Record {
+func (r File) clone() File {
 	if r.Definition.Tags != nil {
 		tags := make(map[string]string, len(r.Definition.Tags))
 		for k, v := range r.Definition.Tags {
