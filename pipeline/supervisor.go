@@ -478,8 +478,11 @@ func (r *Supervisor) DeleteStream(_ context.Context, clusterID, streamID, _ stri
 	if r.closed {
 		return api.StreamView{}, errClosed
 	}
+	// The answer shows DELETING, as DSQL's does, even when a quick
+	// teardown finishes before the response is written.
+	view := api.StreamView{View: e.s.View()}
 	r.startTeardown(e)
-	return api.StreamView{View: e.s.View()}, nil
+	return view, nil
 }
 
 // DeleteManaged deletes a config-managed stream, for the daemon when an
