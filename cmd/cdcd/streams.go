@@ -74,7 +74,7 @@ func cmdStreams(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if (sub == "get" || sub == "delete") && *stream == "" {
 		return usageError{"streams " + sub + " needs --stream ID"}
 	}
-	c, err := api.NewClient(ctx, cmp.Or(base, "http://"+config.DefaultListen), region, config.LoadAWS)
+	c, err := api.NewClient(ctx, api.ClientOptions{Endpoint: cmp.Or(base, "http://"+config.DefaultListen), Region: region}, config.LoadAWS)
 	if err != nil {
 		return err
 	}
