@@ -127,3 +127,19 @@ func TestClientURLs(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterID(t *testing.T) {
+	one := &Config{Clusters: []Cluster{{Identifier: "kmabugltfmjdaj2siqr2qbxgju"}}}
+	two := &Config{Clusters: []Cluster{{Identifier: "a"}, {Identifier: "b"}}}
+	var none *Config
+	for _, tc := range []struct {
+		c        *Config
+		id, want string
+	}{
+		{one, "", "kmabugltfmjdaj2siqr2qbxgju"}, {one, "given", "given"}, {two, "", ""}, {none, "", ""}, {none, "given", "given"},
+	} {
+		if got := tc.c.ClusterID(tc.id); got != tc.want {
+			t.Errorf("ClusterID(%q) = %q, want %q", tc.id, got, tc.want)
+		}
+	}
+}

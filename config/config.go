@@ -351,6 +351,16 @@ func dialAddr(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
+// ClusterID is id, or when id is empty the identifier of the file's only
+// cluster: empty when it has several, or derives it at start. A nil Config
+// (no file) has no cluster.
+func (c *Config) ClusterID(id string) string {
+	if id != "" || c == nil || len(c.Clusters) != 1 {
+		return id
+	}
+	return c.Clusters[0].Identifier
+}
+
 // ClusterNamed returns the cluster called name, nil if there is none.
 func (c *Config) ClusterNamed(name string) *Cluster {
 	for i := range c.Clusters {

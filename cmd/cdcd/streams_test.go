@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,13 @@ const (
 // runner, and returns its URL.
 func controlPlane(t *testing.T, runner pipeline.Runner) string {
 	t.Helper()
+	return guardedControlPlane(t, runner, api.Guard{})
+}
+
+// guardedControlPlane is controlPlane behind g, over TLS when g has a
+// certificate.
+func guardedControlPlane(t *testing.T, runner pipeline.Runner, g api.Guard) string {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	store, err := state.Open(t.TempDir(), logger)
 	if err != nil {
@@ -52,12 +60,24 @@ func controlPlane(t *testing.T, runner pipeline.Runner) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.NewServer(sup, prom, logger))
+	h, tc, err := g.Wrap(api.NewServer(sup, prom, logger), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	if tc != nil {
+		srv.Listener = tls.NewListener(srv.Listener, tc)
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		_ = sup.Close()
 		_ = store.Close()
 	})
+	if tc != nil {
+		return "https://" + srv.Listener.Addr().String()
+	}
 	return srv.URL
 }
 

@@ -12,10 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -149,6 +152,37 @@ func NewClient(ctx context.Context, o ClientOptions, load func(context.Context, 
 		return nil, err
 	}
 	return dsql.NewFromConfig(cfg, set), nil
+}
+
+// Fields are s as "key", "value" pairs for a person, in the order that
+// reads best, leaving out empty values.
+func (s Stream) Fields() [][2]string {
+	var reason, message string
+	if r := s.StatusReason; r != nil {
+		reason, message = r.Code+" since "+r.UpdatedAt.UTC().Format(time.RFC3339), r.Message
+	}
+	all := [][2]string{{"stream", s.StreamIdentifier}, {"cluster", s.ClusterIdentifier}, {"arn", s.Arn}, {"status", s.Status},
+		{"status reason", reason}, {"status message", message}, {"format", s.Format}, {"ordering", s.Ordering},
+		{"created", s.CreationTime.UTC().Format(time.RFC3339)}, {"kinesis stream", s.KinesisStreamArn}, {"role", s.RoleArn}}
+	for _, k := range slices.Sorted(maps.Keys(s.Tags)) {
+		all = append(all, [2]string{"tag " + k, s.Tags[k]})
+	}
+	all = append(all, [2]string{"source", string(s.Source)}, [2]string{"target", string(s.Target)})
+	return slices.DeleteFunc(all, func(f [2]string) bool { return f[1] == "" })
+}
+
+// Table is streams as rows for a person: a header, then a row per stream.
+func Table(streams []Stream) [][]string {
+	rows := [][]string{{"STREAM", "STATUS", "ORDERING", "KINESIS STREAM", "REASON"}}
+	for _, s := range streams {
+		var reason string
+		if s.StatusReason != nil {
+			reason = s.StatusReason.Code
+		}
+		kinesis := s.KinesisStreamArn[strings.LastIndex(s.KinesisStreamArn, "/")+1:]
+		rows = append(rows, []string{s.StreamIdentifier, s.Status, s.Ordering, kinesis, reason})
+	}
+	return rows
 }
 
 // GetStream describes one stream.
