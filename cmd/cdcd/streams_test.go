@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
+	"github.com/cdcd-dev/cdcd/test/testpki"
 )
 
 const (
@@ -64,21 +63,11 @@ func guardedControlPlane(t *testing.T, runner pipeline.Runner, g api.Guard) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	if tc != nil {
-		srv.Listener = tls.NewListener(srv.Listener, tc)
-	}
-	srv.Start()
 	t.Cleanup(func() {
-		srv.Close()
 		_ = sup.Close()
 		_ = store.Close()
 	})
-	if tc != nil {
-		return "https://" + srv.Listener.Addr().String()
-	}
-	return srv.URL
+	return testpki.Serve(t, h, tc, logger)
 }
 
 // streams runs cdcd streams against the control plane at url.

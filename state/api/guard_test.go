@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,17 +69,7 @@ func serveGuarded(t *testing.T, g Guard) (string, *bytes.Buffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	if tc != nil {
-		srv.Listener = tls.NewListener(srv.Listener, tc)
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	if tc != nil {
-		return "https://" + srv.Listener.Addr().String(), &logs
-	}
-	return srv.URL, &logs
+	return testpki.Serve(t, h, tc, log), &logs
 }
 
 // sdkClient is NewClient for o, which must not need the AWS chain.

@@ -1,5 +1,6 @@
 // Package testpki makes throwaway certificate authorities and certificates,
-// as PEM files, for tests of TLS and client-certificate authentication.
+// as PEM files, and serves handlers over TLS with them, for tests of TLS and
+// client-certificate authentication.
 package testpki
 
 import (
@@ -7,11 +8,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -105,4 +110,24 @@ func template(name string) *x509.Certificate {
 		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 	}
+}
+
+// Serve serves h until the test ends, over TLS with tc when tc is not nil,
+// as the daemon does (a TLS listener under an HTTP server), and returns its
+// URL. The server's own errors, failed handshakes among them, go to log.
+func Serve(t testing.TB, h http.Handler, tc *tls.Config, log *slog.Logger) string {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	if log != nil {
+		srv.Config.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	}
+	if tc != nil {
+		srv.Listener = tls.NewListener(srv.Listener, tc)
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	if tc != nil {
+		return "https://" + srv.Listener.Addr().String()
+	}
+	return srv.URL
 }
