@@ -29,34 +29,21 @@ const (
 	testStream  = "qv3xw2mdbyjbhnxr7pz5kzbsxu"
 )
 
-// stubController answers every call with one stream, whatever is asked.
-type stubController struct{}
-
-func (stubController) view(status state.Status) StreamView {
-	return StreamView{Snapshot: state.Snapshot{Record: state.Record{Status: status, Definition: state.Definition{
-		ClusterID: testCluster, StreamID: testStream, ARN: "arn:aws:cdcd:us-east-1:123456789012:cluster/" + testCluster + "/stream/" + testStream,
-		Format: "JSON", Ordering: "UNORDERED", CreationTime: time.Unix(1705318200, 0),
-	}}}}
+// testView is the one stream the controllers of these tests know.
+func testView(status state.Status) StreamView {
+	return view(testCluster, testStream, time.Unix(1705318200, 0), status)
 }
 
-func (c stubController) CreateStream(context.Context, CreateRequest) (StreamView, error) {
-	return c.view(state.Creating), nil
-}
-
-func (c stubController) GetStream(context.Context, string, string) (StreamView, error) {
-	return c.view(state.Active), nil
-}
-
-func (c stubController) ListStreams(context.Context, string) ([]StreamView, error) {
-	return []StreamView{c.view(state.Active)}, nil
-}
-
-func (c stubController) DeleteStream(context.Context, string, string, string) (StreamView, error) {
-	return c.view(state.Deleting), nil
-}
-
-func (c stubController) Streams(context.Context) ([]StreamView, error) {
-	return []StreamView{c.view(state.Active)}, nil
+// oneStream is a controller that answers every call with that stream.
+func oneStream() *fakeController {
+	one := func(status state.Status) (StreamView, error) { return testView(status), nil }
+	return &fakeController{
+		createStream: func(context.Context, CreateRequest) (StreamView, error) { return one(state.Creating) },
+		getStream:    func(context.Context, string, string) (StreamView, error) { return one(state.Active) },
+		listStreams:  func(context.Context, string) ([]StreamView, error) { return []StreamView{testView(state.Active)}, nil },
+		deleteStream: func(context.Context, string, string, string) (StreamView, error) { return one(state.Deleting) },
+		streams:      func(context.Context) ([]StreamView, error) { return []StreamView{testView(state.Active)}, nil },
+	}
 }
 
 // serveGuarded serves the control plane behind g, over TLS when g asks for
@@ -65,7 +52,7 @@ func serveGuarded(t *testing.T, g Guard) (string, *bytes.Buffer) {
 	t.Helper()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	h, tc, err := g.Wrap(NewServer(stubController{}, nil, log), log)
+	h, tc, err := g.Wrap(NewServer(oneStream(), nil, log), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,16 +11,8 @@ import (
 	"github.com/cdcd-dev/cdcd/state"
 )
 
-// streamsController serves /readyz from a fixed set of streams.
-type streamsController struct {
-	stubController
-	views []StreamView
-}
-
-func (c streamsController) Streams(context.Context) ([]StreamView, error) { return c.views, nil }
-
 func TestHealth(t *testing.T) {
-	impaired := stubController{}.view(state.Impaired)
+	impaired := testView(state.Impaired)
 	impaired.StatusReason = &state.Reason{Code: codes.SourceUnavailable, Message: "connect:\nconnection refused", UpdatedAt: time.Unix(1705318200, 0)}
 	for _, tc := range []struct {
 		name  string
@@ -31,12 +23,14 @@ func TestHealth(t *testing.T) {
 	}{
 		{"live", []StreamView{impaired}, false, "live: ok", true},
 		{"no streams", nil, true, "ready: no streams", true},
-		{"all active", []StreamView{stubController{}.view(state.Active), stubController{}.view(state.Active)}, true, "ready: 2 streams, all ACTIVE", true},
-		{"impaired", []StreamView{stubController{}.view(state.Active), impaired}, true,
+		{"all active", []StreamView{testView(state.Active), testView(state.Active)}, true, "ready: 2 streams, all ACTIVE", true},
+		{"impaired", []StreamView{testView(state.Active), impaired}, true,
 			"not ready: 1 of 2 streams: stream " + testStream + " (cluster " + testCluster + ") is IMPAIRED: SOURCE_UNAVAILABLE connect: connection refused", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(NewProbeServer(streamsController{views: tc.views}, nil, nil))
+			views := tc.views
+			ctl := &fakeController{streams: func(context.Context) ([]StreamView, error) { return views, nil }}
+			srv := httptest.NewServer(NewProbeServer(ctl, nil, nil))
 			defer srv.Close()
 			line, err := Health(context.Background(), ClientOptions{Endpoint: srv.URL + "/"}, tc.ready)
 			if tc.ok && (err != nil || line != tc.line) {
@@ -50,7 +44,7 @@ func TestHealth(t *testing.T) {
 }
 
 func TestHealthUnreachable(t *testing.T) {
-	srv := httptest.NewServer(NewProbeServer(stubController{}, nil, nil))
+	srv := httptest.NewServer(NewProbeServer(oneStream(), nil, nil))
 	url := srv.URL
 	srv.Close()
 	if _, err := Health(context.Background(), ClientOptions{Endpoint: url}, false); err == nil || !strings.Contains(err.Error(), "connection refused") {
