@@ -108,19 +108,26 @@ func (o ClientOptions) transport() (http.RoundTripper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.TokenFile, err)
 	}
-	return tokenTransport{next: tr, token: string(token)}, nil
+	u, err := url.Parse(o.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("control plane endpoint %q: %w", o.Endpoint, err)
+	}
+	return tokenTransport{next: tr, host: u.Host, token: string(token)}, nil
 }
 
-// tokenTransport adds the token to each request, after the SDK has signed
-// it: the token is not part of the signature, which cdcd does not check.
+// tokenTransport adds the token to each request to the control plane's
+// host, after the SDK has signed it: the token is not part of the
+// signature, which cdcd does not check. A redirect elsewhere goes without.
 type tokenTransport struct {
-	next  http.RoundTripper
-	token string
+	next        http.RoundTripper
+	host, token string
 }
 
 func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set(TokenHeader, t.token)
+	if r.URL.Host == t.host {
+		r = r.Clone(r.Context())
+		r.Header.Set(TokenHeader, t.token)
+	}
 	return t.next.RoundTrip(r)
 }
 

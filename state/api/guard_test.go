@@ -317,3 +317,21 @@ func TestPlainSDKClient(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenStaysHome: a redirect to another host does not carry the token.
+func TestTokenStaysHome(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	writeFile(t, tokenFile, "0123456789abcdef-home")
+	got := make(chan string, 2)
+	elsewhere := testpki.Serve(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got <- r.Header.Get(TokenHeader) }), nil, nil)
+	home := testpki.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get(TokenHeader)
+		http.Redirect(w, r, elsewhere+"/healthz", http.StatusFound)
+	}), nil, nil)
+	if _, err := Health(context.Background(), ClientOptions{Endpoint: home, TokenFile: tokenFile}, false); err != nil {
+		t.Fatal(err)
+	}
+	if h, e := <-got, <-got; h != "0123456789abcdef-home" || e != "" {
+		t.Errorf("token sent home %q, elsewhere %q", h, e)
+	}
+}
