@@ -137,7 +137,7 @@ lint:
 	@bash contrib/systemd/verify.sh
 
 docker:
-	docker build --build-arg VERSION=$(VERSION) -t cdcd:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(shell git rev-parse HEAD 2>/dev/null || echo unknown) -t cdcd:$(VERSION) .
 
 clean:
 	rm -rf bin dist

@@ -68,7 +68,7 @@ func adopt(t *testing.T, sup *Supervisor, name string) *state.Stream {
 func startNotifier(t *testing.T, f *fixture, mod func(*notifier)) func() {
 	t.Helper()
 	ln := f.srv.Listener
-	n := newNotifier(slog.New(slog.DiscardHandler), f.reg, httpProbe(ln.Addr()))
+	n := newNotifier(slog.New(slog.DiscardHandler), f.reg, httpProbe(ln.Addr(), false))
 	if n == nil {
 		t.Fatal("no notifier with NOTIFY_SOCKET set")
 	}

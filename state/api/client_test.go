@@ -26,7 +26,7 @@ func TestNewClientCredentials(t *testing.T) {
 		"https://10.1.2.3:9180":                 "AKIDCHAIN",
 	} {
 		loaded = 0
-		c, err := NewClient(ctx, endpoint, "eu-west-1", load)
+		c, err := NewClient(ctx, ClientOptions{Endpoint: endpoint, Region: "eu-west-1"}, load)
 		if err != nil {
 			t.Fatalf("%s: %v", endpoint, err)
 		}
@@ -40,12 +40,12 @@ func TestNewClientCredentials(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"127.0.0.1:9180", "ftp://127.0.0.1", "http://", ":"} {
-		if _, err := NewClient(ctx, bad, "eu-west-1", load); err == nil {
+		if _, err := NewClient(ctx, ClientOptions{Endpoint: bad, Region: "eu-west-1"}, load); err == nil {
 			t.Errorf("endpoint %q accepted", bad)
 		}
 	}
 	boom := errors.New("no AWS configuration")
-	if _, err := NewClient(ctx, "https://dsql.us-east-1.api.aws", "us-east-1", func(context.Context, string) (aws.Config, error) {
+	if _, err := NewClient(ctx, ClientOptions{Endpoint: "https://dsql.us-east-1.api.aws", Region: "us-east-1"}, func(context.Context, string) (aws.Config, error) {
 		return aws.Config{}, boom
 	}); !errors.Is(err, boom) {
 		t.Errorf("a failing load: got %v", err)

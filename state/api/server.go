@@ -23,11 +23,6 @@ import (
 	"github.com/cdcd-dev/cdcd/state"
 )
 
-// DefaultAddr is where the control plane listens unless configured: the
-// loopback interface only, because the server does not verify SigV4
-// signatures; whoever can reach it can create and delete streams.
-const DefaultAddr = "127.0.0.1:4380"
-
 const (
 	defaultMaxResults = 10
 	maxMaxResults     = 100
@@ -48,16 +43,25 @@ type Server struct {
 
 var _ http.Handler = (*Server)(nil)
 
-// NewServer serves ctl's streams and, when gatherer is not nil, its metrics.
+// NewServer serves ctl's streams, the health endpoints and, when gatherer
+// is not nil, its metrics.
 func NewServer(ctl Controller, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Server{ctl: ctl, log: logger, mux: http.NewServeMux()}
+	s := NewProbeServer(ctl, gatherer, logger)
 	s.mux.HandleFunc("POST /stream/{clusterIdentifier}", s.createStream)
 	s.mux.HandleFunc("GET /stream/{clusterIdentifier}", s.listStreams)
 	s.mux.HandleFunc("GET /stream/{clusterIdentifier}/{streamIdentifier}", s.getStream)
 	s.mux.HandleFunc("DELETE /stream/{clusterIdentifier}/{streamIdentifier}", s.deleteStream)
+	return s
+}
+
+// NewProbeServer serves /healthz, /readyz and, when gatherer is not nil,
+// /metrics, and none of the stream operations: what a scraper or a probe
+// may see without access to the control plane.
+func NewProbeServer(ctl Controller, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{ctl: ctl, log: logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
