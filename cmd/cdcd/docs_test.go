@@ -118,6 +118,14 @@ func (m mention) problems() []string {
 				out = append(out, fmt.Sprintf("%s: cdcd %s has no subcommand %s", m.where, m.cmd, s))
 			}
 		}
+	} else if len(m.flags) == 0 {
+		// A bare mention (`cdcd streams`) only has to name a command; -h
+		// keeps the command from doing anything.
+		err := run(context.Background(), []string{m.cmd, "-h"}, io.Discard, io.Discard)
+		if err != nil && strings.Contains(err.Error(), "unknown command") {
+			out = append(out, fmt.Sprintf("%s: cdcd %s: %v", m.where, m.cmd, err))
+		}
+		return out
 	} else {
 		subs = []string{""}
 	}
