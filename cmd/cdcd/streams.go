@@ -135,7 +135,7 @@ func describe(w io.Writer, s api.Stream) {
 	for _, k := range slices.Sorted(maps.Keys(s.Tags)) {
 		lines = append(lines, [2]string{"tag " + k, s.Tags[k]})
 	}
-	for _, l := range append(lines, [2]string{"source", string(s.Source)}, [2]string{"target", string(s.Target)}) {
+	for _, l := range append(append(lines, s.Progress()...), [2]string{"source", string(s.Source)}, [2]string{"target", string(s.Target)}) {
 		if l[1] != "" {
 			fmt.Fprintf(w, "%s:\t%s\n", l[0], l[1])
 		}
