@@ -79,7 +79,7 @@ func TestGetStreamWireShape(t *testing.T) {
 		t.Errorf("creationTime = %#v, want a number", m["creationTime"])
 	}
 	reason := m["statusReason"].(map[string]any)
-	if reason["error"] != "KINESIS_KMS_ACCESS_DENIED" || reason["message"] != "key 1234 is disabled" {
+	if reason["error"] != "KINESIS_KMS_ACCESS_DENIED" || reason["message"] != "key 1234 is disabled (see docs/runbook.md#kinesis_kms_access_denied)" {
 		t.Errorf("statusReason = %v", reason)
 	}
 	src := m["source"].(map[string]any)
@@ -185,7 +185,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	bad := m["notReady"].([]any)[0].(map[string]any)
 	if bad["streamIdentifier"] != id || bad["status"] != "IMPAIRED" ||
-		bad["statusReason"].(map[string]any)["message"] != "sts:AssumeRole denied" {
+		bad["statusReason"].(map[string]any)["message"] != "sts:AssumeRole denied (see docs/runbook.md#role_access_denied)" {
 		t.Fatalf("notReady = %v", bad)
 	}
 
