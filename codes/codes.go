@@ -5,6 +5,8 @@
 // importing the lifecycle machinery in state.
 package codes
 
+import "strings"
+
 // Code is a status-reason code. The DSQL codes come first; the SOURCE_ codes
 // are cdcd's own for a source that DSQL never loses.
 type Code string
@@ -129,4 +131,14 @@ func All() []Code {
 	return []Code{KinesisStreamNotFound, SourceSlotLost, ClusterCMKInaccessible, RoleAccessDenied,
 		KinesisAccessDenied, KinesisKMSAccessDenied, KinesisOversizeRecord, SourceUnavailable,
 		KinesisThroughputExceeded, InternalError}
+}
+
+// Runbook is the section of docs/runbook.md that says what to check and do
+// about c, named after the code; empty for a code this cdcd does not know,
+// which has no section.
+func (c Code) Runbook() string {
+	if c.Severity() == 0 {
+		return ""
+	}
+	return "docs/runbook.md#" + strings.ToLower(string(c))
 }

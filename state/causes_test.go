@@ -219,7 +219,7 @@ func TestStreamRestartReevaluatesCauses(t *testing.T) {
 	check("key check passed", Impaired, codes.SourceUnavailable, codes.KinesisThroughputExceeded)
 	_ = st2.Fault(codes.SourceUnavailable, errors.New("still refused"))
 	check("source still down", Impaired, codes.SourceUnavailable, codes.KinesisThroughputExceeded)
-	if msg := st2.View().StatusReason.Message; msg != "still refused" {
+	if msg := st2.View().StatusReason.Message; msg != "still refused (see docs/runbook.md#source_unavailable)" {
 		t.Errorf("message %q, want the latest", msg)
 	}
 	_ = st2.Recover(codes.OwnerSink)
@@ -334,6 +334,8 @@ func (m *model) shows() (*Reason, []Reason) {
 }
 
 func (m *model) fault(c codes.Code, msg string, now time.Time) (rejected bool) {
+	// Every message ends with the code's runbook section.
+	msg += " (see docs/runbook.md#" + strings.ToLower(string(c)) + ")"
 	switch m.status {
 	case Failed, Deleting:
 		return true

@@ -176,7 +176,8 @@ func (s *Stream) Watch() (View, <-chan struct{}) {
 // Created reports that the stream is set up: CREATING → ACTIVE.
 func (s *Stream) Created() error { return s.apply(EventCreated) }
 
-// Fault reports a failure classified as code; the error's text becomes the
+// Fault reports a failure classified as code; the error's text, followed
+// by a pointer to the code's runbook section, becomes the
 // cause's message. The cause stays outstanding until code's owner reports
 // it recovered (Recover). A fatal code fails the stream, and so does a
 // denial while CREATING; any other code impairs an ACTIVE stream and
@@ -186,6 +187,7 @@ func (s *Stream) Fault(code codes.Code, err error) error {
 	if err != nil {
 		msg = err.Error()
 	}
+	msg = withRunbook(code, msg)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ev := FaultEvent(code)
@@ -204,6 +206,19 @@ func (s *Stream) Fault(code codes.Code, err error) error {
 		s.repeated(code, msg, now)
 	}
 	return perr
+}
+
+// withRunbook ends msg with a pointer to the runbook's section on code, so
+// that whoever reads a statusReason finds what to check. Every cause's
+// message passes through Fault, so this is the one place it is added; a
+// message that carries it already (an error that wraps an earlier one)
+// does not get it twice.
+func withRunbook(code codes.Code, msg string) string {
+	link := code.Runbook()
+	if link == "" || strings.Contains(msg, link) {
+		return msg
+	}
+	return msg + " (see " + link + ")"
 }
 
 // Recover reports that owner has evidence its conditions are gone: its

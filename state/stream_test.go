@@ -247,7 +247,7 @@ func TestStreamCreatingFaultFailsWithCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := h.s.View()
-	if got.Status != Failed || got.StatusReason.Code != codes.KinesisKMSAccessDenied || got.StatusReason.Message != "key disabled" {
+	if got.Status != Failed || got.StatusReason.Code != codes.KinesisKMSAccessDenied || got.StatusReason.Message != "key disabled (see docs/runbook.md#kinesis_kms_access_denied)" {
 		t.Fatalf("got %s %+v", got.Status, got.StatusReason)
 	}
 	if !got.StatusReason.UpdatedAt.Equal(*h.clock) {
@@ -273,7 +273,7 @@ func TestStreamRepeatedFaultsAreRateLimited(t *testing.T) {
 		t.Fatalf("after the interval: %q", msgs)
 	}
 	got := h.s.View().StatusReason
-	if !got.UpdatedAt.Equal(first) || got.Message != "slow down again" {
+	if !got.UpdatedAt.Equal(first) || got.Message != "slow down again (see docs/runbook.md#kinesis_throughput_exceeded)" {
 		t.Errorf("reason = %+v; want updatedAt of the first fault and the latest message", got)
 	}
 

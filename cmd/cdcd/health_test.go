@@ -35,7 +35,7 @@ func TestHealthCommand(t *testing.T) {
 	}
 
 	id := create(t, url).StreamIdentifier
-	want := "cdcd: not ready: 1 of 1 streams: stream " + id + " (cluster " + testCluster + ") is IMPAIRED: KINESIS_ACCESS_DENIED not authorized to perform kinesis:PutRecords\n"
+	want := "cdcd: not ready: 1 of 1 streams: stream " + id + " (cluster " + testCluster + ") is IMPAIRED: KINESIS_ACCESS_DENIED not authorized to perform kinesis:PutRecords (see docs/runbook.md#kinesis_access_denied)\n"
 	var code int
 	var out, errs string
 	for deadline := time.Now().Add(10 * time.Second); errs != want && time.Now().Before(deadline); {

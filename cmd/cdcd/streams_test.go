@@ -124,7 +124,7 @@ func TestStreamsLifecycle(t *testing.T) {
 	}
 	out, err = streams(t, url, "get", "--stream", id)
 	for _, want := range []string{"stream:", id, "status:", "ACTIVE", "ordering:", "kinesis stream:", testKinesis,
-		"tag team:", "created:", created.CreationTime.UTC().Format(time.RFC3339), "source:", `"confirmedLsn"`} {
+		"tag team:", "created:", created.CreationTime.UTC().Format(time.RFC3339), "lag:", "source:", `"confirmedLsn"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("get lacks %q: %v\n%s", want, err, out)
 		}

@@ -174,8 +174,44 @@ func (s Stream) Fields() [][2]string {
 	for _, k := range slices.Sorted(maps.Keys(s.Tags)) {
 		all = append(all, [2]string{"tag " + k, s.Tags[k]})
 	}
-	all = append(all, [2]string{"source", string(s.Source)}, [2]string{"target", string(s.Target)})
+	all = append(append(all, s.Progress()...), [2]string{"source", string(s.Source)}, [2]string{"target", string(s.Target)})
 	return slices.DeleteFunc(all, func(f [2]string) bool { return f[1] == "" })
+}
+
+// Progress describes, in words, how far the stream is behind its source
+// and how far its initial snapshot got, from Source; nothing for what
+// Source does not say.
+func (s Stream) Progress() [][2]string {
+	var src struct {
+		LagSeconds *float64      `json:"lagSeconds"`
+		LagBytes   *int64        `json:"lagBytes"`
+		Snapshot   *snapshotJSON `json:"snapshot"`
+	}
+	if json.Unmarshal(s.Source, &src) != nil {
+		return nil
+	}
+	var out [][2]string
+	if src.LagSeconds != nil {
+		lag := time.Duration(*src.LagSeconds * float64(time.Second)).Round(time.Millisecond).String()
+		if src.LagBytes != nil {
+			lag += fmt.Sprintf(", %d bytes of WAL", *src.LagBytes)
+		}
+		out = append(out, [2]string{"lag", lag})
+	}
+	if p := src.Snapshot; p != nil {
+		snap := fmt.Sprintf("%d of %d tables, %d rows", p.TablesDone, p.Tables, p.Rows)
+		switch {
+		case p.Done:
+			snap = fmt.Sprintf("done: %d tables, %d rows", p.Tables, p.Rows)
+		case p.EstimatedRows > 0:
+			snap += fmt.Sprintf(" of about %d", p.EstimatedRows)
+		}
+		if p.Table != "" {
+			snap += ", reading " + p.Table
+		}
+		out = append(out, [2]string{"snapshot", snap})
+	}
+	return out
 }
 
 // Table is streams as rows for a person: a header, then a row per stream.

@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -49,5 +51,27 @@ func TestNewClientCredentials(t *testing.T) {
 		return aws.Config{}, boom
 	}); !errors.Is(err, boom) {
 		t.Errorf("a failing load: got %v", err)
+	}
+}
+
+// TestProgress: the lag and the snapshot's progress read from GetStream's
+// source member, each only when present.
+func TestProgress(t *testing.T) {
+	cases := []struct {
+		source string
+		want   [][2]string
+	}{
+		{``, nil},
+		{`{"confirmedLsn":"0/0","lagSeconds":0}`, [][2]string{{"lag", "0s"}}},
+		{`{"lagSeconds":42.5,"lagBytes":2048,"snapshot":{"done":false,"table":"public.orders","tablesDone":1,"tables":3,"rows":1200,"estimatedRows":5000}}`,
+			[][2]string{{"lag", "42.5s, 2048 bytes of WAL"}, {"snapshot", "1 of 3 tables, 1200 rows of about 5000, reading public.orders"}}},
+		{`{"lagSeconds":1,"snapshot":{"done":true,"tablesDone":3,"tables":3,"rows":1200,"estimatedRows":1200}}`,
+			[][2]string{{"lag", "1s"}, {"snapshot", "done: 3 tables, 1200 rows"}}},
+	}
+	for _, tc := range cases {
+		got := Stream{Source: json.RawMessage(tc.source)}.Progress()
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Progress of %s = %q, want %q", tc.source, got, tc.want)
+		}
 	}
 }

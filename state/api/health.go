@@ -33,7 +33,10 @@ func Health(ctx context.Context, o ClientOptions, ready bool) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("health check of %q: %w", o.Endpoint, err)
 	}
-	resp, err := (&http.Client{Transport: rt}).Do(req)
+	client := &http.Client{Transport: rt}
+	// The transport is this call's own: leave no connection behind.
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
 	}
