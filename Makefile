@@ -48,7 +48,9 @@ FUZZ_MINIMIZE ?= 2s
 # with KEEP_INFRA=1, nor when `make infra-up` started them (its developer
 # stops them). Runs in one checkout take turns (a lock on .cache/run/users):
 # tests use cluster-wide names (slots, streams) that concurrent runs against
-# the same servers would fight over.
+# the same servers would fight over. Commands get the lock's descriptor
+# closed (8>&-): a server a test restarts must not inherit, and so hold,
+# the lock after the run.
 test:
 	@mkdir -p .cache/run; exec 8>>.cache/run/users; \
 	if ! flock -n -x 8; then echo "make test: waiting for another make test in this checkout"; flock -x 8; fi; \
@@ -56,14 +58,14 @@ test:
 	if [ -n "$(KEEP_INFRA)" ]; then rm -f $(OWNED); fi; \
 	trap 'if [ -f $(OWNED) ]; then rm -f $(OWNED); bash $(INFRA)/down.sh; \
 		else echo "make test: servers left running; make infra-down stops them"; fi' EXIT; \
-	bash $(INFRA)/up.sh; \
+	bash $(INFRA)/up.sh 8>&-; \
 	set -a; . ./$(ENVFILE); set +a; \
-	$(MAKE) --no-print-directory tidy-check fmt-check lint; \
+	$(MAKE) --no-print-directory tidy-check fmt-check lint 8>&-; \
 	echo "go vet $(PKGS)"; \
-	$(GO) vet $(PKGS); \
+	$(GO) vet $(PKGS) 8>&-; \
 	echo "go test $(TEST_FLAGS) $(PKGS)"; \
-	$(GO) test $(TEST_FLAGS) $(PKGS); \
-	$(MAKE) --no-print-directory fuzz-short
+	$(GO) test $(TEST_FLAGS) $(PKGS) 8>&-; \
+	$(MAKE) --no-print-directory fuzz-short 8>&-
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cdcd ./cmd/cdcd
