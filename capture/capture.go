@@ -48,7 +48,8 @@ type Config struct {
 	// Tables are schema-qualified names of the published tables.
 	Tables []string
 	// SetReplicaIdentityFull lets Prepare run ALTER TABLE … REPLICA
-	// IDENTITY FULL on tables whose values may be TOASTed.
+	// IDENTITY FULL on tables whose replica identity does not log what
+	// records need: values that may be TOASTed, or the primary key.
 	SetReplicaIdentityFull bool
 	// StatusInterval is how often the flush position is reported even when
 	// the server asks for nothing; it must be well under the server's

@@ -1,0 +1,151 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The replica identity rules (docs/records.md#keys). PostgreSQL logs of an
+// updated or deleted row only what the table's replica identity names, and
+// pgoutput publishes only that. Every record is keyed by the primary key, and
+// every after image holds the whole row, so a table is accepted only when its
+// replica identity puts both in the WAL; otherwise cdcd sets REPLICA IDENTITY
+// FULL (set_replica_identity_full) or refuses the table with that statement.
+
+// table is a configured table as the catalog describes it.
+type table struct {
+	name   string // schema-qualified, quoted for SQL
+	schema string
+	rel    string
+	oid    uint32
+	hasPK  bool
+}
+
+// identity is what one relation's replica identity logs of a row.
+type identity struct {
+	name      string // schema-qualified, quoted for SQL
+	replIdent byte
+	// index is the REPLICA IDENTITY USING INDEX index; coversPK says it
+	// holds every primary key column.
+	index     string
+	coversPK  bool
+	toastable bool
+}
+
+func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn) ([]table, error) {
+	if len(s.cfg.Tables) == 0 {
+		return nil, errors.New("no tables configured: list the tables to publish in the stream's tables key")
+	}
+	var out []table
+	for _, name := range s.cfg.Tables {
+		t, err := inspectTable(ctx, conn, name)
+		if err != nil {
+			return nil, err
+		}
+		id, err := readIdentity(ctx, conn, t.oid)
+		if err != nil {
+			return nil, fmt.Errorf("inspect table %s: %w", name, err)
+		}
+		if err := s.checkIdentity(ctx, conn, t, id); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// inspectTable finds a configured table in the catalog.
+func inspectTable(ctx context.Context, conn *pgx.Conn, name string) (table, error) {
+	var t table
+	err := conn.QueryRow(ctx, `SELECT c.oid, n.nspname, c.relname,
+			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = to_regclass($1)`, name).Scan(&t.oid, &t.schema, &t.rel, &t.hasPK)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return t, fmt.Errorf("table %s does not exist in the source database: create it or remove it from the stream's tables", name)
+	}
+	if err != nil {
+		return t, fmt.Errorf("inspect table %s: %w", name, err)
+	}
+	t.name = pgx.Identifier{t.schema, t.rel}.Sanitize()
+	return t, nil
+}
+
+// readIdentity reads relation oid's replica identity.
+func readIdentity(ctx context.Context, conn *pgx.Conn, oid uint32) (identity, error) {
+	var id identity
+	var ident, schema, rel string
+	err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relreplident::text,
+			COALESCE((SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+				WHERE i.indrelid = c.oid AND i.indisreplident), ''),
+			COALESCE((SELECT pk.indkey::int2[] <@ ri.indkey::int2[] FROM pg_index pk, pg_index ri
+				WHERE pk.indrelid = c.oid AND pk.indisprimary AND ri.indrelid = c.oid AND ri.indisreplident), false),
+			EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+				AND NOT a.attisdropped AND a.attlen = -1 AND a.attstorage <> 'p')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).
+		Scan(&schema, &rel, &ident, &id.index, &id.coversPK, &id.toastable)
+	if err != nil {
+		return id, fmt.Errorf("read replica identity: %w", err)
+	}
+	id.name, id.replIdent = pgx.Identifier{schema, rel}.Sanitize(), ident[0]
+	return id, nil
+}
+
+// checkIdentity applies the replica identity rules to t's relation id: it
+// sets REPLICA IDENTITY FULL where the stream allows it, and otherwise
+// returns an error naming the statement that fixes the table.
+func (s *Source) checkIdentity(ctx context.Context, conn *pgx.Conn, t table, id identity) error {
+	if !t.hasPK && (id.replIdent == 'd' || id.replIdent == 'n') {
+		return fmt.Errorf("table %s has no primary key and no replica identity, so PostgreSQL cannot publish its UPDATEs and DELETEs: add a primary key or run ALTER TABLE %s REPLICA IDENTITY FULL", t.name, id.name)
+	}
+	why := needsFull(t.hasPK, id)
+	if why == "" {
+		return nil
+	}
+	if !s.cfg.SetReplicaIdentityFull {
+		return fmt.Errorf("table %s %s: run ALTER TABLE %s REPLICA IDENTITY FULL, or set set_replica_identity_full = true on the stream", id.name, why, id.name)
+	}
+	if _, err := conn.Exec(ctx, "ALTER TABLE "+id.name+" REPLICA IDENTITY FULL"); err != nil {
+		return fmt.Errorf("set replica identity full on %s: %w", id.name, err)
+	}
+	s.log.Info("set REPLICA IDENTITY FULL", "table", id.name, "because", strings.TrimPrefix(why, "has "))
+	return nil
+}
+
+// needsFull says why a relation needs REPLICA IDENTITY FULL, or "" when its
+// replica identity already logs what records need.
+func needsFull(hasPK bool, id identity) string {
+	switch {
+	case id.replIdent == 'f':
+		return ""
+	case id.toastable:
+		// Unchanged TOASTed values are not in the WAL; the old row logged
+		// whole supplies them (docs/records.md#values).
+		return fmt.Sprintf("has columns that PostgreSQL may TOAST and REPLICA IDENTITY %s, so an update could arrive without their values", identName(id.replIdent))
+	case !hasPK:
+		return ""
+	case id.replIdent == 'n':
+		return "has REPLICA IDENTITY NOTHING, so PostgreSQL would reject its UPDATEs and DELETEs once published"
+	case id.replIdent == 'i' && !id.coversPK:
+		return fmt.Sprintf("has REPLICA IDENTITY USING INDEX %s, which does not hold its whole primary key, so a deleted row would arrive without its primary key", pgx.Identifier{id.index}.Sanitize())
+	}
+	return ""
+}
+
+func identName(b byte) string {
+	switch b {
+	case 'd':
+		return "DEFAULT"
+	case 'n':
+		return "NOTHING"
+	case 'f':
+		return "FULL"
+	case 'i':
+		return "USING INDEX"
+	}
+	return string(b)
+}
