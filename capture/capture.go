@@ -45,6 +45,14 @@ type Config struct {
 	// [a-z0-9_], as PostgreSQL requires.
 	Slot        string
 	Publication string
+	// ExternalPublication says the publication is managed outside cdcd
+	// (own_publication = false): Prepare never creates, alters or drops
+	// it, and refuses to start unless it publishes what the stream needs.
+	// Otherwise cdcd owns it and makes it exactly the stream's.
+	ExternalPublication bool
+	// EmitTruncate says the stream emits truncates, so its publication
+	// must publish them.
+	EmitTruncate bool
 	// Tables are schema-qualified names of the published tables.
 	Tables []string
 	// SetReplicaIdentityFull lets Prepare run ALTER TABLE … REPLICA

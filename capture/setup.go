@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -49,14 +48,15 @@ func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	if err := checkServer(ctx, conn); err != nil {
+	version, err := checkServer(ctx, conn)
+	if err != nil {
 		return Info{}, err
 	}
 	tables, err := s.checkTables(ctx, conn)
 	if err != nil {
 		return Info{}, err
 	}
-	if err := s.ensurePublication(ctx, conn, tables); err != nil {
+	if err := s.ensurePublication(ctx, conn, version, tables); err != nil {
 		return Info{}, err
 	}
 	slot, found, err := s.slotState(ctx, conn)
@@ -167,74 +167,34 @@ func slotCreateError(slot string, err error) error {
 // pg_replication_slots.wal_status, which tells a lost slot apart.
 const minVersion = 130000
 
-func checkServer(ctx context.Context, conn *pgx.Conn) error {
+// checkServer checks the server's version, wal_level and the role's right
+// to replicate, and returns server_version_num.
+func checkServer(ctx context.Context, conn *pgx.Conn) (int, error) {
 	var version int
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return fmt.Errorf("read server version: %w", err)
+		return 0, fmt.Errorf("read server version: %w", err)
 	}
 	if version < minVersion {
-		return fmt.Errorf("the source runs PostgreSQL with server_version_num %d; cdcd needs 13 or later (14 or later to stream large transactions in progress)", version)
+		return 0, fmt.Errorf("the source runs PostgreSQL with server_version_num %d; cdcd needs 13 or later (14 or later to stream large transactions in progress)", version)
 	}
 	var walLevel string
 	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
-		return fmt.Errorf("read wal_level: %w", err)
+		return 0, fmt.Errorf("read wal_level: %w", err)
 	}
 	if walLevel != "logical" {
-		return fmt.Errorf("source wal_level is %q, cdcd needs logical: set wal_level = logical in postgresql.conf (rds.logical_replication = 1 on RDS) and restart PostgreSQL", walLevel)
+		return 0, fmt.Errorf("source wal_level is %q, cdcd needs logical: set wal_level = logical in postgresql.conf (rds.logical_replication = 1 on RDS) and restart PostgreSQL", walLevel)
 	}
 	var canReplicate bool
 	err := conn.QueryRow(ctx, `SELECT rolsuper OR rolreplication
 		OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'MEMBER'))
 		FROM pg_roles WHERE rolname = current_user`).Scan(&canReplicate)
 	if err != nil {
-		return fmt.Errorf("read role attributes: %w", err)
+		return 0, fmt.Errorf("read role attributes: %w", err)
 	}
 	if !canReplicate {
-		return errors.New("the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
+		return 0, errors.New("the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
 	}
-	return nil
-}
-
-func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, tables []table) error {
-	pub := pgx.Identifier{s.cfg.Publication}.Sanitize()
-	rows, err := conn.Query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1`, s.cfg.Publication)
-	if err != nil {
-		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-	}
-	have := map[string]bool{}
-	for rows.Next() {
-		var sch, tbl string
-		if err := rows.Scan(&sch, &tbl); err != nil {
-			return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-		}
-		have[pgx.Identifier{sch, tbl}.Sanitize()] = true
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-	}
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
-		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-	}
-	var missing []string
-	for _, t := range tables {
-		if !have[t.name] {
-			missing = append(missing, t.name)
-		}
-	}
-	switch {
-	case !exists:
-		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+pub+" FOR TABLE "+strings.Join(missing, ", ")); err != nil {
-			return fmt.Errorf("create publication %s: %w (cdcd needs CREATE on the database, or create the publication yourself)", s.cfg.Publication, err)
-		}
-		s.log.Info("created publication", "publication", s.cfg.Publication, "tables", len(missing))
-	case len(missing) > 0:
-		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+strings.Join(missing, ", ")); err != nil {
-			return fmt.Errorf("add tables to publication %s: %w (cdcd must own the publication)", s.cfg.Publication, err)
-		}
-		s.log.Info("added tables to publication", "publication", s.cfg.Publication, "tables", strings.Join(missing, ","))
-	}
-	return nil
+	return version, nil
 }
 
 type slotRow struct {
@@ -343,8 +303,8 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 	return conn, nil
 }
 
-// Drop removes the stream's slot and publication from the source, for a
-// stream that is being deleted; a missing slot or publication is not an
+// Drop removes the stream's slot, and its publication unless that is
+// managed outside cdcd, from the source, for a stream that is being deleted; a missing slot or publication is not an
 // error. Run must have ended: an active slot is waited for a few seconds (a
 // walsender releases its slot a moment after its client leaves) and then
 // reported, never terminated, since its user may not be cdcd.
@@ -384,10 +344,13 @@ func (s *Source) Drop(ctx context.Context) error {
 			return err
 		}
 	}
+	s.slotReady.Store(false)
+	if s.cfg.ExternalPublication {
+		return nil // not cdcd's to drop
+	}
 	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{s.cfg.Publication}.Sanitize()); err != nil {
 		return fmt.Errorf("drop publication %s: %w", s.cfg.Publication, err)
 	}
-	s.slotReady.Store(false)
 	s.log.Info("dropped publication", "publication", s.cfg.Publication)
 	return nil
 }

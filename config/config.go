@@ -99,12 +99,20 @@ type Stream struct {
 	Ordering               string   `toml:"ordering"`
 	EmitTruncate           bool     `toml:"emit_truncate"`
 	SetReplicaIdentityFull bool     `toml:"set_replica_identity_full"`
+	// OwnPublication, unset or true, lets cdcd create the publication and
+	// keep it exactly the stream's; false leaves it to its owner, and the
+	// stream refuses to start while it lacks anything (OwnsPublication).
+	OwnPublication *bool `toml:"own_publication"`
 	// Snapshot backfills the tables' existing rows (op "r") when the slot
 	// is created, then streams from it with no gap.
 	Snapshot bool     `toml:"snapshot"`
 	Target   Target   `toml:"target"`
 	Delivery Delivery `toml:"delivery"`
 }
+
+// OwnsPublication reports whether cdcd manages the stream's publication;
+// it does unless own_publication = false.
+func (s *Stream) OwnsPublication() bool { return s.OwnPublication == nil || *s.OwnPublication }
 
 // Target names the Kinesis stream and the role cdcd writes as.
 type Target struct {

@@ -105,3 +105,18 @@ func TestNewLogger(t *testing.T) {
 		t.Errorf("debug at level debug, as JSON: %q", js.String())
 	}
 }
+
+func TestOwnPublication(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{{"", true}, {"own_publication = true", true}, {"own_publication = false", false}} {
+		cfg, err := Parse("c.toml", strings.Replace(minimal, `tables = ["public.t"]`, "tables = [\"public.t\"]\n"+tc.line, 1))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.line, err)
+		}
+		if got := cfg.Streams[0].OwnsPublication(); got != tc.want {
+			t.Errorf("%q: OwnsPublication() = %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/record"
 )
@@ -106,4 +108,113 @@ func mustJSON(t *testing.T, img record.RowImage) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// publication reads what a publication publishes: its operations and its
+// tables, each with " cols" for a column list and " where" for a row filter.
+func (h *harness) publication(name string) (ops string, tables []string) {
+	h.t.Helper()
+	err := h.db.QueryRow(h.ctx, `SELECT concat_ws(',', CASE WHEN pubinsert THEN 'insert' END, CASE WHEN pubupdate THEN 'update' END,
+			CASE WHEN pubdelete THEN 'delete' END, CASE WHEN pubtruncate THEN 'truncate' END)
+		FROM pg_publication WHERE pubname = $1`, name).Scan(&ops)
+	if err != nil {
+		h.t.Fatalf("read publication %s: %v", name, err)
+	}
+	rows, err := h.db.Query(h.ctx, `SELECT pr.prrelid::regclass::text || CASE WHEN pr.prattrs IS NOT NULL THEN ' cols' ELSE '' END
+			|| CASE WHEN pr.prqual IS NOT NULL THEN ' where' ELSE '' END
+		FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1 ORDER BY 1`, name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ops, tables
+}
+
+// TestOwnedPublicationMadeTheStreams: a publication the stream owns (the
+// default) that someone made to publish only inserts, with a column list, a
+// row filter and a table the stream does not list, is made exactly the
+// stream's at start: updates and deletes arrive, with every column, and the
+// other table's changes do not.
+func TestOwnedPublicationMadeTheStreams(t *testing.T) {
+	h := newHarness(t, "", "public.t", "public.u")
+	h.exec(`CREATE TABLE t (id int PRIMARY KEY, a int, b int)`)
+	h.exec(`CREATE TABLE u (id int PRIMARY KEY)`)
+	h.exec(`CREATE TABLE other (id int PRIMARY KEY)`)
+	h.exec(`CREATE PUBLICATION cdcd_pub FOR TABLE t (id, a) WHERE (a > 0), other WITH (publish = 'insert')`)
+	h.start()
+	if ops, tables := h.publication("cdcd_pub"); ops != "insert,update,delete,truncate" || strings.Join(tables, " ") != "t u" {
+		t.Fatalf("publication after start: publish %q, tables %q; want every operation and exactly t and u", ops, tables)
+	}
+	h.walsender()
+	h.exec(`INSERT INTO other VALUES (1)`)
+	h.exec(`INSERT INTO t VALUES (1, 0, 1)`)
+	h.exec(`UPDATE t SET b = 2`)
+	h.exec(`DELETE FROM t`)
+	got := h.waitChanges(3)
+	var kinds []string
+	for _, c := range got {
+		kinds = append(kinds, string(c.Kind)+":"+c.Rel.Table+":"+strings.Join(columnNames(c.Rel), ","))
+	}
+	if want := "I:t:id,a,b U:t:id,a,b D:t:id,a,b"; strings.Join(kinds, " ") != want {
+		t.Fatalf("changes %v, want %s", kinds, want)
+	}
+
+	// Tables removed from the stream leave the publication.
+	h.stop()
+	h.cfg.Tables = []string{"public.t"}
+	if err := h.prepareErr(h.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, tables := h.publication("cdcd_pub"); strings.Join(tables, " ") != "t" {
+		t.Fatalf("tables after u left the stream: %q", tables)
+	}
+}
+
+// TestExternalPublicationRefused: with own_publication = false, a
+// publication that lacks anything the stream needs is refused with the
+// statements that fix it, and left as it was; a complete one is used as it
+// is, and deleting the stream leaves it.
+func TestExternalPublicationRefused(t *testing.T) {
+	h := newHarness(t, "", "public.t", "public.u")
+	h.exec(`CREATE TABLE t (id int PRIMARY KEY, a int)`)
+	h.exec(`CREATE TABLE u (id int PRIMARY KEY)`)
+	h.cfg.ExternalPublication = true
+	for _, tc := range []struct{ setup, want string }{
+		{``, `publication "cdcd_pub" does not exist, and own_publication = false keeps cdcd from creating it: run CREATE PUBLICATION "cdcd_pub" FOR TABLE "public"."t", "public"."u", or set own_publication = true`},
+		{`CREATE PUBLICATION cdcd_pub FOR TABLE t, u WITH (publish = 'insert')`,
+			`publication "cdcd_pub" does not publish update, delete: run ALTER PUBLICATION "cdcd_pub" SET (publish = 'insert, update, delete, truncate'), or set own_publication = true to let cdcd manage it`},
+		{`ALTER PUBLICATION cdcd_pub SET (publish = 'insert, update, delete'); ALTER PUBLICATION cdcd_pub DROP TABLE u`,
+			`publication "cdcd_pub" lacks the stream's tables "public"."u": run ALTER PUBLICATION "cdcd_pub" ADD TABLE "public"."u", or set own_publication = true`},
+		{`ALTER PUBLICATION cdcd_pub SET TABLE t (id), u WHERE (id > 0)`,
+			`publication "cdcd_pub" has a column list on "public"."t", so records would lack columns; has a row filter on "public"."u", so changes would be missing: run ALTER PUBLICATION "cdcd_pub" SET TABLE "public"."t", "public"."u", or set own_publication = true`},
+	} {
+		if tc.setup != "" {
+			h.exec(tc.setup)
+		}
+		if err := h.prepareErr(h.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("after %q: Prepare: %v\nwant %s", tc.setup, err, tc.want)
+		}
+	}
+	if ops, tables := h.publication("cdcd_pub"); ops != "insert,update,delete" || strings.Join(tables, " ") != "t cols u where" {
+		t.Fatalf("a publication cdcd does not own was changed: %q %q", ops, tables)
+	}
+	h.cfg.EmitTruncate = true
+	h.exec(`ALTER PUBLICATION cdcd_pub SET TABLE t, u`)
+	if err := h.prepareErr(h.cfg); err == nil || !strings.Contains(err.Error(), `does not publish truncate`) {
+		t.Fatalf("emit_truncate with a publication without truncate: %v", err)
+	}
+	h.exec(`ALTER PUBLICATION cdcd_pub SET (publish = 'insert, update, delete, truncate')`)
+	h.start()
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.src.Drop(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ops, _ := h.publication("cdcd_pub"); ops == "" {
+		t.Fatal("the publication is gone")
+	}
 }
