@@ -21,10 +21,15 @@ import (
 // allOps is the publish option of a publication cdcd makes.
 const allOps = "insert, update, delete, truncate"
 
+// viaRoot names a partitioned table's changes after the table, not after
+// the partition that holds the row, and covers partitions attached later.
+const viaRoot = "publish_via_partition_root = true"
+
 // pubState is a publication as the catalog describes it.
 type pubState struct {
 	exists, allTables                        bool
 	insert, update, delete, truncate, schema bool
+	viaRoot                                  bool
 	// rels are the tables named in the publication (quoted), with
 	// whether each has a column list or a row filter (PostgreSQL 15+).
 	rels map[string]pubRel
@@ -48,7 +53,7 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, version 
 		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
 	}
 	if !p.exists {
-		create := "CREATE PUBLICATION " + pub + " FOR TABLE " + tableList(tables)
+		create := "CREATE PUBLICATION " + pub + " FOR TABLE " + tableList(tables) + " WITH (" + viaRoot + ")"
 		if s.cfg.ExternalPublication {
 			return fmt.Errorf("publication %s does not exist, and own_publication = false keeps cdcd from creating it: run %s, or set own_publication = true", pub, create)
 		}
@@ -95,9 +100,17 @@ func (s *Source) planPublication(p pubState, tables []table) pubPlan {
 			ops = append(ops, op.name)
 		}
 	}
+	var opts []string
 	if len(ops) > 0 {
 		plan.problems = append(plan.problems, "does not publish "+strings.Join(ops, ", "))
-		plan.statements = append(plan.statements, "ALTER PUBLICATION "+pub+" SET (publish = '"+allOps+"')")
+		opts = append(opts, "publish = '"+allOps+"'")
+	}
+	if !p.viaRoot && (!s.cfg.ExternalPublication || slices.ContainsFunc(tables, func(t table) bool { return t.partitioned })) {
+		plan.problems = append(plan.problems, "does not publish partitioned tables through their root, so records would be named after partitions")
+		opts = append(opts, viaRoot)
+	}
+	if len(opts) > 0 {
+		plan.statements = append(plan.statements, "ALTER PUBLICATION "+pub+" SET ("+strings.Join(opts, ", ")+")")
 	}
 	problems, onlyMissing := tableProblems(p, tables)
 	if len(problems) > 0 {
@@ -177,8 +190,8 @@ func tableList(tables []table) string {
 // lists, row filters and schemas exist from PostgreSQL 15 on.
 func readPublication(ctx context.Context, conn *pgx.Conn, name string, version int) (pubState, error) {
 	var p pubState
-	err := conn.QueryRow(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate
-		FROM pg_publication WHERE pubname = $1`, name).Scan(&p.allTables, &p.insert, &p.update, &p.delete, &p.truncate)
+	err := conn.QueryRow(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, pubviaroot
+		FROM pg_publication WHERE pubname = $1`, name).Scan(&p.allTables, &p.insert, &p.update, &p.delete, &p.truncate, &p.viaRoot)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, nil
 	}

@@ -114,12 +114,23 @@ func (s *Source) readSnapshot(ctx context.Context, conn *pgx.Conn, version int, 
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap.name, "'", "''")+"'"); err != nil {
 		return 0, fmt.Errorf("import snapshot %s: %w", snap.name, err)
 	}
+	configured, err := configuredOIDs(ctx, tx, s.cfg.Tables)
+	if err != nil {
+		return 0, err
+	}
 	var tables []snapTable
 	prog := SnapshotProgress{Running: true}
 	for _, name := range s.cfg.Tables {
 		t, err := s.snapshotTable(ctx, tx, version, name)
 		if err != nil {
 			return 0, err
+		}
+		// A partition whose root is configured too is read with the root.
+		if root, err := coveredBy(ctx, tx, t.rel.ID, configured); err != nil || root != "" {
+			if err != nil {
+				return 0, fmt.Errorf("snapshot of %s: %w", name, err)
+			}
+			continue
 		}
 		tables = append(tables, t)
 		prog.EstimatedRows += t.estimate
@@ -237,7 +248,9 @@ func (s *Source) snapshotTable(ctx context.Context, tx pgx.Tx, version int, name
 	t.from = "SELECT " + strings.Join(quoted, ", ") + " FROM "
 	if kind != "p" {
 		// Changes are published per table, so an inheritance parent's
-		// snapshot must not include its children's rows.
+		// snapshot must not include its children's rows. A partitioned
+		// table's changes are published as its own (publish_via_partition_root),
+		// so it reads every partition's rows, each once, under its name.
 		t.from += "ONLY "
 	}
 	t.from += pgx.Identifier{schema, table}.Sanitize()

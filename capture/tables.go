@@ -23,6 +23,8 @@ type table struct {
 	rel    string
 	oid    uint32
 	hasPK  bool
+	// partitioned is a partitioned table, published through its root.
+	partitioned bool
 }
 
 // identity is what one relation's replica identity logs of a row.
@@ -40,17 +42,25 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn) ([]table, erro
 	if len(s.cfg.Tables) == 0 {
 		return nil, errors.New("no tables configured: list the tables to publish in the stream's tables key")
 	}
+	configured, err := configuredOIDs(ctx, conn, s.cfg.Tables)
+	if err != nil {
+		return nil, err
+	}
 	var out []table
 	for _, name := range s.cfg.Tables {
 		t, err := inspectTable(ctx, conn, name)
 		if err != nil {
 			return nil, err
 		}
-		id, err := readIdentity(ctx, conn, t.oid)
+		root, err := coveredBy(ctx, conn, t.oid, configured)
 		if err != nil {
 			return nil, fmt.Errorf("inspect table %s: %w", name, err)
 		}
-		if err := s.checkIdentity(ctx, conn, t, id); err != nil {
+		if root != "" {
+			s.log.Info("table is a partition of another of the stream's tables, whose records cover it", "table", t.name, "root", root)
+			continue
+		}
+		if err := s.checkPartitionTree(ctx, conn, t); err != nil {
 			return nil, err
 		}
 		out = append(out, t)
@@ -58,13 +68,60 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn) ([]table, erro
 	return out, nil
 }
 
+// checkPartitionTree applies the replica identity rules to t and, for a
+// partitioned table, to each of its partitions: PostgreSQL logs a row
+// changed in a partition as the partition's replica identity says, and
+// ALTER TABLE … REPLICA IDENTITY on the root does not reach them.
+func (s *Source) checkPartitionTree(ctx context.Context, conn *pgx.Conn, t table) error {
+	rows, err := conn.Query(ctx, `SELECT $1::oid UNION SELECT relid::oid FROM pg_partition_tree($1) ORDER BY 1`, t.oid)
+	if err != nil {
+		return fmt.Errorf("inspect table %s: %w", t.name, err)
+	}
+	rels, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
+	if err != nil {
+		return fmt.Errorf("inspect table %s: %w", t.name, err)
+	}
+	for _, oid := range rels {
+		id, err := readIdentity(ctx, conn, oid)
+		if err != nil {
+			return fmt.Errorf("inspect table %s: %w", t.name, err)
+		}
+		if err := s.checkIdentity(ctx, conn, t, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// configuredOIDs resolves the configured table names (0 for a name that
+// names nothing).
+func configuredOIDs(ctx context.Context, q querier, names []string) ([]uint32, error) {
+	var oids []uint32
+	err := q.QueryRow(ctx, `SELECT array_agg(COALESCE(to_regclass(n)::oid, 0)) FROM unnest($1::text[]) n`, names).Scan(&oids)
+	if err != nil {
+		return nil, fmt.Errorf("look up the stream's tables: %w", err)
+	}
+	return oids, nil
+}
+
+// coveredBy returns the configured ancestor (one of configured) of the
+// partition oid, or "": with publish_via_partition_root its changes are
+// published as the ancestor's, and the ancestor's snapshot reads its rows,
+// so listing both must not publish or read them twice.
+func coveredBy(ctx context.Context, q querier, oid uint32, configured []uint32) (string, error) {
+	var root string
+	err := q.QueryRow(ctx, `SELECT COALESCE((SELECT a.relid::regclass::text FROM pg_partition_ancestors($1) a
+		WHERE a.relid <> $1 AND a.relid = ANY($2::oid[]) LIMIT 1), '')`, oid, configured).Scan(&root)
+	return root, err
+}
+
 // inspectTable finds a configured table in the catalog.
 func inspectTable(ctx context.Context, conn *pgx.Conn, name string) (table, error) {
 	var t table
 	err := conn.QueryRow(ctx, `SELECT c.oid, n.nspname, c.relname,
-			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), c.relkind = 'p'
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass($1)`, name).Scan(&t.oid, &t.schema, &t.rel, &t.hasPK)
+		WHERE c.oid = to_regclass($1)`, name).Scan(&t.oid, &t.schema, &t.rel, &t.hasPK, &t.partitioned)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, fmt.Errorf("table %s does not exist in the source database: create it or remove it from the stream's tables", name)
 	}
@@ -107,7 +164,11 @@ func (s *Source) checkIdentity(ctx context.Context, conn *pgx.Conn, t table, id 
 		return nil
 	}
 	if !s.cfg.SetReplicaIdentityFull {
-		return fmt.Errorf("table %s %s: run ALTER TABLE %s REPLICA IDENTITY FULL, or set set_replica_identity_full = true on the stream", id.name, why, id.name)
+		subject := "table " + id.name
+		if id.name != t.name {
+			subject = "partition " + id.name + " of table " + t.name
+		}
+		return fmt.Errorf("%s %s: run ALTER TABLE %s REPLICA IDENTITY FULL, or set set_replica_identity_full = true on the stream", subject, why, id.name)
 	}
 	if _, err := conn.Exec(ctx, "ALTER TABLE "+id.name+" REPLICA IDENTITY FULL"); err != nil {
 		return fmt.Errorf("set replica identity full on %s: %w", id.name, err)

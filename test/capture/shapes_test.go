@@ -1,6 +1,8 @@
 package capture_test
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +13,8 @@ import (
 	"github.com/cdcd-dev/cdcd/record"
 )
 
-// encodeAll encodes the handled transactions as the pipeline would and
-// decodes the records back, in order.
+// encodeAll encodes the snapshot batches and then the handled transactions
+// as the pipeline would, and decodes the records back, in order.
 func (h *harness) encodeAll(ordering record.Ordering) []*record.Message {
 	h.t.Helper()
 	enc, err := record.NewEncoder(record.Config{SystemID: 1, Cluster: strings.Repeat("a", 26), Database: "db",
@@ -22,7 +24,10 @@ func (h *harness) encodeAll(ordering record.Ordering) []*record.Message {
 	}
 	var out []*record.Message
 	var prev int64
-	for _, txn := range h.rec.handled() {
+	h.rec.mu.Lock()
+	txns := slices.Clone(h.rec.snapshot)
+	h.rec.mu.Unlock()
+	for _, txn := range append(txns, h.rec.handled()...) {
 		encoded, err := enc.Encode(txn, prev, time.Now())
 		if err != nil {
 			h.t.Fatalf("encode: %v", err)
@@ -183,7 +188,7 @@ func TestExternalPublicationRefused(t *testing.T) {
 	h.exec(`CREATE TABLE u (id int PRIMARY KEY)`)
 	h.cfg.ExternalPublication = true
 	for _, tc := range []struct{ setup, want string }{
-		{``, `publication "cdcd_pub" does not exist, and own_publication = false keeps cdcd from creating it: run CREATE PUBLICATION "cdcd_pub" FOR TABLE "public"."t", "public"."u", or set own_publication = true`},
+		{``, `publication "cdcd_pub" does not exist, and own_publication = false keeps cdcd from creating it: run CREATE PUBLICATION "cdcd_pub" FOR TABLE "public"."t", "public"."u" WITH (publish_via_partition_root = true), or set own_publication = true`},
 		{`CREATE PUBLICATION cdcd_pub FOR TABLE t, u WITH (publish = 'insert')`,
 			`publication "cdcd_pub" does not publish update, delete: run ALTER PUBLICATION "cdcd_pub" SET (publish = 'insert, update, delete, truncate'), or set own_publication = true to let cdcd manage it`},
 		{`ALTER PUBLICATION cdcd_pub SET (publish = 'insert, update, delete'); ALTER PUBLICATION cdcd_pub DROP TABLE u`,
@@ -216,5 +221,87 @@ func TestExternalPublicationRefused(t *testing.T) {
 	}
 	if ops, _ := h.publication("cdcd_pub"); ops == "" {
 		t.Fatal("the publication is gone")
+	}
+}
+
+// TestPartitionedTable: a partitioned table streams through its root.
+// Snapshot rows and changes are named after the configured table, each
+// existing row is read once (the partition listed beside its root too),
+// a row moving between partitions is a delete and an insert of the root, a
+// partition attached while streaming flows without a restart, and a
+// partition whose replica identity would not key its deletes is refused
+// like any table.
+func TestPartitionedTable(t *testing.T) {
+	h := newHarness(t, "", "public.p", "public.p_a")
+	h.exec(`CREATE TABLE p (id int8, k int, v int, PRIMARY KEY (id, k)) PARTITION BY LIST (k)`)
+	h.exec(`CREATE TABLE p_a PARTITION OF p FOR VALUES IN (1)`)
+	h.exec(`CREATE TABLE p_b PARTITION OF p FOR VALUES IN (2)`)
+	h.exec(`CREATE UNIQUE INDEX p_b_v ON p_b (v)`)
+	h.exec(`ALTER TABLE p_b ALTER v SET NOT NULL, REPLICA IDENTITY USING INDEX p_b_v`)
+	h.exec(`INSERT INTO p VALUES (1, 1, 10), (2, 2, 20)`)
+	cfg := h.cfg
+	cfg.SetReplicaIdentityFull = false
+	if err := h.prepareErr(cfg); err == nil || !strings.Contains(err.Error(), `partition "public"."p_b" of table "public"."p" has REPLICA IDENTITY USING INDEX "p_b_v"`) {
+		t.Fatalf("Prepare with a partition keyed by another index: %v", err)
+	}
+	h.cfg.Snapshot = true
+	h.start()
+	h.waitFor(30*time.Second, "the snapshot", func() bool { h.rec.mu.Lock(); defer h.rec.mu.Unlock(); return h.rec.snapDone })
+	if got := h.relreplident("public.p_b"); got != "f" {
+		t.Fatalf("partition p_b's replica identity after Prepare: %q, want f", got)
+	}
+	var read []string
+	for _, b := range h.rec.snapshot {
+		for _, c := range b.Changes {
+			read = append(read, c.Rel.Table+":"+text(c.Rel, c.New, "id"))
+		}
+	}
+	if slices.Sort(read); strings.Join(read, " ") != "p:1 p:2" {
+		t.Fatalf("snapshot rows %v, want each row once, named p", read)
+	}
+	if _, tables := h.publication("cdcd_pub"); strings.Join(tables, " ") != "p" {
+		t.Fatalf("publication tables %v, want the root alone", tables)
+	}
+
+	h.walsender()
+	h.exec(`INSERT INTO p VALUES (3, 1, 30), (4, 2, 40)`)
+	h.exec(`UPDATE p SET v = v + 1 WHERE id IN (1, 2)`)
+	h.exec(`UPDATE p SET k = 2 WHERE id = 3`) // moves the row to p_b
+	h.exec(`DELETE FROM p WHERE id = 4`)
+	h.exec(`CREATE TABLE p_c (LIKE p)`)
+	h.exec(`ALTER TABLE p ATTACH PARTITION p_c FOR VALUES IN (3)`)
+	h.exec(`INSERT INTO p VALUES (5, 3, 50)`)
+	h.exec(`UPDATE p SET v = 51 WHERE id = 5`)
+	got := h.waitChanges(9)
+	var kinds []string
+	for _, c := range got {
+		kinds = append(kinds, string(c.Kind)+":"+c.Rel.Schema+"."+c.Rel.Table)
+	}
+	if want := strings.Repeat("I:public.p ", 2) + strings.Repeat("U:public.p ", 2) + "D:public.p I:public.p D:public.p I:public.p U:public.p"; strings.Join(kinds, " ") != want {
+		t.Fatalf("changes %v\nwant %s", kinds, want)
+	}
+
+	// What a consumer applies, snapshot first, converges to the table.
+	rows := map[string]string{}
+	for _, m := range h.encodeAll(record.Unordered) {
+		if m.Source.Table != "p" {
+			t.Errorf("record named %s.%s", m.Source.Schema, m.Source.Table)
+		}
+		if m.Op == "d" {
+			delete(rows, string(mustJSON(t, m.Before)))
+			continue
+		}
+		key, err := m.After.Project([]string{"id", "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows[string(mustJSON(t, key))] = string(mustJSON(t, m.After))
+	}
+	want := map[string]string{
+		`{"id":1,"k":1}`: `{"id":1,"k":1,"v":11}`, `{"id":2,"k":2}`: `{"id":2,"k":2,"v":21}`,
+		`{"id":3,"k":2}`: `{"id":3,"k":2,"v":30}`, `{"id":5,"k":3}`: `{"id":5,"k":3,"v":51}`,
+	}
+	if !maps.Equal(rows, want) {
+		t.Fatalf("applied rows %v\nwant %v", rows, want)
 	}
 }
