@@ -59,6 +59,11 @@ type Config struct {
 	// IDENTITY FULL on tables whose replica identity does not log what
 	// records need: values that may be TOASTed, or the primary key.
 	SetReplicaIdentityFull bool
+	// KeylessTables opts in to tables without a primary key
+	// (keyless_tables = "full"): they stream under REPLICA IDENTITY FULL,
+	// every change its own record with the whole old row in before.
+	// Otherwise Prepare refuses them.
+	KeylessTables bool
 	// StatusInterval is how often the flush position is reported even when
 	// the server asks for nothing; it must be well under the server's
 	// wal_sender_timeout (default 60 s). Default 10 s.

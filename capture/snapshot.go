@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -198,43 +197,36 @@ func (s *Source) snapshotTable(ctx context.Context, tx pgx.Tx, version int, name
 			return t, fmt.Errorf("read publication columns of %s: %w", name, err)
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod,
-			COALESCE(a.attnum = ANY(pk.indkey), false), COALESCE(a.attnum = ANY(ri.indkey), false)
+	rows, err := tx.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod, COALESCE(a.attnum = ANY(pk.indkey), false)
 		FROM pg_attribute a
 		LEFT JOIN pg_index pk ON pk.indrelid = a.attrelid AND pk.indisprimary
-		LEFT JOIN pg_index ri ON ri.indrelid = a.attrelid AND ri.indisreplident
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 		ORDER BY a.attnum`, oid)
 	if err != nil {
 		return t, fmt.Errorf("read columns of %s: %w", name, err)
 	}
 	rel := &record.Relation{ID: oid, Schema: schema, Table: table, ReplicaIdentity: ident[0]}
-	var pkCols, riCols []bool
+	var keys []bool
 	keep := map[string]bool{}
 	for _, c := range published {
 		keep[c] = true
 	}
 	for rows.Next() {
 		var c record.Column
-		var inPK, inRI bool
-		if err := rows.Scan(&c.Name, &c.TypeOID, &c.TypMod, &inPK, &inRI); err != nil {
+		var inPK bool
+		if err := rows.Scan(&c.Name, &c.TypeOID, &c.TypMod, &inPK); err != nil {
 			return t, fmt.Errorf("read columns of %s: %w", name, err)
 		}
 		if len(published) > 0 && !keep[c.Name] {
 			continue
 		}
 		rel.Columns = append(rel.Columns, c)
-		pkCols, riCols = append(pkCols, inPK), append(riCols, inRI)
+		keys = append(keys, inPK)
 	}
 	if err := rows.Err(); err != nil {
 		return t, fmt.Errorf("read columns of %s: %w", name, err)
 	}
-	// The same rule as the assembler's: the primary key, or else a
-	// REPLICA IDENTITY USING INDEX index.
-	keys := pkCols
-	if !slices.Contains(pkCols, true) && rel.ReplicaIdentity == 'i' {
-		keys = riCols
-	}
+	// The same rule as the assembler's: the primary key is the key.
 	var quoted []string
 	for i := range rel.Columns {
 		rel.Columns[i].Key = keys[i]

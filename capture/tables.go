@@ -15,6 +15,9 @@ import (
 // every after image holds the whole row, so a table is accepted only when its
 // replica identity puts both in the WAL; otherwise cdcd sets REPLICA IDENTITY
 // FULL (set_replica_identity_full) or refuses the table with that statement.
+// A table without a primary key is refused unless the stream opts in
+// (keyless_tables = "full"); it then needs REPLICA IDENTITY FULL, whose old
+// row is the only thing that tells which row changed.
 
 // table is a configured table as the catalog describes it.
 type table struct {
@@ -156,8 +159,12 @@ func readIdentity(ctx context.Context, conn *pgx.Conn, oid uint32) (identity, er
 // sets REPLICA IDENTITY FULL where the stream allows it, and otherwise
 // returns an error naming the statement that fixes the table.
 func (s *Source) checkIdentity(ctx context.Context, conn *pgx.Conn, t table, id identity) error {
-	if !t.hasPK && (id.replIdent == 'd' || id.replIdent == 'n') {
-		return fmt.Errorf("table %s has no primary key and no replica identity, so PostgreSQL cannot publish its UPDATEs and DELETEs: add a primary key or run ALTER TABLE %s REPLICA IDENTITY FULL", t.name, id.name)
+	if !t.hasPK && !s.cfg.KeylessTables {
+		add := "ADD PRIMARY KEY (…)"
+		if id.index != "" {
+			add = "ADD PRIMARY KEY USING INDEX " + pgx.Identifier{id.index}.Sanitize()
+		}
+		return fmt.Errorf("table %s has no primary key, so its records could not be keyed: run ALTER TABLE %s %s, or set keyless_tables = \"full\" on the stream to stream it without a key under REPLICA IDENTITY FULL", id.name, id.name, add)
 	}
 	why := needsFull(t.hasPK, id)
 	if why == "" {
@@ -188,7 +195,9 @@ func needsFull(hasPK bool, id identity) string {
 		// whole supplies them (docs/records.md#values).
 		return fmt.Sprintf("has columns that PostgreSQL may TOAST and REPLICA IDENTITY %s, so an update could arrive without their values", identName(id.replIdent))
 	case !hasPK:
-		return ""
+		// Without a key, only the whole old row tells which row an
+		// update or delete changed.
+		return "has no primary key, and keyless_tables = \"full\" streams such a table only with REPLICA IDENTITY FULL, which logs the whole old row"
 	case id.replIdent == 'n':
 		return "has REPLICA IDENTITY NOTHING, so PostgreSQL would reject its UPDATEs and DELETEs once published"
 	case id.replIdent == 'i' && !id.coversPK:

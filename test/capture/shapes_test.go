@@ -305,3 +305,66 @@ func TestPartitionedTable(t *testing.T) {
 		t.Fatalf("applied rows %v\nwant %v", rows, want)
 	}
 }
+
+// TestKeylessTable: a table without a primary key is refused unless the
+// stream opts in, each time with the statement that fixes it; opted in, it
+// streams under REPLICA IDENTITY FULL (set by cdcd when allowed), every
+// change is its own record, and updates and deletes carry the whole old row
+// in before, so applying them in order rebuilds the table.
+func TestKeylessTable(t *testing.T) {
+	h := newHarness(t, "", "public.k", "public.ki")
+	h.exec(`CREATE TABLE k (a int, b text)`)
+	h.exec(`CREATE TABLE ki (a int NOT NULL, b int)`)
+	h.exec(`CREATE UNIQUE INDEX ki_a ON ki (a)`)
+	h.exec(`ALTER TABLE ki REPLICA IDENTITY USING INDEX ki_a`)
+	cfg := h.cfg
+	cfg.Tables = []string{"public.ki"}
+	if err := h.prepareErr(cfg); err == nil || !strings.Contains(err.Error(),
+		`table "public"."ki" has no primary key, so its records could not be keyed: run ALTER TABLE "public"."ki" ADD PRIMARY KEY USING INDEX "ki_a", or set keyless_tables = "full" on the stream`) {
+		t.Fatalf("Prepare with a table keyed by a unique index only: %v", err)
+	}
+	cfg.KeylessTables, cfg.SetReplicaIdentityFull = true, false
+	if err := h.prepareErr(cfg); err == nil || !strings.Contains(err.Error(),
+		`table "public"."ki" has no primary key, and keyless_tables = "full" streams such a table only with REPLICA IDENTITY FULL, which logs the whole old row: run ALTER TABLE "public"."ki" REPLICA IDENTITY FULL, or set set_replica_identity_full = true`) {
+		t.Fatalf("Prepare opted in without REPLICA IDENTITY FULL: %v", err)
+	}
+
+	h.cfg.KeylessTables = true
+	h.start()
+	for _, tbl := range []string{"public.k", "public.ki"} {
+		if got := h.relreplident(tbl); got != "f" {
+			t.Fatalf("%s replica identity %q, want f", tbl, got)
+		}
+	}
+	h.walsender()
+	h.exec(`BEGIN; INSERT INTO k VALUES (1, 'x'), (1, 'x'), (2, 'y'); INSERT INTO ki VALUES (1, 10); COMMIT`)
+	h.exec(`BEGIN; UPDATE k SET b = 'z' WHERE a = 2; DELETE FROM k WHERE ctid = (SELECT min(ctid) FROM k WHERE a = 1); UPDATE ki SET a = 5; COMMIT`)
+	h.waitChanges(7)
+	var recs []string
+	rows := map[string]int{} // the table k as a multiset of rows
+	for _, m := range h.encodeAll(record.Row) {
+		before, after := "null", "null"
+		if m.Before != nil {
+			before = string(mustJSON(t, m.Before))
+		}
+		if m.After != nil {
+			after = string(mustJSON(t, m.After))
+		}
+		recs = append(recs, m.Op+" "+m.Source.Table+" "+before+" "+after)
+		if m.Source.Table == "k" {
+			rows[before]--
+			rows[after]++
+		}
+	}
+	want := []string{
+		`c k null {"a":1,"b":"x"}`, `c k null {"a":1,"b":"x"}`, `c k null {"a":2,"b":"y"}`, `c ki null {"a":1,"b":10}`,
+		`u k {"a":2,"b":"y"} {"a":2,"b":"z"}`, `d k {"a":1,"b":"x"} null`, `u ki {"a":1,"b":10} {"a":5,"b":10}`,
+	}
+	if !slices.Equal(recs, want) {
+		t.Fatalf("records:\n%s\nwant:\n%s", strings.Join(recs, "\n"), strings.Join(want, "\n"))
+	}
+	delete(rows, "null")
+	if want := map[string]int{`{"a":1,"b":"x"}`: 1, `{"a":2,"b":"y"}`: 0, `{"a":2,"b":"z"}`: 1}; !maps.Equal(rows, want) {
+		t.Fatalf("table k rebuilt from the records: %v, want %v", rows, want)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
@@ -141,25 +142,29 @@ func keyedReplica(shards [][]wireRecord, schema, table string, pk []string) map[
 // sourceRows reads table's rows as JSON objects of cols, keyed by pk.
 func (h *harness) sourceRows(ctx context.Context, table string, pk, cols []string) map[string]string {
 	h.t.Helper()
+	out := map[string]string{}
+	for _, img := range h.sourceImages(ctx, table, cols) {
+		out[canonical(img, pk)] = canonical(img, nil)
+	}
+	return out
+}
+
+// sourceImages reads table's rows as PostgreSQL's JSON of cols.
+func (h *harness) sourceImages(ctx context.Context, table string, cols []string) []map[string]json.RawMessage {
+	h.t.Helper()
 	rows, err := h.db.Query(ctx, `SELECT row_to_json(x)::text FROM (SELECT `+strings.Join(cols, ", ")+` FROM `+table+`) x`)
 	if err != nil {
 		h.t.Fatalf("read %s: %v", table, err)
 	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var text string
-		var img map[string]json.RawMessage
-		if err := rows.Scan(&text); err != nil {
-			h.t.Fatal(err)
-		}
-		if err := json.Unmarshal([]byte(text), &img); err != nil {
-			h.t.Fatal(err)
-		}
-		out[canonical(img, pk)] = canonical(img, nil)
+	texts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		h.t.Fatalf("read %s: %v", table, err)
 	}
-	if err := rows.Err(); err != nil {
-		h.t.Fatal(err)
+	out := make([]map[string]json.RawMessage, len(texts))
+	for i, text := range texts {
+		if err := json.Unmarshal([]byte(text), &out[i]); err != nil {
+			h.t.Fatal(err)
+		}
 	}
 	return out
 }
