@@ -21,6 +21,10 @@ import (
 // allOps is the publish option of a publication cdcd makes.
 const allOps = "insert, update, delete, truncate"
 
+// storedGenerated puts stored generated columns in every record, on
+// PostgreSQL 18 and later; earlier servers cannot publish them.
+const storedGenerated = "publish_generated_columns = stored"
+
 // viaRoot names a partitioned table's changes after the table, not after
 // the partition that holds the row, and covers partitions attached later.
 const viaRoot = "publish_via_partition_root = true"
@@ -30,6 +34,9 @@ type pubState struct {
 	exists, allTables                        bool
 	insert, update, delete, truncate, schema bool
 	viaRoot                                  bool
+	// generated says it publishes stored generated columns (PostgreSQL
+	// 18+, publish_generated_columns = stored).
+	generated bool
 	// rels are the tables named in the publication (quoted), with
 	// whether each has a column list or a row filter (PostgreSQL 15+).
 	rels map[string]pubRel
@@ -53,7 +60,11 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, version 
 		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
 	}
 	if !p.exists {
-		create := "CREATE PUBLICATION " + pub + " FOR TABLE " + tableList(tables) + " WITH (" + viaRoot + ")"
+		create := "CREATE PUBLICATION " + pub + " FOR TABLE " + tableList(tables) + " WITH (" + viaRoot
+		if version >= pgPublishesGenerated {
+			create += ", " + storedGenerated
+		}
+		create += ")"
 		if s.cfg.ExternalPublication {
 			return fmt.Errorf("publication %s does not exist, and own_publication = false keeps cdcd from creating it: run %s, or set own_publication = true", pub, create)
 		}
@@ -66,7 +77,7 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, version 
 	if p.allTables {
 		return fmt.Errorf("publication %s is FOR ALL TABLES, so it publishes tables the stream does not list: run DROP PUBLICATION %s (cdcd then creates its own), or name another publication in the stream's publication key", pub, pub)
 	}
-	plan := s.planPublication(p, tables)
+	plan := s.planPublication(p, tables, version)
 	if len(plan.statements) == 0 {
 		return nil
 	}
@@ -85,7 +96,7 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, version 
 }
 
 // planPublication compares p with what the stream needs.
-func (s *Source) planPublication(p pubState, tables []table) pubPlan {
+func (s *Source) planPublication(p pubState, tables []table, version int) pubPlan {
 	pub := pgx.Identifier{s.cfg.Publication}.Sanitize()
 	var plan pubPlan
 	// A publication cdcd owns publishes every operation, truncate too:
@@ -108,6 +119,11 @@ func (s *Source) planPublication(p pubState, tables []table) pubPlan {
 	if !p.viaRoot && (!s.cfg.ExternalPublication || slices.ContainsFunc(tables, func(t table) bool { return t.partitioned })) {
 		plan.problems = append(plan.problems, "does not publish partitioned tables through their root, so records would be named after partitions")
 		opts = append(opts, viaRoot)
+	}
+	if !p.generated && version >= pgPublishesGenerated &&
+		(!s.cfg.ExternalPublication || slices.ContainsFunc(tables, func(t table) bool { return len(t.generated) > 0 })) {
+		plan.problems = append(plan.problems, "does not publish stored generated columns, so records would lack them")
+		opts = append(opts, storedGenerated)
 	}
 	if len(opts) > 0 {
 		plan.statements = append(plan.statements, "ALTER PUBLICATION "+pub+" SET ("+strings.Join(opts, ", ")+")")
@@ -199,6 +215,12 @@ func readPublication(ctx context.Context, conn *pgx.Conn, name string, version i
 		return p, err
 	}
 	p.exists = true
+	if version >= pgPublishesGenerated {
+		err := conn.QueryRow(ctx, `SELECT pubgencols::text = 's' FROM pg_publication WHERE pubname = $1`, name).Scan(&p.generated)
+		if err != nil {
+			return p, err
+		}
+	}
 	filters := "false, false"
 	if version >= 150000 {
 		filters = "pr.prattrs IS NOT NULL, pr.prqual IS NOT NULL"

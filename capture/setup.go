@@ -52,7 +52,7 @@ func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	tables, err := s.checkTables(ctx, conn)
+	tables, err := s.checkTables(ctx, conn, version)
 	if err != nil {
 		return Info{}, err
 	}

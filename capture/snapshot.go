@@ -174,7 +174,7 @@ func progressAttrs(p SnapshotProgress) []any {
 
 // snapshotTable describes table as pgoutput's Relation message would, so
 // snapshot rows and streamed changes of a table share one shape: columns
-// in attnum order without dropped or generated ones, limited to the
+// in attnum order without dropped or unpublished generated ones, limited to the
 // publication's column list (PostgreSQL 15+), keyed like KeyLookup.
 func (s *Source) snapshotTable(ctx context.Context, tx pgx.Tx, version int, name string) (snapTable, error) {
 	var t snapTable
@@ -197,11 +197,15 @@ func (s *Source) snapshotTable(ctx context.Context, tx pgx.Tx, version int, name
 			return t, fmt.Errorf("read publication columns of %s: %w", name, err)
 		}
 	}
+	generated, err := s.publishesGenerated(ctx, tx, version)
+	if err != nil {
+		return t, err
+	}
 	rows, err := tx.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod, COALESCE(a.attnum = ANY(pk.indkey), false)
 		FROM pg_attribute a
 		LEFT JOIN pg_index pk ON pk.indrelid = a.attrelid AND pk.indisprimary
-		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-		ORDER BY a.attnum`, oid)
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND (a.attgenerated = '' OR a.attgenerated = 's' AND $2)
+		ORDER BY a.attnum`, oid, generated)
 	if err != nil {
 		return t, fmt.Errorf("read columns of %s: %w", name, err)
 	}
@@ -247,6 +251,20 @@ func (s *Source) snapshotTable(ctx context.Context, tx pgx.Tx, version int, name
 	}
 	t.from += pgx.Identifier{schema, table}.Sanitize()
 	return t, nil
+}
+
+// publishesGenerated reports whether the publication puts stored generated
+// columns in its changes (PostgreSQL 18+), so snapshot rows hold them too.
+func (s *Source) publishesGenerated(ctx context.Context, tx pgx.Tx, version int) (bool, error) {
+	if version < pgPublishesGenerated {
+		return false, nil
+	}
+	var on bool
+	err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT pubgencols::text = 's' FROM pg_publication WHERE pubname = $1), false)`, s.cfg.Publication).Scan(&on)
+	if err != nil {
+		return false, fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
+	}
+	return on, nil
 }
 
 // readTable reads one table through a cursor in batches of

@@ -28,7 +28,13 @@ type table struct {
 	hasPK  bool
 	// partitioned is a partitioned table, published through its root.
 	partitioned bool
+	// generated lists its stored generated columns.
+	generated []string
 }
+
+// pgPublishesGenerated is the first server_version_num whose pgoutput can
+// publish stored generated columns (publish_generated_columns).
+const pgPublishesGenerated = 180000
 
 // identity is what one relation's replica identity logs of a row.
 type identity struct {
@@ -41,7 +47,7 @@ type identity struct {
 	toastable bool
 }
 
-func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn) ([]table, error) {
+func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, version int) ([]table, error) {
 	if len(s.cfg.Tables) == 0 {
 		return nil, errors.New("no tables configured: list the tables to publish in the stream's tables key")
 	}
@@ -65,6 +71,10 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn) ([]table, erro
 		}
 		if err := s.checkPartitionTree(ctx, conn, t); err != nil {
 			return nil, err
+		}
+		if len(t.generated) > 0 && version < pgPublishesGenerated {
+			s.log.Warn("PostgreSQL before 18 does not publish stored generated columns: they are absent from after",
+				"table", t.name, "columns", strings.Join(t.generated, ","), "server_version_num", version)
 		}
 		out = append(out, t)
 	}
@@ -122,9 +132,11 @@ func coveredBy(ctx context.Context, q querier, oid uint32, configured []uint32) 
 func inspectTable(ctx context.Context, conn *pgx.Conn, name string) (table, error) {
 	var t table
 	err := conn.QueryRow(ctx, `SELECT c.oid, n.nspname, c.relname,
-			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), c.relkind = 'p'
+			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), c.relkind = 'p',
+			ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+				AND NOT a.attisdropped AND a.attgenerated = 's' ORDER BY a.attnum)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass($1)`, name).Scan(&t.oid, &t.schema, &t.rel, &t.hasPK, &t.partitioned)
+		WHERE c.oid = to_regclass($1)`, name).Scan(&t.oid, &t.schema, &t.rel, &t.hasPK, &t.partitioned, &t.generated)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, fmt.Errorf("table %s does not exist in the source database: create it or remove it from the stream's tables", name)
 	}

@@ -1,6 +1,7 @@
 package capture_test
 
 import (
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/record"
+	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
 // encodeAll encodes the snapshot batches and then the handled transactions
@@ -366,5 +368,34 @@ func TestKeylessTable(t *testing.T) {
 	delete(rows, "null")
 	if want := map[string]int{`{"a":1,"b":"x"}`: 1, `{"a":2,"b":"y"}`: 0, `{"a":2,"b":"z"}`: 1}; !maps.Equal(rows, want) {
 		t.Fatalf("table k rebuilt from the records: %v, want %v", rows, want)
+	}
+}
+
+// TestGeneratedColumnsWarned: before PostgreSQL 18 pgoutput cannot publish
+// stored generated columns; stream start says so, naming the table and the
+// columns, and records hold every other column.
+func TestGeneratedColumnsWarned(t *testing.T) {
+	h := newHarness(t, "", "public.g")
+	var version int
+	if err := h.db.QueryRow(h.ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if version >= 180000 {
+		t.Skip("PostgreSQL 18 publishes stored generated columns")
+	}
+	h.exec(`CREATE TABLE g (id int PRIMARY KEY, a int, twice int GENERATED ALWAYS AS (a * 2) STORED, b int,
+		thrice int GENERATED ALWAYS AS (a * 3) STORED)`)
+	var logs testenv.SyncBuffer
+	h.cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	h.start()
+	want := `level=WARN msg="PostgreSQL before 18 does not publish stored generated columns: they are absent from after" table="\"public\".\"g\"" columns=twice,thrice`
+	if !strings.Contains(logs.String(), want) {
+		t.Fatalf("stream start logged:\n%s\nwant a line with %s", logs.String(), want)
+	}
+	h.walsender()
+	h.exec(`INSERT INTO g (id, a, b) VALUES (1, 2, 3)`)
+	h.waitChanges(1)
+	if got := h.encodeAll(record.Unordered); len(got) != 1 || string(mustJSON(t, got[0].After)) != `{"id":1,"a":2,"b":3}` {
+		t.Fatalf("records %v, want the row without its generated columns", got)
 	}
 }
