@@ -23,17 +23,10 @@ import (
 // AWS SDK and encoding/json alone (nothing of cdcd's), rebuilds the tables
 // from the records and compares them with the source.
 
-// wireRecord is a record as a plain JSON reader sees it. Values keep their
-// JSON text, so numbers compare exactly.
+// wireRecord is a record as a plain JSON reader sees it, with the partition
+// key Kinesis stored it under.
 type wireRecord struct {
-	Op     string                     `json:"op"`
-	Before map[string]json.RawMessage `json:"before"`
-	After  map[string]json.RawMessage `json:"after"`
-	Source struct {
-		TsNs   int64  `json:"ts_ns"`
-		Schema string `json:"schema"`
-		Table  string `json:"table"`
-	} `json:"source"`
+	cdcRecord
 	partitionKey string
 }
 
@@ -61,10 +54,10 @@ func (h *harness) readKinesis(ctx context.Context) [][]wireRecord {
 			}
 			for _, r := range res.Records {
 				var w wireRecord
-				if err := json.Unmarshal(r.Data, &w); err != nil {
+				if err := json.Unmarshal(r.Data, &w.cdcRecord); err != nil {
 					h.t.Fatalf("record is not JSON: %v: %q", err, r.Data)
 				}
-				w.partitionKey = aws.ToString(r.PartitionKey)
+				w.raw, w.partitionKey = string(r.Data), aws.ToString(r.PartitionKey)
 				recs = append(recs, w)
 			}
 			iter = res.NextShardIterator
@@ -113,23 +106,21 @@ func keyedReplica(shards [][]wireRecord, schema, table string, pk []string) map[
 		row string // "" for a deleted row
 	}
 	rows := map[string]version{}
-	for _, shard := range shards {
-		for _, r := range shard {
-			if r.Source.Schema != schema || r.Source.Table != table {
-				continue
-			}
-			img, row := r.After, ""
-			if r.Op == "d" {
-				img = r.Before
-			} else {
-				row = canonical(r.After, nil)
-			}
-			k := canonical(img, pk)
-			if v, ok := rows[k]; !ok || v.ts < r.Source.TsNs {
-				rows[k] = version{r.Source.TsNs, row}
-			}
+	each(shards, func(r wireRecord) {
+		if r.Source.Schema != schema || r.Source.Table != table {
+			return
 		}
-	}
+		img, row := r.After, ""
+		if r.Op == "d" {
+			img = r.Before
+		} else {
+			row = canonical(r.After, nil)
+		}
+		k := canonical(img, pk)
+		if v, ok := rows[k]; !ok || v.ts < r.Source.TsNs {
+			rows[k] = version{r.Source.TsNs, row}
+		}
+	})
 	out := map[string]string{}
 	for k, v := range rows {
 		if v.row != "" {
@@ -167,6 +158,25 @@ func (h *harness) sourceImages(ctx context.Context, table string, cols []string)
 		}
 	}
 	return out
+}
+
+// waitKeyed waits until the records of public.table, applied by primary key
+// pk, equal the source's rows of cols, and returns what it read.
+func (h *harness) waitKeyed(table string, pk, cols []string) [][]wireRecord {
+	h.t.Helper()
+	want := h.sourceRows(context.Background(), table, pk, cols)
+	return h.waitConverged(60*time.Second, want, func(s [][]wireRecord) map[string]string {
+		return keyedReplica(s, "public", table, pk)
+	})
+}
+
+// each calls f with every record read, shard by shard.
+func each(shards [][]wireRecord, f func(r wireRecord)) {
+	for _, shard := range shards {
+		for _, r := range shard {
+			f(r)
+		}
+	}
 }
 
 // waitConverged reads Kinesis until replica(shards) equals want, and fails

@@ -24,18 +24,12 @@ func TestReplicaIdentityIndexEndToEnd(t *testing.T) {
 	h.exec(`UPDATE m SET id = 100 WHERE id = 4`)
 	h.exec(`DELETE FROM m WHERE id IN (5, 100)`)
 
-	pk, cols := []string{"id"}, []string{"id", "ext", "n"}
-	want := h.sourceRows(context.Background(), "m", pk, cols)
-	shards := h.waitConverged(60*time.Second, want, func(s [][]wireRecord) map[string]string {
-		return keyedReplica(s, "public", "m", pk)
-	})
-	for _, shard := range shards {
-		for _, r := range shard {
-			if r.Op == "d" && (len(r.Before) != 1 || string(r.Before["id"]) == "null") {
-				t.Errorf("a delete's before must be the primary key: %v", r.Before)
-			}
+	shards := h.waitKeyed("m", []string{"id"}, []string{"id", "ext", "n"})
+	each(shards, func(r wireRecord) {
+		if r.Op == "d" && (len(r.Before) != 1 || string(r.Before["id"]) == "null") {
+			t.Errorf("a delete's before must be the primary key: %v", r.Before)
 		}
-	}
+	})
 	d.stop(t)
 	if logs := d.Logs(); !strings.Contains(logs, "set REPLICA IDENTITY FULL") {
 		t.Errorf("the daemon did not log setting REPLICA IDENTITY FULL:\n%s", logs)
@@ -58,18 +52,12 @@ func TestOwnedPublicationEndToEnd(t *testing.T) {
 	h.exec(`UPDATE t SET b = 'changed' WHERE id <= 5`)
 	h.exec(`DELETE FROM t WHERE id IN (2, 7)`)
 
-	pk, cols := []string{"id"}, []string{"id", "a", "b"}
-	want := h.sourceRows(context.Background(), "t", pk, cols)
-	shards := h.waitConverged(60*time.Second, want, func(s [][]wireRecord) map[string]string {
-		return keyedReplica(s, "public", "t", pk)
-	})
-	for _, shard := range shards {
-		for _, r := range shard {
-			if r.Source.Table != "t" {
-				t.Errorf("a record of a table the stream does not list: %s.%s", r.Source.Schema, r.Source.Table)
-			}
+	shards := h.waitKeyed("t", []string{"id"}, []string{"id", "a", "b"})
+	each(shards, func(r wireRecord) {
+		if r.Source.Table != "t" {
+			t.Errorf("a record of a table the stream does not list: %s.%s", r.Source.Schema, r.Source.Table)
 		}
-	}
+	})
 	d.stop(t)
 }
 
@@ -94,18 +82,12 @@ func TestPartitionedTableEndToEnd(t *testing.T) {
 	h.exec(`UPDATE p SET k = 3 WHERE id = 2`)
 	h.exec(`DELETE FROM p WHERE id = 31`)
 
-	pk, cols := []string{"id", "k"}, []string{"id", "k", "v"}
-	want := h.sourceRows(context.Background(), "p", pk, cols)
-	shards := h.waitConverged(60*time.Second, want, func(s [][]wireRecord) map[string]string {
-		return keyedReplica(s, "public", "p", pk)
-	})
-	for _, shard := range shards {
-		for _, r := range shard {
-			if r.Source.Table != "p" {
-				t.Errorf("a record named %s.%s, not after the configured table", r.Source.Schema, r.Source.Table)
-			}
+	shards := h.waitKeyed("p", []string{"id", "k"}, []string{"id", "k", "v"})
+	each(shards, func(r wireRecord) {
+		if r.Source.Table != "p" {
+			t.Errorf("a record named %s.%s, not after the configured table", r.Source.Schema, r.Source.Table)
 		}
-	}
+	})
 	d.stop(t)
 }
 
@@ -131,11 +113,9 @@ func TestKeylessTableEndToEnd(t *testing.T) {
 		return keylessReplica(t, s, "public", "k")
 	})
 	keys := map[string]bool{}
-	for _, shard := range shards {
-		for _, r := range shard {
-			keys[r.partitionKey] = true
-		}
-	}
+	each(shards, func(r wireRecord) {
+		keys[r.partitionKey] = true
+	})
 	if len(keys) != 1 {
 		t.Errorf("records of a table without a key under %d partition keys, want 1", len(keys))
 	}
@@ -146,22 +126,20 @@ func TestKeylessTableEndToEnd(t *testing.T) {
 // order to a multiset of rows, and returns each row's count.
 func keylessReplica(t *testing.T, shards [][]wireRecord, schema, table string) map[string]string {
 	counts := map[string]int{}
-	for _, shard := range shards {
-		for _, r := range shard {
-			if r.Source.Schema != schema || r.Source.Table != table {
-				continue
-			}
-			if r.Op != "c" && r.Op != "r" {
-				if r.Before == nil {
-					t.Fatalf("op %q without the old row in before", r.Op)
-				}
-				counts[canonical(r.Before, nil)]--
-			}
-			if r.After != nil {
-				counts[canonical(r.After, nil)]++
-			}
+	each(shards, func(r wireRecord) {
+		if r.Source.Schema != schema || r.Source.Table != table {
+			return
 		}
-	}
+		if r.Op != "c" && r.Op != "r" {
+			if r.Before == nil {
+				t.Fatalf("op %q without the old row in before", r.Op)
+			}
+			counts[canonical(r.Before, nil)]--
+		}
+		if r.After != nil {
+			counts[canonical(r.After, nil)]++
+		}
+	})
 	out := map[string]string{}
 	for row, n := range counts {
 		if n != 0 {
@@ -198,11 +176,7 @@ func TestGeneratedColumnsEndToEnd(t *testing.T) {
 	h.exec(`INSERT INTO g (id, a) SELECT g, g FROM generate_series(1, 5) g`)
 	h.exec(`UPDATE g SET a = 10 WHERE id = 2`)
 	h.exec(`DELETE FROM g WHERE id = 3`)
-	pk, cols := []string{"id"}, []string{"id", "a"}
-	want := h.sourceRows(context.Background(), "g", pk, cols)
-	h.waitConverged(60*time.Second, want, func(s [][]wireRecord) map[string]string {
-		return keyedReplica(s, "public", "g", pk)
-	})
+	h.waitKeyed("g", []string{"id"}, []string{"id", "a"})
 	d.stop(t)
 	if logs := d.Logs(); !strings.Contains(logs, `msg="PostgreSQL before 18 does not publish stored generated columns: they are absent from after"`) ||
 		!strings.Contains(logs, `columns=twice`) {
