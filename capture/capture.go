@@ -95,7 +95,9 @@ type Config struct {
 	// positive budget is an error.
 	Spill record.RunStore
 	// Report receives SOURCE_UNAVAILABLE when the source cannot be reached
-	// and ("", nil) once streaming works again.
+	// and ("", nil) once streaming works again, and also when the first
+	// session streams: the stream may carry a SOURCE_ code from before a
+	// restart that only capture can clear.
 	Report func(code codes.Code, err error)
 	// Metrics receives the source's metrics (Metrics.Stream); nil keeps
 	// them unregistered.
@@ -161,6 +163,8 @@ type Source struct {
 	// unavailable is set while a SOURCE_UNAVAILABLE report is outstanding,
 	// so recovery is reported once and only for what capture reported.
 	unavailable bool
+	// streamed is set once a session has streamed and reported so.
+	streamed bool
 	// slotReady is set once a session has found or created the slot, so
 	// the health check treats a missing slot as lost from then on, and not
 	// while a snapshot is recreating it.

@@ -71,7 +71,7 @@ func (s *Source) initialSnapshot(ctx context.Context, catalog *pgx.Conn, rconn *
 	s.log.Info("created replication slot for the initial snapshot", "slot", s.cfg.Slot, "lsn", res.ConsistentPoint, "snapshot", res.SnapshotName)
 
 	start := time.Now()
-	rows, err := s.readSnapshot(ctx, catalog, version, snapshotRead{name: res.SnapshotName, lsn: uint64(lsn), at: at}, h)
+	prog, err := s.readSnapshot(ctx, catalog, version, snapshotRead{name: res.SnapshotName, lsn: uint64(lsn), at: at}, h)
 	if err != nil {
 		return 0, err
 	}
@@ -83,9 +83,8 @@ func (s *Source) initialSnapshot(ctx context.Context, catalog *pgx.Conn, rconn *
 	if err := h.Persist(ctx, uint64(lsn)); err != nil {
 		return 0, fmt.Errorf("persist initial snapshot checkpoint: %w", err)
 	}
-	s.setSnapshot(SnapshotProgress{Done: true, Rows: rows, EstimatedRows: rows})
-	s.met.snapshotProgress.Set(1)
-	s.log.Info("initial snapshot done", "rows", rows, "tables", len(s.cfg.Tables), "duration", time.Since(start).Round(time.Millisecond), "lsn", res.ConsistentPoint)
+	prog.done()
+	s.log.Info("initial snapshot done", "rows", prog.prog.Rows, "tables", len(s.cfg.Tables), "duration", time.Since(start).Round(time.Millisecond), "lsn", res.ConsistentPoint)
 	return uint64(lsn), nil
 }
 
@@ -104,62 +103,50 @@ type snapTable struct {
 	estimate int64
 }
 
-func (s *Source) readSnapshot(ctx context.Context, conn *pgx.Conn, version int, snap snapshotRead, h SnapshotHandler) (int64, error) {
+func (s *Source) readSnapshot(ctx context.Context, conn *pgx.Conn, version int, snap snapshotRead, h SnapshotHandler) (*snapshotTracker, error) {
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return 0, fmt.Errorf("begin snapshot transaction: %w", err)
+		return nil, fmt.Errorf("begin snapshot transaction: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap.name, "'", "''")+"'"); err != nil {
-		return 0, fmt.Errorf("import snapshot %s: %w", snap.name, err)
+		return nil, fmt.Errorf("import snapshot %s: %w", snap.name, err)
 	}
 	configured, err := configuredOIDs(ctx, tx, s.cfg.Tables)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var tables []snapTable
-	prog := SnapshotProgress{Running: true}
 	for _, name := range s.cfg.Tables {
 		t, err := s.snapshotTable(ctx, tx, version, name)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		// A partition whose root is configured too is read with the root.
 		if root, err := coveredBy(ctx, tx, t.rel.ID, configured); err != nil || root != "" {
 			if err != nil {
-				return 0, fmt.Errorf("snapshot of %s: %w", name, err)
+				return nil, fmt.Errorf("snapshot of %s: %w", name, err)
 			}
 			continue
 		}
 		tables = append(tables, t)
-		prog.EstimatedRows += t.estimate
 	}
-	s.log.Info("initial snapshot started", "tables", len(tables), "estimated_rows", prog.EstimatedRows)
-	last := time.Now()
+	prog := s.trackSnapshot(tables)
+	s.log.Info("initial snapshot started", "tables", len(tables), "estimated_rows", prog.prog.EstimatedRows)
 	for _, t := range tables {
-		prog.Table = t.rel.Schema + "." + t.rel.Table
-		s.setSnapshot(prog)
-		n, err := s.readTable(ctx, tx, t, snap, h, func(rows int) {
-			prog.Rows += int64(rows)
-			s.met.snapshotRows.Add(float64(rows))
-			if prog.EstimatedRows > 0 {
-				s.met.snapshotProgress.Set(min(float64(prog.Rows)/float64(prog.EstimatedRows), 0.99))
-			}
-			s.setSnapshot(prog)
-			if time.Since(last) >= progressEvery {
-				last = time.Now()
-				s.log.Info("initial snapshot progress", progressAttrs(prog)...)
-			}
-		})
+		name := t.rel.Schema + "." + t.rel.Table
+		prog.table(name)
+		n, err := s.readTable(ctx, tx, t, snap, h, prog.rows)
 		if err != nil {
-			return 0, fmt.Errorf("snapshot of %s: %w", prog.Table, err)
+			return nil, fmt.Errorf("snapshot of %s: %w", name, err)
 		}
-		s.log.Info("initial snapshot read table", append(progressAttrs(prog), "table_rows", n)...)
+		s.log.Info("initial snapshot read table", append(progressAttrs(prog.prog), "table_rows", n)...)
+		prog.tableDone()
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("end snapshot transaction: %w", err)
+		return nil, fmt.Errorf("end snapshot transaction: %w", err)
 	}
-	return prog.Rows, nil
+	return prog, nil
 }
 
 // progressAttrs describe snapshot progress for a log line; the percentage

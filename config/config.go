@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -27,16 +28,39 @@ import (
 type Config struct {
 	StateDir string `toml:"state_dir"`
 	Listen   string `toml:"listen"`
+	// MetricsListen, when set, serves /metrics, /healthz and /readyz on a
+	// listener of their own, so that a scraper or a probe needs no access
+	// to the control plane; listen then no longer serves /metrics.
+	MetricsListen string `toml:"metrics_listen"`
 	// FailureThreshold is how long an IMPAIRED stream may fall behind before
 	// it fails (docs/lifecycle.md#codes).
 	FailureThreshold Duration  `toml:"failure_threshold"`
 	Log              LogConfig `toml:"log"`
+	API              APIConfig `toml:"api"`
 	AWS              AWSConfig `toml:"aws"`
 	Clusters         []Cluster `toml:"cluster"`
 	Streams          []Stream  `toml:"stream"`
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
+	// listenFrom names what replaced the file's listen, for the messages
+	// of validation.
+	listenFrom string
+}
+
+// APIConfig guards the control plane on listen: a listener reachable beyond
+// this host must have TLS and an authentication mode (docs/config.md#api).
+type APIConfig struct {
+	// Auth is "none", "token" or "mtls".
+	Auth        string `toml:"auth"`
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// ClientCAFile verifies client certificates with auth = "mtls".
+	ClientCAFile string `toml:"client_ca_file"`
+	// TokenFile holds the token callers send with auth = "token".
+	TokenFile string `toml:"token_file"`
+	// ReadOnly refuses CreateStream and DeleteStream.
+	ReadOnly bool `toml:"read_only"`
 }
 
 // LogConfig selects the log level and format.
@@ -178,6 +202,7 @@ func defaultConfig() Config {
 		Listen:           DefaultListen,
 		FailureThreshold: Duration{7 * 24 * time.Hour},
 		Log:              LogConfig{Level: "info", Format: "text"},
+		API:              APIConfig{Auth: "none"},
 		AWS:              AWSConfig{Region: "us-east-1", Partition: "aws", Account: "000000000000"},
 	}
 }
@@ -213,22 +238,49 @@ func (s *Stream) ApplyDefaults() {
 	}
 }
 
-// Load reads, decodes and validates the file at path.
-func Load(path string) (*Config, error) {
+// ListenEnv is the environment variable that, when set, replaces the
+// file's listen for every command that loads the file, so that a container
+// image can choose its address without its own config file.
+const ListenEnv = "CDCD_LISTEN"
+
+// Override replaces a value of the file before validation, so that a value
+// from a flag or the environment meets the same rules as the file's.
+type Override func(*Config)
+
+// Listen replaces listen with addr, unless addr is empty; from names where
+// addr came from (a flag, an environment variable) in validation messages.
+func Listen(from, addr string) Override {
+	return func(c *Config) {
+		if addr != "" {
+			c.Listen, c.listenFrom = addr, from
+		}
+	}
+}
+
+// Load reads, decodes and validates the file at path, with $CDCD_LISTEN and
+// then overrides applied over it.
+func Load(path string, overrides ...Override) (*Config, error) {
 	text, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(path, string(text))
+	return parse(path, string(text), append([]Override{Listen(ListenEnv, os.Getenv(ListenEnv))}, overrides...))
 }
 
 // Parse decodes text (named path in errors) and validates it.
 func Parse(path, text string) (*Config, error) {
+	return parse(path, text, nil)
+}
+
+func parse(path, text string, overrides []Override) (*Config, error) {
 	cfg := defaultConfig()
 	md, err := toml.Decode(text, &cfg)
 	if err != nil {
 		var perr toml.ParseError
-		if errors.As(err, &perr) {
+		// ErrorWithPosition panics on the line 0 that the toml package
+		// reports for some errors at the end of a line (an unfinished
+		// escape, a stray \r); those keep the message without context.
+		if errors.As(err, &perr) && perr.Position.Line > 0 {
 			return nil, fmt.Errorf("%s: %s", path, perr.ErrorWithPosition())
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -242,6 +294,9 @@ func Parse(path, text string) (*Config, error) {
 		return nil, fmt.Errorf("%s: unknown key %s: check the spelling against config.example.toml", path, strings.Join(keys, ", "))
 	}
 	cfg.Path = path
+	for _, o := range overrides {
+		o(&cfg)
+	}
 	for i := range cfg.Streams {
 		cfg.Streams[i].ApplyDefaults()
 	}
@@ -284,6 +339,50 @@ func (c *Config) StreamNamed(name string) *Stream {
 		}
 	}
 	return nil
+}
+
+// ControlPlaneURL is the URL at which a command on this host reaches the
+// control plane on listen: https when [api] has a certificate.
+func (c *Config) ControlPlaneURL() string {
+	if c.API.TLSCertFile != "" {
+		return "https://" + dialAddr(c.Listen)
+	}
+	return "http://" + dialAddr(c.Listen)
+}
+
+// ProbeURL is where a command on this host reaches /healthz and /readyz:
+// metrics_listen when set, which asks for no credentials, else listen.
+func (c *Config) ProbeURL() string {
+	if c.MetricsListen != "" {
+		return "http://" + dialAddr(c.MetricsListen)
+	}
+	return c.ControlPlaneURL()
+}
+
+// dialAddr is a listen address as a client on this host dials it: a
+// listener on every interface is reached on loopback.
+func dialAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || ip != nil && ip.Equal(net.IPv4zero):
+		host = "127.0.0.1"
+	case ip != nil && ip.IsUnspecified():
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// ClusterID is id, or when id is empty the identifier of the file's only
+// cluster: empty when it has several, or derives it at start. A nil Config
+// (no file) has no cluster.
+func (c *Config) ClusterID(id string) string {
+	if id != "" || c == nil || len(c.Clusters) != 1 {
+		return id
+	}
+	return c.Clusters[0].Identifier
 }
 
 // ClusterNamed returns the cluster called name, nil if there is none.

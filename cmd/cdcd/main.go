@@ -52,6 +52,7 @@ const usage = `usage:
   cdcd tail    [flags]                print the records of a Kinesis stream, one JSON line each
   cdcd policy  --config FILE --stream NAME   print the IAM trust and permissions policies of a stream's role
   cdcd streams list|get|create|delete  drive the control plane of a running daemon
+  cdcd health  [--ready] [--addr HOST:PORT | --config FILE]  exit 0 if the daemon is live (ready)
   cdcd version                        print the version
 Run "cdcd COMMAND -h" for a command's flags.
 `
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPolicy(ctx, rest, stdout, stderr)
 	case "streams":
 		return cmdStreams(ctx, rest, stdout, stderr)
+	case "health":
+		return cmdHealth(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "cdcd", version)
 		return nil
@@ -125,13 +128,14 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	path := fs.String("config", "", "configuration file")
+	listen := fs.String("listen", "", "address to serve on, replacing the config's listen and $"+config.ListenEnv)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *path == "" {
 		return usageError{"run needs --config FILE"}
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(*path, config.Listen("--listen", *listen))
 	if err != nil {
 		return err
 	}

@@ -112,7 +112,7 @@ if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
 	die "cdcd run exited at once; see $DAEMON_LOG"
 fi
 
-"$BIN" tail --config "$CONFIG" --stream orders --from-start &
+"$BIN" tail --config "$CONFIG" --stream orders --from-start --format text &
 TAIL_PID=$!
 log "started cdcd tail (pid $TAIL_PID); its records appear below"
 
