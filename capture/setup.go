@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -49,14 +48,15 @@ func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	if err := checkServer(ctx, conn); err != nil {
-		return Info{}, err
-	}
-	tables, err := s.checkTables(ctx, conn)
+	version, err := checkServer(ctx, conn)
 	if err != nil {
 		return Info{}, err
 	}
-	if err := s.ensurePublication(ctx, conn, tables); err != nil {
+	tables, err := s.checkTables(ctx, conn, version)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := s.ensurePublication(ctx, conn, version, tables); err != nil {
 		return Info{}, err
 	}
 	slot, found, err := s.slotState(ctx, conn)
@@ -167,141 +167,34 @@ func slotCreateError(slot string, err error) error {
 // pg_replication_slots.wal_status, which tells a lost slot apart.
 const minVersion = 130000
 
-func checkServer(ctx context.Context, conn *pgx.Conn) error {
+// checkServer checks the server's version, wal_level and the role's right
+// to replicate, and returns server_version_num.
+func checkServer(ctx context.Context, conn *pgx.Conn) (int, error) {
 	var version int
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return fmt.Errorf("read server version: %w", err)
+		return 0, fmt.Errorf("read server version: %w", err)
 	}
 	if version < minVersion {
-		return fmt.Errorf("the source runs PostgreSQL with server_version_num %d; cdcd needs 13 or later (14 or later to stream large transactions in progress)", version)
+		return 0, fmt.Errorf("the source runs PostgreSQL with server_version_num %d; cdcd needs 13 or later (14 or later to stream large transactions in progress)", version)
 	}
 	var walLevel string
 	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
-		return fmt.Errorf("read wal_level: %w", err)
+		return 0, fmt.Errorf("read wal_level: %w", err)
 	}
 	if walLevel != "logical" {
-		return fmt.Errorf("source wal_level is %q, cdcd needs logical: set wal_level = logical in postgresql.conf (rds.logical_replication = 1 on RDS) and restart PostgreSQL", walLevel)
+		return 0, fmt.Errorf("source wal_level is %q, cdcd needs logical: set wal_level = logical in postgresql.conf (rds.logical_replication = 1 on RDS) and restart PostgreSQL", walLevel)
 	}
 	var canReplicate bool
 	err := conn.QueryRow(ctx, `SELECT rolsuper OR rolreplication
 		OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'MEMBER'))
 		FROM pg_roles WHERE rolname = current_user`).Scan(&canReplicate)
 	if err != nil {
-		return fmt.Errorf("read role attributes: %w", err)
+		return 0, fmt.Errorf("read role attributes: %w", err)
 	}
 	if !canReplicate {
-		return errors.New("the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
+		return 0, errors.New("the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
 	}
-	return nil
-}
-
-// table is a published table as the catalog describes it.
-type table struct {
-	name      string // schema-qualified, quoted for SQL
-	schema    string
-	rel       string
-	replIdent byte
-	hasPK     bool
-	toastable bool
-}
-
-func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn) ([]table, error) {
-	if len(s.cfg.Tables) == 0 {
-		return nil, errors.New("no tables configured: list the tables to publish in the stream's tables key")
-	}
-	var out []table
-	for _, name := range s.cfg.Tables {
-		var t table
-		var ident string
-		err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relreplident::text,
-			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-			EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
-				AND NOT a.attisdropped AND a.attlen = -1 AND a.attstorage <> 'p')
-			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.oid = to_regclass($1)`, name).Scan(&t.schema, &t.rel, &ident, &t.hasPK, &t.toastable)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("table %s does not exist in the source database: create it or remove it from the stream's tables", name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("inspect table %s: %w", name, err)
-		}
-		t.replIdent = ident[0]
-		t.name = pgx.Identifier{t.schema, t.rel}.Sanitize()
-		if !t.hasPK && (t.replIdent == 'd' || t.replIdent == 'n') {
-			return nil, fmt.Errorf("table %s has no primary key and no replica identity, so PostgreSQL cannot publish its UPDATEs and DELETEs: add a primary key or run ALTER TABLE %s REPLICA IDENTITY FULL", name, t.name)
-		}
-		// Unchanged TOASTed values are not in the WAL. REPLICA IDENTITY FULL
-		// logs the old row whole, which is how every record keeps the whole
-		// row in after (docs/records.md#values).
-		if t.toastable && t.replIdent != 'f' {
-			if !s.cfg.SetReplicaIdentityFull {
-				return nil, fmt.Errorf("table %s has columns that PostgreSQL may TOAST and REPLICA IDENTITY %s, so an update could arrive without their values: run ALTER TABLE %s REPLICA IDENTITY FULL, or set set_replica_identity_full = true on the stream", name, identName(t.replIdent), t.name)
-			}
-			if _, err := conn.Exec(ctx, "ALTER TABLE "+t.name+" REPLICA IDENTITY FULL"); err != nil {
-				return nil, fmt.Errorf("set replica identity full on %s: %w", name, err)
-			}
-			s.log.Info("set REPLICA IDENTITY FULL so TOASTed values reach every record", "table", t.name)
-			t.replIdent = 'f'
-		}
-		out = append(out, t)
-	}
-	return out, nil
-}
-
-func identName(b byte) string {
-	switch b {
-	case 'd':
-		return "DEFAULT"
-	case 'n':
-		return "NOTHING"
-	case 'f':
-		return "FULL"
-	case 'i':
-		return "USING INDEX"
-	}
-	return string(b)
-}
-
-func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, tables []table) error {
-	pub := pgx.Identifier{s.cfg.Publication}.Sanitize()
-	rows, err := conn.Query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1`, s.cfg.Publication)
-	if err != nil {
-		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-	}
-	have := map[string]bool{}
-	for rows.Next() {
-		var sch, tbl string
-		if err := rows.Scan(&sch, &tbl); err != nil {
-			return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-		}
-		have[pgx.Identifier{sch, tbl}.Sanitize()] = true
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-	}
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
-		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-	}
-	var missing []string
-	for _, t := range tables {
-		if !have[t.name] {
-			missing = append(missing, t.name)
-		}
-	}
-	switch {
-	case !exists:
-		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+pub+" FOR TABLE "+strings.Join(missing, ", ")); err != nil {
-			return fmt.Errorf("create publication %s: %w (cdcd needs CREATE on the database, or create the publication yourself)", s.cfg.Publication, err)
-		}
-		s.log.Info("created publication", "publication", s.cfg.Publication, "tables", len(missing))
-	case len(missing) > 0:
-		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+strings.Join(missing, ", ")); err != nil {
-			return fmt.Errorf("add tables to publication %s: %w (cdcd must own the publication)", s.cfg.Publication, err)
-		}
-		s.log.Info("added tables to publication", "publication", s.cfg.Publication, "tables", strings.Join(missing, ","))
-	}
-	return nil
+	return version, nil
 }
 
 type slotRow struct {
@@ -410,8 +303,8 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 	return conn, nil
 }
 
-// Drop removes the stream's slot and publication from the source, for a
-// stream that is being deleted; a missing slot or publication is not an
+// Drop removes the stream's slot, and its publication unless that is
+// managed outside cdcd, from the source, for a stream that is being deleted; a missing slot or publication is not an
 // error. Run must have ended: an active slot is waited for a few seconds (a
 // walsender releases its slot a moment after its client leaves) and then
 // reported, never terminated, since its user may not be cdcd.
@@ -451,10 +344,13 @@ func (s *Source) Drop(ctx context.Context) error {
 			return err
 		}
 	}
+	s.slotReady.Store(false)
+	if s.cfg.ExternalPublication {
+		return nil // not cdcd's to drop
+	}
 	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{s.cfg.Publication}.Sanitize()); err != nil {
 		return fmt.Errorf("drop publication %s: %w", s.cfg.Publication, err)
 	}
-	s.slotReady.Store(false)
 	s.log.Info("dropped publication", "publication", s.cfg.Publication)
 	return nil
 }

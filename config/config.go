@@ -110,6 +110,9 @@ type Cluster struct {
 	// SetReplicaIdentityFull is set_replica_identity_full for the streams
 	// created on this cluster through the API.
 	SetReplicaIdentityFull bool `toml:"set_replica_identity_full"`
+	// KeylessTables is keyless_tables for the streams created on this
+	// cluster through the API.
+	KeylessTables string `toml:"keyless_tables"`
 }
 
 // Stream is one publication + slot delivering to one Kinesis stream.
@@ -123,12 +126,30 @@ type Stream struct {
 	Ordering               string   `toml:"ordering"`
 	EmitTruncate           bool     `toml:"emit_truncate"`
 	SetReplicaIdentityFull bool     `toml:"set_replica_identity_full"`
+	// OwnPublication, unset or true, lets cdcd create the publication and
+	// keep it exactly the stream's; false leaves it to its owner, and the
+	// stream refuses to start while it lacks anything (OwnsPublication).
+	OwnPublication *bool `toml:"own_publication"`
+	// KeylessTables is "refuse" (default) or "full": stream tables without
+	// a primary key under REPLICA IDENTITY FULL, every change its own
+	// record with the whole old row in before.
+	KeylessTables string `toml:"keyless_tables"`
 	// Snapshot backfills the tables' existing rows (op "r") when the slot
 	// is created, then streams from it with no gap.
 	Snapshot bool     `toml:"snapshot"`
 	Target   Target   `toml:"target"`
 	Delivery Delivery `toml:"delivery"`
 }
+
+// The values of keyless_tables.
+const (
+	KeylessRefuse = "refuse"
+	KeylessFull   = "full"
+)
+
+// OwnsPublication reports whether cdcd manages the stream's publication;
+// it does unless own_publication = false.
+func (s *Stream) OwnsPublication() bool { return s.OwnPublication == nil || *s.OwnPublication }
 
 // Target names the Kinesis stream and the role cdcd writes as.
 type Target struct {
@@ -189,6 +210,9 @@ func defaultConfig() Config {
 func (s *Stream) ApplyDefaults() {
 	if s.Ordering == "" {
 		s.Ordering = "UNORDERED"
+	}
+	if s.KeylessTables == "" {
+		s.KeylessTables = KeylessRefuse
 	}
 	name := strings.ReplaceAll(s.Name, "-", "_")
 	if s.Publication == "" {

@@ -51,6 +51,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad kinesis stream name", strings.Replace(minimal, `kinesis_stream = "k"`, `kinesis_stream = "a b"`, 1), []string{"stream[0].target.kinesis_stream", "not a Kinesis stream name"}},
 		{"alias as cluster key", strings.Replace(minimal, `dsn = "postgres://u@h/db"`, "dsn = \"postgres://u@h/db\"\ncluster_key_arn = \"arn:aws:kms:us-east-1:123456789012:alias/cdcd\"", 1), []string{"cluster[0].cluster_key_arn", "not a KMS key ARN"}},
 		{"bad cluster identifier", strings.Replace(minimal, `dsn = "postgres://u@h/db"`, "dsn = \"postgres://u@h/db\"\nidentifier = \"../etc\"", 1), []string{"cluster[0].identifier", "26 characters"}},
+		{"bad keyless_tables", strings.Replace(minimal, `tables = ["public.t"]`, "tables = [\"public.t\"]\nkeyless_tables = \"yes\"", 1), []string{"stream[0].keyless_tables", "refuse, full"}},
 		{"memory budget too small", minimal + "[stream.delivery]\nmemory_budget = 1000\n", []string{"stream[0].delivery.memory_budget", "1000", "1 MiB"}},
 	}
 	for _, tc := range cases {
@@ -103,5 +104,20 @@ func TestNewLogger(t *testing.T) {
 	}
 	if !strings.HasPrefix(js.String(), `{"time":`) || !strings.Contains(js.String(), `"msg":"kept","k":1`) {
 		t.Errorf("debug at level debug, as JSON: %q", js.String())
+	}
+}
+
+func TestOwnPublication(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{{"", true}, {"own_publication = true", true}, {"own_publication = false", false}} {
+		cfg, err := Parse("c.toml", strings.Replace(minimal, `tables = ["public.t"]`, "tables = [\"public.t\"]\n"+tc.line, 1))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.line, err)
+		}
+		if got := cfg.Streams[0].OwnsPublication(); got != tc.want {
+			t.Errorf("%q: OwnsPublication() = %v, want %v", tc.line, got, tc.want)
+		}
 	}
 }

@@ -96,6 +96,9 @@ func (cl *Cluster) validate(p *problems, key string, clusters map[string]bool) {
 	if cl.ClusterKeyCheckInterval.Duration < time.Second {
 		bad(key+".cluster_key_check_interval", "%s is below 1s", cl.ClusterKeyCheckInterval)
 	}
+	if cl.KeylessTables != "" {
+		validKeyless(p, key+".keyless_tables", cl.KeylessTables)
+	}
 	p.errs = append(p.errs, cl.Source.Validate(key)...)
 	if cl.DSN != "" {
 		if err := cl.Source.CheckDSN(cl.DSN); err != nil {
@@ -138,6 +141,7 @@ func (s *Stream) validate(p *problems, key string, clusters, streams map[string]
 	if s.Ordering != "UNORDERED" && s.Ordering != "ROW" {
 		bad(key+".ordering", "%q is not one of UNORDERED, ROW", s.Ordering)
 	}
+	validKeyless(p, key+".keyless_tables", s.KeylessTables)
 	s.validateTarget(p, key)
 	s.validateDelivery(p, key)
 }
@@ -172,6 +176,12 @@ func (s *Stream) validateDelivery(p *problems, key string) {
 	}
 	if s.Delivery.StatusInterval.Duration > 30*time.Second {
 		bad(key+".delivery.status_interval", "%s is too long: keep it well under the server's wal_sender_timeout (60s by default)", s.Delivery.StatusInterval)
+	}
+}
+
+func validKeyless(p *problems, key, v string) {
+	if v != KeylessRefuse && v != KeylessFull {
+		p.bad(key, "%q is not one of refuse, full", v)
 	}
 }
 

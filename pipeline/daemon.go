@@ -269,7 +269,7 @@ func (d *Daemon) streamConfig(ctx context.Context, def state.Definition) (*confi
 	kinName := def.Target.StreamARN[strings.LastIndex(def.Target.StreamARN, "/")+1:]
 	sc := &config.Stream{
 		Name: def.StreamID, Cluster: name, Identifier: def.StreamID, Ordering: def.Ordering,
-		Publication: "cdcd_" + def.StreamID, Slot: "cdcd_" + def.StreamID, SetReplicaIdentityFull: cl.SetReplicaIdentityFull,
+		Publication: "cdcd_" + def.StreamID, Slot: "cdcd_" + def.StreamID, SetReplicaIdentityFull: cl.SetReplicaIdentityFull, KeylessTables: cl.KeylessTables,
 		Target: config.Target{KinesisStream: kinName, KinesisStreamARN: def.Target.StreamARN, RoleARN: def.Target.RoleARN, ExternalID: def.ARN},
 	}
 	sc.ApplyDefaults()

@@ -114,6 +114,7 @@ func (d *Daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream,
 			}
 		},
 		SetReplicaIdentityFull: sc.SetReplicaIdentityFull, StatusInterval: sc.Delivery.StatusInterval.Duration,
+		ExternalPublication: !sc.OwnsPublication(), EmitTruncate: sc.EmitTruncate, KeylessTables: sc.KeylessTables == config.KeylessFull,
 		Snapshot: sc.Snapshot, Logger: log.With("component", "capture"),
 	}
 	if st != nil {

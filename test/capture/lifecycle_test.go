@@ -96,7 +96,7 @@ func TestPrerequisiteErrors(t *testing.T) {
 		want   string
 	}{
 		{"missing table", []string{"public.nope"}, "does not exist"},
-		{"no key", []string{"public.nokey"}, "REPLICA IDENTITY FULL"},
+		{"no key", []string{"public.nokey"}, `ALTER TABLE "public"."nokey" ADD PRIMARY KEY (…), or set keyless_tables = "full"`},
 		{"toastable", []string{"public.toasty"}, "set_replica_identity_full"},
 		{"no tables", nil, "no tables configured"},
 	}
