@@ -30,9 +30,11 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *principal == "" {
-		if *principal, err = rolecreds.CallerARN(ctx, cfg.AWS.Region, cfg.AWS.STSEndpoint); err != nil {
+		caller, err := rolecreds.CallerIdentity(ctx, cfg.AWS.Region, cfg.AWS.STSEndpoint)
+		if err != nil {
 			return fmt.Errorf("find cdcd's base identity (or pass --principal ARN): %w", err)
 		}
+		*principal = caller.ARN
 	}
 	return writePolicies(cfg, *name, *principal, *only, stdout)
 }
