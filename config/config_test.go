@@ -1,8 +1,12 @@
 package config
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/cdcd-dev/cdcd/test/stsstub"
 )
 
 func TestExampleConfigIsValid(t *testing.T) {
@@ -103,5 +107,58 @@ func TestNewLogger(t *testing.T) {
 	}
 	if !strings.HasPrefix(js.String(), `{"time":`) || !strings.Contains(js.String(), `"msg":"kept","k":1`) {
 		t.Errorf("debug at level debug, as JSON: %q", js.String())
+	}
+}
+
+func TestCheckOffline(t *testing.T) {
+	const role = "\nrole_arn = \"arn:aws:iam::123456789012:role/cdcd-s\"\nexternal_id = \"ext-1\""
+	cases := []struct {
+		name, text, want string
+	}{
+		{"no account, stream of the base identity", minimal, "stream s: aws.account is not set and cdcd check runs offline: set it, or use --online"},
+		{"account set", minimal + "[aws]\naccount = \"123456789012\"\n", ""},
+		{"stream ARN set", strings.Replace(minimal, `kinesis_stream = "k"`, "kinesis_stream = \"k\"\nkinesis_stream_arn = \"arn:aws:kinesis:us-east-1:123456789012:stream/k\"", 1), ""},
+		{"role not allowed", strings.Replace(minimal, `kinesis_stream = "k"`, `kinesis_stream = "k"`+role, 1), "role_arn_allow is empty"},
+		{"role allowed", strings.Replace(minimal, `kinesis_stream = "k"`, `kinesis_stream = "k"`+role, 1) + "[aws]\nrole_arn_allow = [\"arn:aws:iam::123456789012:role/cdcd-*\"]\n", ""},
+		{"external id STS refuses", strings.Replace(minimal, `kinesis_stream = "k"`, `kinesis_stream = "k"`+strings.Replace(role, "ext-1", "a b", 1), 1) + "[aws]\nrole_arn_allow = [\"arn:aws:iam::123456789012:role/cdcd-*\"]\n", "stream s target: ExternalID"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("c.toml", tc.text)
+			if err != nil {
+				t.Fatalf("an account left out is valid: %v", err)
+			}
+			err = cfg.CheckOffline()
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("CheckOffline = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestResolveAccount: an account left out is the base identity's, as STS
+// GetCallerIdentity reports it; one that is set is kept, without a call.
+func TestResolveAccount(t *testing.T) {
+	stsstub.UseEnvironment(t, "AKIDFROMENVIRONMENT")
+	sts := stsstub.New(t)
+	sts.SetCaller("arn:aws:sts::444455556666:assumed-role/cdcd-daemon/i-0abc")
+	text := minimal + fmt.Sprintf("[aws]\nsts_endpoint = %q\n", sts.URL())
+	cfg, err := Parse("c.toml", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ResolveAccount(context.Background()); err != nil || cfg.AWS.Account != "444455556666" {
+		t.Fatalf("ResolveAccount: account %q, %v", cfg.AWS.Account, err)
+	}
+	if arn, err := cfg.KinesisStreamARN(&cfg.Streams[0]); err != nil || arn != "arn:aws:kinesis:us-east-1:444455556666:stream/k" {
+		t.Errorf("stream ARN in the resolved account: %q, %v", arn, err)
+	}
+	cfg, err = Parse("c.toml", text+"account = \"123456789012\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := len(sts.Requests())
+	if err := cfg.ResolveAccount(context.Background()); err != nil || cfg.AWS.Account != "123456789012" || len(sts.Requests()) != calls {
+		t.Errorf("a configured account: %q, %v, %d STS calls", cfg.AWS.Account, err, len(sts.Requests())-calls)
 	}
 }

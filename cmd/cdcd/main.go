@@ -115,6 +115,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"check needs --config FILE"}
 	}
 	cfg, err := config.Load(*path)
+	if err == nil && !*online {
+		err = cfg.CheckOffline()
+	}
 	if err != nil {
 		return err
 	}
@@ -136,6 +139,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{"run needs --config FILE"}
 	}
 	cfg, err := config.Load(*path, config.Listen("--listen", *listen))
+	if err == nil {
+		err = cfg.ResolveAccount(ctx)
+	}
 	if err != nil {
 		return err
 	}
