@@ -50,7 +50,7 @@ const usage = `usage:
   cdcd run     --config FILE          run every stream in the config
   cdcd check   --config FILE          validate the config and exit
   cdcd tail    [flags]                print the records of a Kinesis stream, one JSON line each
-  cdcd policy  --config FILE --stream NAME   print the IAM trust and permissions policies of a stream's role
+  cdcd policy  --config FILE          print the IAM policies cdcd's base identity, its roles and a reader need
   cdcd streams list|get|create|delete  drive the control plane of a running daemon
   cdcd health  [--ready] [--addr HOST:PORT | --config FILE]  exit 0 if the daemon is live (ready)
   cdcd version                        print the version
