@@ -48,7 +48,7 @@ func exitCode(err error, stderr io.Writer) int {
 
 const usage = `usage:
   cdcd run     --config FILE          run every stream in the config
-  cdcd check   --config FILE          validate the config and exit
+  cdcd check   --config FILE          validate the config (--online: also what each stream's start would find)
   cdcd tail    [flags]                print the records of a Kinesis stream, one JSON line each
   cdcd policy  --config FILE          print the IAM policies cdcd's base identity, its roles and a reader need
   cdcd streams list|get|create|delete  drive the control plane of a running daemon
@@ -107,7 +107,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", stderr)
 	path := fs.String("config", "", "configuration file")
-	online := fs.Bool("online", false, "also connect to each source and report missing settings and grants, with the SQL that fixes them")
+	online := fs.Bool("online", false, "also check what starting each stream would find: source settings and grants, role, Kinesis stream, cluster key")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
