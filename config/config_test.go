@@ -2,15 +2,40 @@ package config
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cdcd-dev/cdcd/test/stsstub"
 )
 
+// TestExampleConfigIsValid: config.example.toml is valid, and is the
+// production setup the README describes: the real AWS endpoints, the
+// account left to STS, a stream role with its external id, the password
+// from Secrets Manager over verify-full TLS, state in /var/lib/cdcd and the
+// control plane on loopback.
 func TestExampleConfigIsValid(t *testing.T) {
-	cfg, err := Load("../config.example.toml")
+	text, err := os.ReadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The CA bundle is read at load time; this machine has none at the
+	// example's path.
+	const caPath = `tls_ca_file = "/etc/cdcd/rds-ca.pem"`
+	if !strings.Contains(string(text), caPath) {
+		t.Fatalf("config.example.toml lacks %s", caPath)
+	}
+	cfg, err := Parse("config.example.toml", strings.Replace(string(text), caPath, fmt.Sprintf("tls_ca_file = %q", writeCA(t)), 1))
 	if err != nil {
 		t.Fatalf("config.example.toml: %v", err)
 	}
@@ -18,6 +43,47 @@ func TestExampleConfigIsValid(t *testing.T) {
 		cfg.Streams[0].Delivery.MemoryBudget != 32<<20 || cfg.Streams[0].Delivery.QueueBytes != 32<<20 {
 		t.Fatalf("defaults not applied: %+v", cfg.Streams)
 	}
+	a, cl, tg := cfg.AWS, cfg.Clusters[0], cfg.Streams[0].Target
+	switch {
+	case a.KinesisEndpoint != "" || a.STSEndpoint != "" || a.KMSEndpoint != "":
+		t.Errorf("endpoint overrides in a production example: %+v", a)
+	case a.Account != "":
+		t.Errorf("aws.account %q: the example leaves it to STS", a.Account)
+	case tg.RoleARN == "" || tg.ExternalID == "":
+		t.Errorf("the stream writes without a role and external id: %+v", tg)
+	case cl.Source.SecretID == "" || cl.Source.Method() != "secretsmanager" || cl.Source.CAFile == "":
+		t.Errorf("the password does not come from a secret over a verified connection: %+v", cl.Source)
+	case !filepath.IsAbs(cfg.StateDir) || !strings.HasPrefix(cfg.Listen, "127.0.0.1:"):
+		t.Errorf("state_dir %q listen %q", cfg.StateDir, cfg.Listen)
+	}
+	if err := cfg.CheckOffline(); err != nil {
+		t.Errorf("cdcd check on the example: %v", err)
+	}
+	docs, err := cfg.Policies("", "arn:aws:iam::123456789012:role/cdcd-daemon")
+	if err != nil || len(docs) != 4 {
+		t.Errorf("policies of the example: %d documents (base, trust, permissions, reader), %v", len(docs), err)
+	}
+}
+
+// writeCA writes a self-signed CA certificate and returns its path.
+func writeCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cdcd test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 const minimal = `
