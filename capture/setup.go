@@ -34,58 +34,115 @@ type Info struct {
 	ConfirmedFlush uint64
 }
 
-// Prepare checks the source's prerequisites and creates the publication and
-// the slot when they are missing; an existing slot is reused, never dropped,
-// once its plugin and database are checked. resume is the last position
-// cdcd persisted for the stream (0 for a stream that never delivered
-// anything); a missing slot with resume > 0 is ErrSlotLost, never a new
-// slot. With Config.Snapshot and resume == 0 the slot is left to Run, which
-// must create it on the connection that reads the snapshot.
+// Unmet is a prerequisite of the source that is not met, as Check and
+// Prepare report it. Check names it: server_version, wal_level,
+// replication, table, replica_identity, slot, max_replication_slots or
+// max_wal_senders; Object is the role, table or slot concerned. Where
+// pgauth.CheckGrants checks the same ("replication" with the role, "table"
+// with the table as configured), the names are its Finding's, so that a
+// report listing both shows each problem once.
+type Unmet struct {
+	Check  string
+	Object string
+	Err    error
+}
+
+func (e *Unmet) Error() string { return e.Err.Error() }
+func (e *Unmet) Unwrap() error { return e.Err }
+
+// unmet builds an *Unmet whose message is format's.
+func unmet(check, object, format string, args ...any) error {
+	return &Unmet{Check: check, Object: object, Err: fmt.Errorf(format, args...)}
+}
+
+// Check connects and runs the prerequisite checks Prepare starts with, for
+// a stream that has delivered nothing yet, and changes nothing: the server
+// (version, wal_level, the role's REPLICATION), each table (it exists, and
+// its replica identity carries its keys and, unless
+// Config.SetReplicaIdentityFull lets Prepare set it, its TOASTed values),
+// a slot of the same name (plugin, database, retained WAL) and, when the
+// slot would be created, room for it. It returns the first problem, an
+// *Unmet, as Prepare would.
+func (s *Source) Check(ctx context.Context) error {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = s.prerequisites(ctx, conn, 0, false)
+	return err
+}
+
+// prereqs is what the prerequisite checks learned of the source.
+type prereqs struct {
+	version  int // server_version_num
+	tables   []table
+	slot     slotRow
+	hasSlot  bool
+	snapshot bool // Run reads the tables before streaming
+}
+
+// prerequisites runs Check's checks on conn; resume is as for Prepare.
+// With apply, it also sets REPLICA IDENTITY FULL where a table needs it and
+// the stream allows it (Prepare); without, it only checks (Check).
+func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint64, apply bool) (prereqs, error) {
+	version, err := checkServer(ctx, conn)
+	if err != nil {
+		return prereqs{}, err
+	}
+	tables, err := s.checkTables(ctx, conn, version, apply)
+	if err != nil {
+		return prereqs{}, err
+	}
+	slot, hasSlot, err := s.slotState(ctx, conn)
+	if err != nil {
+		return prereqs{}, err
+	}
+	if hasSlot {
+		var db string
+		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+			return prereqs{}, fmt.Errorf("read database name: %w", err)
+		}
+		if err := s.checkSlotOwner(slot, db); err != nil {
+			return prereqs{}, err
+		}
+	}
+	f := prereqs{version: version, tables: tables, slot: slot, hasSlot: hasSlot, snapshot: s.cfg.Snapshot && resume == 0}
+	switch {
+	case hasSlot && !f.snapshot && slot.walStatus == "lost":
+		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
+	case !hasSlot && resume > 0:
+		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q does not exist but the stream had delivered up to %s; changes after that may be gone, so delete the stream and create it again", ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(resume))
+	case !hasSlot || f.snapshot:
+		// The slot will be created (a leftover of a snapshot is replaced,
+		// which needs no extra slot).
+		if err := checkHeadroom(ctx, conn, !hasSlot); err != nil {
+			return prereqs{}, err
+		}
+	}
+	return f, nil
+}
+
+// Prepare checks the source's prerequisites (Check) and creates the
+// publication and the slot when they are missing; an existing slot is
+// reused, never dropped. resume is the last position cdcd persisted for
+// the stream (0 for a stream that never delivered anything); a missing
+// slot with resume > 0 is ErrSlotLost, never a new slot. With
+// Config.Snapshot and resume == 0 the slot is left to Run, which must
+// create it on the connection that reads the snapshot.
 func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
 	conn, err := s.connect(ctx)
 	if err != nil {
 		return Info{}, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-
-	version, err := checkServer(ctx, conn)
+	f, err := s.prerequisites(ctx, conn, resume, true)
 	if err != nil {
 		return Info{}, err
 	}
-	tables, err := s.checkTables(ctx, conn, version)
-	if err != nil {
+	if err := s.ensurePublication(ctx, conn, f.version, f.tables); err != nil {
 		return Info{}, err
 	}
-	if err := s.ensurePublication(ctx, conn, version, tables); err != nil {
-		return Info{}, err
-	}
-	slot, found, err := s.slotState(ctx, conn)
-	if err != nil {
-		return Info{}, err
-	}
-	if found {
-		var db string
-		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
-			return Info{}, fmt.Errorf("read database name: %w", err)
-		}
-		if err := s.checkSlotOwner(slot, db); err != nil {
-			return Info{}, err
-		}
-	}
-	snapshot := s.cfg.Snapshot && resume == 0
-	switch {
-	case found && !snapshot && slot.walStatus == "lost":
-		return Info{}, fmt.Errorf("%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
-	case !found && resume > 0:
-		return Info{}, fmt.Errorf("%w: slot %q does not exist but the stream had delivered up to %s; changes after that may be gone, so delete the stream and create it again", ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(resume))
-	case !found || snapshot:
-		// The slot will be created (a leftover of a snapshot is replaced,
-		// which needs no extra slot).
-		if err := checkHeadroom(ctx, conn, !found); err != nil {
-			return Info{}, err
-		}
-	}
-
 	rconn, err := s.connectReplication(ctx)
 	if err != nil {
 		return Info{}, err
@@ -100,23 +157,29 @@ func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
 		return Info{}, fmt.Errorf("parse system identifier %q: %w", sys.SystemID, err)
 	}
 	switch {
-	case snapshot:
+	case f.snapshot:
 		info.SnapshotPending = true
-	case found:
-		info.ConfirmedFlush = slot.confirmed
+	case f.hasSlot:
+		info.ConfirmedFlush = f.slot.confirmed
 	default:
-		res, err := pglogrepl.CreateReplicationSlot(ctx, rconn, s.cfg.Slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
-		if err != nil {
-			return Info{}, slotCreateError(s.cfg.Slot, err)
-		}
-		lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-		if err != nil {
-			return Info{}, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
-		}
-		info.SlotCreated, info.ConfirmedFlush = true, uint64(lsn)
-		s.log.Info("created replication slot", "slot", s.cfg.Slot, "lsn", res.ConsistentPoint)
+		return s.createSlot(ctx, rconn, info)
 	}
+	return info, nil
+}
+
+// createSlot creates the stream's slot and notes where it starts in info.
+func (s *Source) createSlot(ctx context.Context, rconn *pgconn.PgConn, info Info) (Info, error) {
+	res, err := pglogrepl.CreateReplicationSlot(ctx, rconn, s.cfg.Slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+	if err != nil {
+		return Info{}, slotCreateError(s.cfg.Slot, err)
+	}
+	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return Info{}, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
+	}
+	info.SlotCreated, info.ConfirmedFlush = true, uint64(lsn)
+	s.log.Info("created replication slot", "slot", s.cfg.Slot, "lsn", res.ConsistentPoint)
 	return info, nil
 }
 
@@ -125,10 +188,10 @@ func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
 // dropping it (as a snapshot restart does) would break its owner.
 func (s *Source) checkSlotOwner(slot slotRow, database string) error {
 	if slot.plugin != "pgoutput" {
-		return fmt.Errorf("replication slot %q uses plugin %q, not pgoutput: choose another slot name or drop it with SELECT pg_drop_replication_slot('%s')", s.cfg.Slot, slot.plugin, s.cfg.Slot)
+		return unmet("slot", s.cfg.Slot, "replication slot %q uses plugin %q, not pgoutput: choose another slot name or drop it with SELECT pg_drop_replication_slot('%s')", s.cfg.Slot, slot.plugin, s.cfg.Slot)
 	}
 	if slot.database != database {
-		return fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another slot name", s.cfg.Slot, slot.database, database)
+		return unmet("slot", s.cfg.Slot, "replication slot %q belongs to database %q, not %q: choose another slot name", s.cfg.Slot, slot.database, database)
 	}
 	return nil
 }
@@ -146,10 +209,10 @@ func checkHeadroom(ctx context.Context, conn *pgx.Conn, newSlot bool) error {
 		return fmt.Errorf("read replication limits: %w", err)
 	}
 	if newSlot && slots >= maxSlots {
-		return fmt.Errorf("max_replication_slots is %d and %d slots exist, so cdcd cannot create another: raise max_replication_slots in postgresql.conf and restart PostgreSQL, or drop a slot nothing uses (SELECT slot_name, active FROM pg_replication_slots; SELECT pg_drop_replication_slot('<name>'))", maxSlots, slots)
+		return unmet("max_replication_slots", "", "max_replication_slots is %d and %d slots exist, so cdcd cannot create another: raise max_replication_slots in postgresql.conf and restart PostgreSQL, or drop a slot nothing uses (SELECT slot_name, active FROM pg_replication_slots; SELECT pg_drop_replication_slot('<name>'))", maxSlots, slots)
 	}
 	if senders >= maxSenders {
-		return fmt.Errorf("max_wal_senders is %d and %d replication connections are open, so cdcd cannot open one: raise max_wal_senders in postgresql.conf and restart PostgreSQL, or stop a replication client (SELECT pid, application_name FROM pg_stat_replication)", maxSenders, senders)
+		return unmet("max_wal_senders", "", "max_wal_senders is %d and %d replication connections are open, so cdcd cannot open one: raise max_wal_senders in postgresql.conf and restart PostgreSQL, or stop a replication client (SELECT pid, application_name FROM pg_stat_replication)", maxSenders, senders)
 	}
 	return nil
 }
@@ -167,32 +230,31 @@ func slotCreateError(slot string, err error) error {
 // pg_replication_slots.wal_status, which tells a lost slot apart.
 const minVersion = 130000
 
-// checkServer checks the server's version, wal_level and the role's right
-// to replicate, and returns server_version_num.
 func checkServer(ctx context.Context, conn *pgx.Conn) (int, error) {
 	var version int
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
 		return 0, fmt.Errorf("read server version: %w", err)
 	}
 	if version < minVersion {
-		return 0, fmt.Errorf("the source runs PostgreSQL with server_version_num %d; cdcd needs 13 or later (14 or later to stream large transactions in progress)", version)
+		return 0, unmet("server_version", "", "the source runs PostgreSQL with server_version_num %d; cdcd needs 13 or later (14 or later to stream large transactions in progress)", version)
 	}
 	var walLevel string
 	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
 		return 0, fmt.Errorf("read wal_level: %w", err)
 	}
 	if walLevel != "logical" {
-		return 0, fmt.Errorf("source wal_level is %q, cdcd needs logical: set wal_level = logical in postgresql.conf (rds.logical_replication = 1 on RDS) and restart PostgreSQL", walLevel)
+		return 0, unmet("wal_level", "", "source wal_level is %q, cdcd needs logical: set wal_level = logical in postgresql.conf (rds.logical_replication = 1 on RDS) and restart PostgreSQL", walLevel)
 	}
+	var role string
 	var canReplicate bool
-	err := conn.QueryRow(ctx, `SELECT rolsuper OR rolreplication
+	err := conn.QueryRow(ctx, `SELECT current_user, rolsuper OR rolreplication
 		OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'MEMBER'))
-		FROM pg_roles WHERE rolname = current_user`).Scan(&canReplicate)
+		FROM pg_roles WHERE rolname = current_user`).Scan(&role, &canReplicate)
 	if err != nil {
 		return 0, fmt.Errorf("read role attributes: %w", err)
 	}
 	if !canReplicate {
-		return 0, errors.New("the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
+		return 0, unmet("replication", role, "the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
 	}
 	return version, nil
 }

@@ -21,11 +21,12 @@ import (
 
 // table is a configured table as the catalog describes it.
 type table struct {
-	name   string // schema-qualified, quoted for SQL
-	schema string
-	rel    string
-	oid    uint32
-	hasPK  bool
+	configured string // as the stream's tables key names it
+	name       string // schema-qualified, quoted for SQL
+	schema     string
+	rel        string
+	oid        uint32
+	hasPK      bool
 	// partitioned is a partitioned table, published through its root.
 	partitioned bool
 	// generated lists its stored generated columns.
@@ -47,7 +48,10 @@ type identity struct {
 	toastable bool
 }
 
-func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, version int) ([]table, error) {
+// checkTables reads each configured table from the catalog and applies the
+// replica identity rules; with apply it sets REPLICA IDENTITY FULL where a
+// table needs it and the stream allows it, without it changes nothing.
+func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, version int, apply bool) ([]table, error) {
 	if len(s.cfg.Tables) == 0 {
 		return nil, errors.New("no tables configured: list the tables to publish in the stream's tables key")
 	}
@@ -69,7 +73,7 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, version int) (
 			s.log.Info("table is a partition of another of the stream's tables, whose records cover it", "table", t.name, "root", root)
 			continue
 		}
-		if err := s.checkPartitionTree(ctx, conn, t); err != nil {
+		if err := s.checkPartitionTree(ctx, conn, t, apply); err != nil {
 			return nil, err
 		}
 		if len(t.generated) > 0 && version < pgPublishesGenerated {
@@ -85,7 +89,7 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, version int) (
 // partitioned table, to each of its partitions: PostgreSQL logs a row
 // changed in a partition as the partition's replica identity says, and
 // ALTER TABLE … REPLICA IDENTITY on the root does not reach them.
-func (s *Source) checkPartitionTree(ctx context.Context, conn *pgx.Conn, t table) error {
+func (s *Source) checkPartitionTree(ctx context.Context, conn *pgx.Conn, t table, apply bool) error {
 	rows, err := conn.Query(ctx, `SELECT $1::oid UNION SELECT relid::oid FROM pg_partition_tree($1) ORDER BY 1`, t.oid)
 	if err != nil {
 		return fmt.Errorf("inspect table %s: %w", t.name, err)
@@ -99,7 +103,7 @@ func (s *Source) checkPartitionTree(ctx context.Context, conn *pgx.Conn, t table
 		if err != nil {
 			return fmt.Errorf("inspect table %s: %w", t.name, err)
 		}
-		if err := s.checkIdentity(ctx, conn, t, id); err != nil {
+		if err := s.checkIdentity(ctx, conn, t, id, apply); err != nil {
 			return err
 		}
 	}
@@ -138,12 +142,12 @@ func inspectTable(ctx context.Context, conn *pgx.Conn, name string) (table, erro
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.oid = to_regclass($1)`, name).Scan(&t.oid, &t.schema, &t.rel, &t.hasPK, &t.partitioned, &t.generated)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return t, fmt.Errorf("table %s does not exist in the source database: create it or remove it from the stream's tables", name)
+		return t, unmet("table", name, "table %s does not exist in the source database: create it or remove it from the stream's tables", name)
 	}
 	if err != nil {
 		return t, fmt.Errorf("inspect table %s: %w", name, err)
 	}
-	t.name = pgx.Identifier{t.schema, t.rel}.Sanitize()
+	t.configured, t.name = name, pgx.Identifier{t.schema, t.rel}.Sanitize()
 	return t, nil
 }
 
@@ -168,15 +172,16 @@ func readIdentity(ctx context.Context, conn *pgx.Conn, oid uint32) (identity, er
 }
 
 // checkIdentity applies the replica identity rules to t's relation id: it
-// sets REPLICA IDENTITY FULL where the stream allows it, and otherwise
-// returns an error naming the statement that fixes the table.
-func (s *Source) checkIdentity(ctx context.Context, conn *pgx.Conn, t table, id identity) error {
+// sets REPLICA IDENTITY FULL where the stream allows it (with apply; Check
+// only notes that Prepare would), and otherwise returns an *Unmet naming
+// the statement that fixes the table.
+func (s *Source) checkIdentity(ctx context.Context, conn *pgx.Conn, t table, id identity, apply bool) error {
 	if !t.hasPK && !s.cfg.KeylessTables {
 		add := "ADD PRIMARY KEY (…)"
 		if id.index != "" {
 			add = "ADD PRIMARY KEY USING INDEX " + pgx.Identifier{id.index}.Sanitize()
 		}
-		return fmt.Errorf("table %s has no primary key, so its records could not be keyed: run ALTER TABLE %s %s, or set keyless_tables = \"full\" on the stream to stream it without a key under REPLICA IDENTITY FULL", id.name, id.name, add)
+		return unmet("replica_identity", t.configured, "table %s has no primary key, so its records could not be keyed: run ALTER TABLE %s %s, or set keyless_tables = \"full\" on the stream to stream it without a key under REPLICA IDENTITY FULL", id.name, id.name, add)
 	}
 	why := needsFull(t.hasPK, id)
 	if why == "" {
@@ -187,7 +192,10 @@ func (s *Source) checkIdentity(ctx context.Context, conn *pgx.Conn, t table, id 
 		if id.name != t.name {
 			subject = "partition " + id.name + " of table " + t.name
 		}
-		return fmt.Errorf("%s %s: run ALTER TABLE %s REPLICA IDENTITY FULL, or set set_replica_identity_full = true on the stream", subject, why, id.name)
+		return unmet("replica_identity", t.configured, "%s %s: run ALTER TABLE %s REPLICA IDENTITY FULL, or set set_replica_identity_full = true on the stream", subject, why, id.name)
+	}
+	if !apply {
+		return nil
 	}
 	if _, err := conn.Exec(ctx, "ALTER TABLE "+id.name+" REPLICA IDENTITY FULL"); err != nil {
 		return fmt.Errorf("set replica identity full on %s: %w", id.name, err)

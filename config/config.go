@@ -84,8 +84,10 @@ func (l LogConfig) NewLogger(w io.Writer) *slog.Logger {
 // AWSConfig holds the region and, for local stand-ins, endpoint overrides.
 // Credentials always come from the standard AWS chain, never from here.
 type AWSConfig struct {
-	Region          string   `toml:"region"`
-	Partition       string   `toml:"partition"`
+	Region    string `toml:"region"`
+	Partition string `toml:"partition"`
+	// Account is the base identity's account; left out, ResolveAccount
+	// asks STS.
 	Account         string   `toml:"account"`
 	KinesisEndpoint string   `toml:"kinesis_endpoint"`
 	STSEndpoint     string   `toml:"sts_endpoint"`
@@ -203,7 +205,7 @@ func defaultConfig() Config {
 		FailureThreshold: Duration{7 * 24 * time.Hour},
 		Log:              LogConfig{Level: "info", Format: "text"},
 		API:              APIConfig{Auth: "none"},
-		AWS:              AWSConfig{Region: "us-east-1", Partition: "aws", Account: "000000000000"},
+		AWS:              AWSConfig{Region: "us-east-1", Partition: "aws"},
 	}
 }
 
@@ -395,6 +397,10 @@ func (c *Config) ClusterNamed(name string) *Cluster {
 	return nil
 }
 
+// ErrNoAccount is returned for what needs aws.account while it is neither
+// set nor resolved (ResolveAccount).
+var ErrNoAccount = errors.New("aws.account is not set")
+
 // KinesisStreamARN is the target stream's ARN: configured, or built from the
 // name in the role's account (a role writes to its own account's streams),
 // or in aws.account when the stream has no role.
@@ -410,6 +416,9 @@ func (c *Config) KinesisStreamARN(s *Stream) (string, error) {
 		}
 		account = role.AccountID
 	}
+	if account == "" {
+		return "", fmt.Errorf("stream %s: %w: a stream without target.role_arn or target.kinesis_stream_arn writes to a stream of the base identity's account", s.Name, ErrNoAccount)
+	}
 	return ident.KinesisStreamARN{Partition: c.AWS.Partition, Region: c.AWS.Region, AccountID: account, Name: s.Target.KinesisStream}.String(), nil
 }
 
@@ -424,6 +433,50 @@ func (c *Config) RoleConfig(s *Stream, streamARN, clusterID string, log *slog.Lo
 		StreamARN: streamARN, ClusterID: clusterID, KinesisStreamARN: kinARN,
 		Region: c.AWS.Region, Partition: c.AWS.Partition, Duration: s.Target.SessionDuration.Duration, Logger: log,
 	}, nil
+}
+
+// ResolveAccount sets aws.account, when the file leaves it out, to the
+// account of cdcd's base identity as sts:GetCallerIdentity reports it; run
+// and check --online call it at start.
+func (c *Config) ResolveAccount(ctx context.Context) error {
+	if c.AWS.Account != "" {
+		return nil
+	}
+	caller, err := rolecreds.CallerIdentity(ctx, c.AWS.Region, c.AWS.STSEndpoint)
+	if err != nil {
+		return fmt.Errorf("aws.account is not set, and asking STS for the base identity's account failed (set aws.account, or give cdcd AWS credentials): %w", err)
+	}
+	c.AWS.Account = caller.Account
+	return nil
+}
+
+// CheckOffline builds, for every stream, what run derives from the file
+// before it calls AWS: the Kinesis stream ARN, and for a stream with a role
+// the role's session (role_arn allowed by aws.role_arn_allow, external id,
+// session policy). It returns every problem, each naming its stream.
+func (c *Config) CheckOffline() error {
+	allow, err := rolecreds.NewAllowList(c.AWS.RoleARNAllow)
+	if err != nil {
+		return fmt.Errorf("aws.role_arn_allow: %w", err)
+	}
+	var errs []error
+	for i := range c.Streams {
+		s := &c.Streams[i]
+		rc, err := c.RoleConfig(s, "", "", nil)
+		switch {
+		case errors.Is(err, ErrNoAccount):
+			errs = append(errs, fmt.Errorf("stream %s: aws.account is not set and cdcd check runs offline: set it, or use --online", s.Name))
+		case err != nil:
+			errs = append(errs, err)
+		case s.Target.RoleARN != "":
+			if err := allow.Check(s.Target.RoleARN); err != nil {
+				errs = append(errs, fmt.Errorf("stream %s: %w", s.Name, err))
+			} else if err := rc.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("stream %s target: %w", s.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // defaultKeyCheckInterval is how often a cluster key is checked when

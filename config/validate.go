@@ -60,7 +60,7 @@ func (c *Config) validateTop(p *problems) {
 	if !ident.ValidRegion(c.AWS.Region) {
 		bad("aws.region", "%q is not an AWS region like us-east-1", c.AWS.Region)
 	}
-	if !ident.ValidAccount(c.AWS.Account) {
+	if c.AWS.Account != "" && !ident.ValidAccount(c.AWS.Account) {
 		bad("aws.account", "%q is not a 12-digit AWS account id", c.AWS.Account)
 	}
 	for _, ep := range []struct{ key, v string }{{"aws.kinesis_endpoint", c.AWS.KinesisEndpoint}, {"aws.sts_endpoint", c.AWS.STSEndpoint}, {"aws.kms_endpoint", c.AWS.KMSEndpoint}} {

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/cdcd-dev/cdcd/atrest"
@@ -151,12 +150,7 @@ func (r *streamRun) openTarget(ctx context.Context) error {
 		return err
 	}
 	r.closer = closer
-	r.kin = kinesis.NewFromConfig(d.aws, func(o *kinesis.Options) {
-		o.Credentials = creds
-		if d.cfg.AWS.KinesisEndpoint != "" {
-			o.BaseEndpoint = aws.String(d.cfg.AWS.KinesisEndpoint)
-		}
-	})
+	r.kin = d.kinesisClient(creds)
 	return nil
 }
 

@@ -48,9 +48,9 @@ func exitCode(err error, stderr io.Writer) int {
 
 const usage = `usage:
   cdcd run     --config FILE          run every stream in the config
-  cdcd check   --config FILE          validate the config and exit
+  cdcd check   --config FILE          validate the config (--online: also what each stream's start would find)
   cdcd tail    [flags]                print the records of a Kinesis stream, one JSON line each
-  cdcd policy  --config FILE --stream NAME   print the IAM trust and permissions policies of a stream's role
+  cdcd policy  --config FILE          print the IAM policies cdcd's base identity, its roles and a reader need
   cdcd streams list|get|create|delete  drive the control plane of a running daemon
   cdcd health  [--ready] [--addr HOST:PORT | --config FILE]  exit 0 if the daemon is live (ready)
   cdcd version                        print the version
@@ -107,7 +107,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", stderr)
 	path := fs.String("config", "", "configuration file")
-	online := fs.Bool("online", false, "also connect to each source and report missing settings and grants, with the SQL that fixes them")
+	online := fs.Bool("online", false, "also check what starting each stream would find: source settings and grants, role, Kinesis stream, cluster key")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -115,6 +115,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"check needs --config FILE"}
 	}
 	cfg, err := config.Load(*path)
+	if err == nil && !*online {
+		err = cfg.CheckOffline()
+	}
 	if err != nil {
 		return err
 	}
@@ -136,6 +139,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{"run needs --config FILE"}
 	}
 	cfg, err := config.Load(*path, config.Listen("--listen", *listen))
+	if err == nil {
+		err = cfg.ResolveAccount(ctx)
+	}
 	if err != nil {
 		return err
 	}
