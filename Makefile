@@ -10,6 +10,8 @@
 #   make lint            actionlint on .github/workflows, systemd-analyze verify on the unit
 #   make build           bin/cdcd
 #   make demo            servers + build + a live demo (test/infra/demo.sh)
+#   make fuzz            every fuzz target for FUZZTIME each (default 5m)
+#   make fuzz-short      every fuzz target for FUZZ_SHORT each, as make test does
 #   make soak            the soak test for SOAK_DURATION (10m), seed SOAK_SEED (test/soak)
 
 SHELL := /bin/bash
@@ -31,13 +33,25 @@ OWNED := .cache/run/make-owned
 # caches; go.mod is not involved.
 ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: test lint build demo soak infra-up infra-down bench fmt fmt-check tidy-check vet docker clean distclean
+# Fuzzing: how long each target runs under `make fuzz` and, after the tests,
+# under `make test`; fuzz workers per target (the machine is shared with
+# the integration servers); and how long minimizing a new input may take:
+# go test's default of 60s lets a slow target (the config parser) spend a
+# whole run minimizing instead of fuzzing.
+FUZZTIME ?= 5m
+FUZZ_SHORT ?= 3s
+FUZZ_PARALLEL ?= 2
+FUZZ_MINIMIZE ?= 2s
+
+.PHONY: test lint build demo soak infra-up infra-down bench fuzz fuzz-short fuzz-run fuzz-targets fmt fmt-check tidy-check vet docker clean distclean
 
 # The servers stop at the end, pass or fail, if this run started them: not
 # with KEEP_INFRA=1, nor when `make infra-up` started them (its developer
 # stops them). Runs in one checkout take turns (a lock on .cache/run/users):
 # tests use cluster-wide names (slots, streams) that concurrent runs against
-# the same servers would fight over.
+# the same servers would fight over. Commands get the lock's descriptor
+# closed (8>&-): a server a test restarts must not inherit, and so hold,
+# the lock after the run.
 test:
 	@mkdir -p .cache/run; exec 8>>.cache/run/users; \
 	if ! flock -n -x 8; then echo "make test: waiting for another make test in this checkout"; flock -x 8; fi; \
@@ -45,13 +59,14 @@ test:
 	if [ -n "$(KEEP_INFRA)" ]; then rm -f $(OWNED); fi; \
 	trap 'if [ -f $(OWNED) ]; then rm -f $(OWNED); bash $(INFRA)/down.sh; \
 		else echo "make test: servers left running; make infra-down stops them"; fi' EXIT; \
-	bash $(INFRA)/up.sh; \
+	bash $(INFRA)/up.sh 8>&-; \
 	set -a; . ./$(ENVFILE); set +a; \
-	$(MAKE) --no-print-directory tidy-check fmt-check lint; \
+	$(MAKE) --no-print-directory tidy-check fmt-check lint 8>&-; \
 	echo "go vet $(PKGS)"; \
-	$(GO) vet $(PKGS); \
+	$(GO) vet $(PKGS) 8>&-; \
 	echo "go test $(TEST_FLAGS) $(PKGS)"; \
-	$(GO) test $(TEST_FLAGS) $(PKGS)
+	$(GO) test $(TEST_FLAGS) $(PKGS) 8>&-; \
+	$(MAKE) --no-print-directory fuzz-short 8>&-
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cdcd ./cmd/cdcd
@@ -86,6 +101,36 @@ bench:
 	@if [ -f $(ENVFILE) ]; then set -a; . ./$(ENVFILE); set +a; fi; \
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+# go test -fuzz takes one target of one package, so the fuzz targets run one
+# after another. New inputs that widen coverage stay in the Go build cache;
+# a failing input is written to the package's testdata/fuzz/FuzzXxx, where
+# plain go test replays it: commit it with the fix.
+fuzz:
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_FOR=$(FUZZTIME)
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_FOR=$(FUZZ_SHORT)
+
+fuzz-run:
+	@$(MAKE) --no-print-directory -s fuzz-targets | while read -r pkg target; do \
+		echo "go test -fuzz $$target -fuzztime $(FUZZ_FOR) $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZ_FOR) \
+			-fuzzminimizetime $(FUZZ_MINIMIZE) -parallel $(FUZZ_PARALLEL) $$pkg </dev/null; \
+	done
+
+# "package FuzzTarget" for every fuzz target in PKGS. Only packages whose
+# tests declare a Fuzz function are compiled and listed, which is quick and
+# runs no TestMain that wants the servers; go test -list then confirms each
+# target, so a new one is picked up without editing this file.
+fuzz-targets:
+	@fuzzdirs=$$({ grep -rl --include='*_test.go' --exclude-dir=.cache --exclude-dir=.git --exclude-dir=testdata '^func Fuzz' . || true; } | \
+		xargs -r -n1 dirname | sort -u); \
+	[ -n "$$fuzzdirs" ] || exit 0; \
+	pkgs=$$(comm -12 <($(GO) list $(PKGS) | sort) <($(GO) list $$fuzzdirs | sort)); \
+	[ -n "$$pkgs" ] || exit 0; \
+	$(GO) test -list '^Fuzz' $$pkgs | awk '/^Fuzz/ { names[n++] = $$1 } \
+		/^ok / { for (i = 0; i < n; i++) print $$2, names[i]; n = 0 }'
+
 fmt:
 	$(GO) fmt $(PKGS)
 
@@ -110,7 +155,7 @@ lint:
 	@bash contrib/systemd/verify.sh
 
 docker:
-	docker build --build-arg VERSION=$(VERSION) -t cdcd:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(shell git rev-parse HEAD 2>/dev/null || echo unknown) -t cdcd:$(VERSION) .
 
 clean:
 	rm -rf bin dist

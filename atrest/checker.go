@@ -28,11 +28,13 @@ const (
 )
 
 // Reporter is what a Checker reports the key's health to: the stream's
-// lifecycle. A report the lifecycle does not apply (the stream failed or is
-// being deleted, where the key's health no longer matters) returns nil.
+// lifecycle, with faults with CLUSTER_CMK_INACCESSIBLE and recoveries of
+// that code's owner, codes.OwnerClusterKey. A report the lifecycle does not
+// apply (the stream failed or is being deleted, where the key's health no
+// longer matters) returns nil.
 type Reporter interface {
 	Fault(code codes.Code, err error) error
-	Recover() error
+	Recover(owner codes.Owner) error
 }
 
 // CheckerOptions configure a Checker. Zero values take the defaults.
@@ -54,10 +56,11 @@ type CheckerOptions struct {
 // checks (Check, Run) and from failures of the Keyring's Writers and
 // Readers. Its methods are safe for concurrent use.
 //
-// A fault is reported again on every failing check, not just the first:
-// Recover is not tied to a code, so a delivery success elsewhere may
-// return the stream to ACTIVE while the key is still unusable, and the
-// next check must impair it again.
+// A fault is reported again on every failing check, which keeps the
+// reason's message current. A recovery is reported on the first passing
+// check after a fault, and on the first passing check of all: a stream
+// may carry CLUSTER_CMK_INACCESSIBLE from before a restart, and only the
+// checker can clear it.
 type Checker struct {
 	k        *Keyring
 	r        Reporter
@@ -70,6 +73,7 @@ type Checker struct {
 
 	mu         sync.Mutex
 	faulted    bool
+	confirmed  bool // a passing check has been reported
 	transients int
 	last       error
 }
@@ -188,10 +192,12 @@ func (c *Checker) record(err error) {
 	switch class {
 	case ClassNone:
 		c.transients = 0
-		if c.faulted {
-			c.faulted = false
-			c.log.Info("cluster key usable again")
-			c.reported("recover", c.r.Recover())
+		if c.faulted || !c.confirmed {
+			if c.faulted {
+				c.log.Info("cluster key usable again")
+			}
+			c.faulted, c.confirmed = false, true
+			c.reported("recover", c.r.Recover(codes.OwnerClusterKey))
 		}
 	case ClassTransient:
 		c.transients++

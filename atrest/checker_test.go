@@ -14,7 +14,10 @@ import (
 	"github.com/cdcd-dev/cdcd/state"
 )
 
-const faultCMK = "fault " + string(codes.ClusterCMKInaccessible)
+const (
+	faultCMK   = "fault " + string(codes.ClusterCMKInaccessible)
+	recoverKey = "recover " + string(codes.OwnerClusterKey)
+)
 
 func newTestChecker(t *testing.T, opts CheckerOptions) (*Checker, *kmsModel, *recorder) {
 	t.Helper()
@@ -34,15 +37,17 @@ func TestCheckerOutcomes(t *testing.T) {
 		fails []error // one check per entry; nil is a success
 		want  []string
 	}{
-		{"healthy", []error{nil, nil}, nil},
+		// The first passing check reports recovery: it clears a code the
+		// stream carries from before a restart.
+		{"healthy", []error{nil, nil}, []string{recoverKey}},
 		{"disabled then enabled", []error{apiError("DisabledException"), nil, nil},
-			[]string{faultCMK, "recover"}},
+			[]string{faultCMK, recoverKey}},
 		{"fault repeats while unusable", []error{apiError("KMSInvalidStateException"), apiError("AccessDeniedException"), nil},
-			[]string{faultCMK, faultCMK, "recover"}},
+			[]string{faultCMK, faultCMK, recoverKey}},
 		{"throttling below the limit", []error{apiError("ThrottlingException"), apiError("ThrottlingException"), nil, apiError("ThrottlingException")},
-			nil},
+			[]string{recoverKey}},
 		{"throttling that persists", []error{apiError("ThrottlingException"), apiError("KMSInternalException"), apiError("ThrottlingException"), nil},
-			[]string{faultCMK, "recover"}},
+			[]string{faultCMK, recoverKey}},
 		{"foreign blob on probe", []error{apiError("InvalidCiphertextException")}, []string{faultCMK}},
 	}
 	for _, tt := range tests {
@@ -146,7 +151,10 @@ func TestCheckerRun(t *testing.T) {
 	m.setFail(apiError("DisabledException"))
 	waitFor("fault", func(ev []string) bool { return slices.Contains(ev, faultCMK) })
 	m.setFail(nil)
-	waitFor("recover", func(ev []string) bool { return slices.Contains(ev, "recover") })
+	waitFor("recover after the fault", func(ev []string) bool {
+		i := slices.Index(ev, faultCMK)
+		return i >= 0 && slices.Contains(ev[i:], recoverKey)
+	})
 
 	cancel()
 	select {
@@ -168,7 +176,7 @@ func TestCheckerFailsCreatingStream(t *testing.T) {
 	}
 	m.setFail(apiError("DisabledException"))
 	c.Check(context.Background())
-	snap := stream.Snapshot()
+	snap := stream.View()
 	if snap.Status != state.Failed || snap.StatusReason == nil || snap.StatusReason.Code != codes.ClusterCMKInaccessible {
 		t.Fatalf("stream is %s (%+v), want FAILED with CLUSTER_CMK_INACCESSIBLE", snap.Status, snap.StatusReason)
 	}
@@ -177,7 +185,7 @@ func TestCheckerFailsCreatingStream(t *testing.T) {
 	if err := c.Check(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if stream.Snapshot().Status != state.Failed {
+	if stream.View().Status != state.Failed {
 		t.Error("a FAILED stream left FAILED")
 	}
 }
@@ -188,13 +196,35 @@ func TestCheckerImpairsActiveStream(t *testing.T) {
 	c, _ := NewChecker(k, stream, CheckerOptions{})
 	m.setFail(apiError("AccessDeniedException"))
 	c.Check(context.Background())
-	if s := stream.Snapshot().Status; s != state.Impaired {
+	if s := stream.View().Status; s != state.Impaired {
 		t.Fatalf("stream is %s, want IMPAIRED", s)
 	}
 	m.setFail(nil)
 	c.Check(context.Background())
-	if s := stream.Snapshot().Status; s != state.Active {
+	if s := stream.View().Status; s != state.Active {
 		t.Fatalf("stream is %s, want ACTIVE", s)
+	}
+}
+
+// TestCheckerClearsCodeFromBeforeRestart: a stream saved IMPAIRED with
+// CLUSTER_CMK_INACCESSIBLE and another owner's code starts again; the
+// checker's first passing check clears its own code and only that.
+func TestCheckerClearsCodeFromBeforeRestart(t *testing.T) {
+	k, _ := newTestKeyring(t, Options{})
+	rec := testStreamRecord(state.Impaired)
+	rec.StatusReason = &state.Reason{Code: codes.ClusterCMKInaccessible, Message: "key disabled"}
+	rec.OtherReasons = []state.Reason{{Code: codes.SourceUnavailable, Message: "connection refused"}}
+	stream, err := state.NewStream(rec, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := NewChecker(k, stream, CheckerOptions{})
+	if err := c.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	snap := stream.View()
+	if snap.Status != state.Impaired || snap.StatusReason.Code != codes.SourceUnavailable || len(snap.OtherReasons) != 0 {
+		t.Fatalf("after a passing check: %s %+v %+v; want IMPAIRED with SOURCE_UNAVAILABLE only", snap.Status, snap.StatusReason, snap.OtherReasons)
 	}
 }
 
@@ -223,10 +253,9 @@ func TestNewCheckerRejectsNil(t *testing.T) {
 	}
 }
 
-// newStream returns an in-memory stream (no Store) in status s.
-func newStream(t testing.TB, s state.Status) *state.Stream {
-	t.Helper()
-	rec := state.Record{
+// testStreamRecord is a stream's record in status s, without a reason.
+func testStreamRecord(s state.Status) state.File {
+	return state.File{
 		Definition: state.Definition{
 			ClusterID: testCluster,
 			StreamID:  testStream,
@@ -235,7 +264,12 @@ func newStream(t testing.TB, s state.Status) *state.Stream {
 		},
 		Status: s,
 	}
-	stream, err := state.NewStream(rec, state.Options{})
+}
+
+// newStream returns an in-memory stream (no Store) in status s.
+func newStream(t testing.TB, s state.Status) *state.Stream {
+	t.Helper()
+	stream, err := state.NewStream(testStreamRecord(s), state.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

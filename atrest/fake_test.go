@@ -152,10 +152,10 @@ func (r *recorder) Fault(code codes.Code, err error) error {
 	return nil
 }
 
-func (r *recorder) Recover() error {
+func (r *recorder) Recover(owner codes.Owner) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, "recover")
+	r.events = append(r.events, "recover "+string(owner))
 	r.errs = append(r.errs, nil)
 	return nil
 }

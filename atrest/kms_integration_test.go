@@ -49,7 +49,7 @@ var (
 
 func newStream(t *testing.T, status state.Status) *state.Stream {
 	t.Helper()
-	s, err := state.NewStream(state.Record{
+	s, err := state.NewStream(state.File{
 		Definition: state.Definition{ClusterID: clusterID, StreamID: streamID, Format: "JSON", Ordering: "UNORDERED"},
 		Status:     status,
 	}, state.Options{})
@@ -60,7 +60,7 @@ func newStream(t *testing.T, status state.Status) *state.Stream {
 }
 
 // waitStatus waits until stream is in want, failing after timeout.
-func waitStatus(t *testing.T, stream *state.Stream, want state.Status) state.Snapshot {
+func waitStatus(t *testing.T, stream *state.Stream, want state.Status) state.View {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
@@ -147,7 +147,7 @@ func TestKMSCreatingStreamFailsOnDisabledKey(t *testing.T) {
 	if err := c.Check(ctx); atrest.Classify(err) != atrest.ClassInaccessible {
 		t.Fatalf("Check = %v, want an inaccessible key", err)
 	}
-	snap := stream.Snapshot()
+	snap := stream.View()
 	if snap.Status != state.Failed || snap.StatusReason.Code != codes.ClusterCMKInaccessible {
 		t.Fatalf("stream is %s (%+v), want FAILED with %s", snap.Status, snap.StatusReason, codes.ClusterCMKInaccessible)
 	}
@@ -170,7 +170,7 @@ func TestKMSWriterFailureIsReported(t *testing.T) {
 	if _, err := atrest.Create(t.TempDir(), k); atrest.Classify(err) != atrest.ClassInaccessible {
 		t.Fatalf("Create with a disabled key: err = %v", err)
 	}
-	snap := stream.Snapshot()
+	snap := stream.View()
 	if snap.Status != state.Impaired || snap.StatusReason.Code != codes.ClusterCMKInaccessible {
 		t.Fatalf("stream is %s (%+v), want IMPAIRED with %s", snap.Status, snap.StatusReason, codes.ClusterCMKInaccessible)
 	}

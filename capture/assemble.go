@@ -193,12 +193,9 @@ func (a *assembler) relation(m *pglogrepl.RelationMessage) (*record.Relation, er
 		isPK[c] = true
 	}
 	for i, c := range m.Columns {
+		// The key is the primary key, never the replica identity columns
+		// that pgoutput flags (docs/records.md#keys).
 		key := isPK[c.Name]
-		// Without a primary key, a REPLICA IDENTITY USING INDEX index is
-		// unique and not null, so it identifies a row just as well.
-		if len(pk) == 0 && m.ReplicaIdentity == 'i' {
-			key = c.Flags&1 != 0
-		}
 		rel.Columns[i] = record.Column{Name: c.Name, TypeOID: c.DataType, TypMod: c.TypeModifier, Key: key}
 		rel.HasKey = rel.HasKey || key
 		if err := a.types(c.DataType, false); err != nil {

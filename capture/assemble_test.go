@@ -127,8 +127,19 @@ func TestAssemblerNoKeyTable(t *testing.T) {
 	if _, err := a2.handle(m); err != nil {
 		t.Fatal(err)
 	}
-	if !a2.rels[1].HasKey || !a2.rels[1].Columns[0].Key || a2.rels[1].Columns[1].Key {
-		t.Fatalf("replica identity index columns should be the key: %+v", a2.rels[1].Columns)
+	if a2.rels[1].HasKey || a2.rels[1].Columns[0].Key {
+		t.Fatalf("the key is the primary key, never the replica identity index pgoutput flags: %+v", a2.rels[1].Columns)
+	}
+	// With a primary key, pgoutput's flags (here on b, the replica
+	// identity index) do not move the key off it.
+	a3 := newAssembler(func(uint32) ([]string, error) { return []string{"a"}, nil }, nil, nil, nil)
+	m = relMsg(1, 'i', "a", "b")
+	m.Columns[0].Flags, m.Columns[1].Flags = 0, 1
+	if _, err := a3.handle(m); err != nil {
+		t.Fatal(err)
+	}
+	if !a3.rels[1].HasKey || !a3.rels[1].Columns[0].Key || a3.rels[1].Columns[1].Key {
+		t.Fatalf("key columns %+v, want the primary key a", a3.rels[1].Columns)
 	}
 }
 

@@ -45,11 +45,25 @@ type Config struct {
 	// [a-z0-9_], as PostgreSQL requires.
 	Slot        string
 	Publication string
+	// ExternalPublication says the publication is managed outside cdcd
+	// (own_publication = false): Prepare never creates, alters or drops
+	// it, and refuses to start unless it publishes what the stream needs.
+	// Otherwise cdcd owns it and makes it exactly the stream's.
+	ExternalPublication bool
+	// EmitTruncate says the stream emits truncates, so its publication
+	// must publish them.
+	EmitTruncate bool
 	// Tables are schema-qualified names of the published tables.
 	Tables []string
 	// SetReplicaIdentityFull lets Prepare run ALTER TABLE … REPLICA
-	// IDENTITY FULL on tables whose values may be TOASTed.
+	// IDENTITY FULL on tables whose replica identity does not log what
+	// records need: values that may be TOASTed, or the primary key.
 	SetReplicaIdentityFull bool
+	// KeylessTables opts in to tables without a primary key
+	// (keyless_tables = "full"): they stream under REPLICA IDENTITY FULL,
+	// every change its own record with the whole old row in before.
+	// Otherwise Prepare refuses them.
+	KeylessTables bool
 	// StatusInterval is how often the flush position is reported even when
 	// the server asks for nothing; it must be well under the server's
 	// wal_sender_timeout (default 60 s). Default 10 s.
@@ -81,7 +95,9 @@ type Config struct {
 	// positive budget is an error.
 	Spill record.RunStore
 	// Report receives SOURCE_UNAVAILABLE when the source cannot be reached
-	// and ("", nil) once streaming works again.
+	// and ("", nil) once streaming works again, and also when the first
+	// session streams: the stream may carry a SOURCE_ code from before a
+	// restart that only capture can clear.
 	Report func(code codes.Code, err error)
 	// Metrics receives the source's metrics (Metrics.Stream); nil keeps
 	// them unregistered.
@@ -147,6 +163,8 @@ type Source struct {
 	// unavailable is set while a SOURCE_UNAVAILABLE report is outstanding,
 	// so recovery is reported once and only for what capture reported.
 	unavailable bool
+	// streamed is set once a session has streamed and reported so.
+	streamed bool
 	// slotReady is set once a session has found or created the slot, so
 	// the health check treats a missing slot as lost from then on, and not
 	// while a snapshot is recreating it.

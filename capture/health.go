@@ -41,6 +41,10 @@ type SlotHealth struct {
 	ConfirmedLagBytes int64
 	// RestartLSN is the oldest WAL the slot still needs.
 	RestartLSN uint64
+	// CurrentWALLSN is the server's WAL position (pg_current_wal_lsn()) at
+	// CheckedAt, from which a reader measures how far the stream is behind
+	// in bytes; zero while the slot has not been found.
+	CurrentWALLSN uint64
 	// Snapshot is the initial snapshot's progress; zero when the stream has
 	// none or it finished before this process started.
 	Snapshot SnapshotProgress
@@ -52,6 +56,9 @@ type SnapshotProgress struct {
 	Done    bool
 	// Table is the table being read.
 	Table string
+	// TablesDone of Tables are read in full.
+	TablesDone int
+	Tables     int
 	// Rows have been read so far, of an estimated EstimatedRows
 	// (pg_class.reltuples; 0 when the tables were never analyzed).
 	Rows          int64
@@ -193,14 +200,14 @@ func (s *Source) checkHealth(ctx context.Context, connp **pgx.Conn, fail context
 
 func readHealth(ctx context.Context, conn *pgx.Conn, slot string) (SlotHealth, error) {
 	h := SlotHealth{CheckedAt: time.Now(), SafeWALBytes: -1}
-	var walStatus, confirmed, restart *string
+	var walStatus, confirmed, restart, current *string
 	var safe, retained, lag *int64
 	err := conn.QueryRow(ctx, `SELECT active, wal_status, safe_wal_size,
-			confirmed_flush_lsn::text, restart_lsn::text,
+			confirmed_flush_lsn::text, restart_lsn::text, pg_current_wal_lsn()::text,
 			pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint,
 			pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint
 		FROM pg_replication_slots WHERE slot_name = $1`, slot).
-		Scan(&h.Active, &walStatus, &safe, &confirmed, &restart, &retained, &lag)
+		Scan(&h.Active, &walStatus, &safe, &confirmed, &restart, &current, &retained, &lag)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return h, nil
 	}
@@ -227,6 +234,9 @@ func readHealth(ctx context.Context, conn *pgx.Conn, slot string) (SlotHealth, e
 		return h, err
 	}
 	if h.RestartLSN, err = parseLSN(restart); err != nil {
+		return h, err
+	}
+	if h.CurrentWALLSN, err = parseLSN(current); err != nil {
 		return h, err
 	}
 	return h, nil

@@ -59,8 +59,8 @@ func (s *Source) stream(ctx context.Context, h Handler) (streamed bool, err erro
 		return false, fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)
 	}
 	s.log.Info("replication started", "slot", s.cfg.Slot, "from", pglogrepl.LSN(start), "streaming", streaming)
-	if s.unavailable {
-		s.unavailable = false
+	if s.unavailable || !s.streamed {
+		s.unavailable, s.streamed = false, true
 		s.cfg.Report("", nil)
 	}
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -35,57 +34,115 @@ type Info struct {
 	ConfirmedFlush uint64
 }
 
-// Prepare checks the source's prerequisites and creates the publication and
-// the slot when they are missing; an existing slot is reused, never dropped,
-// once its plugin and database are checked. resume is the last position
-// cdcd persisted for the stream (0 for a stream that never delivered
-// anything); a missing slot with resume > 0 is ErrSlotLost, never a new
-// slot. With Config.Snapshot and resume == 0 the slot is left to Run, which
-// must create it on the connection that reads the snapshot.
+// Unmet is a prerequisite of the source that is not met, as Check and
+// Prepare report it. Check names it: server_version, wal_level,
+// replication, table, replica_identity, slot, max_replication_slots or
+// max_wal_senders; Object is the role, table or slot concerned. Where
+// pgauth.CheckGrants checks the same ("replication" with the role, "table"
+// with the table as configured), the names are its Finding's, so that a
+// report listing both shows each problem once.
+type Unmet struct {
+	Check  string
+	Object string
+	Err    error
+}
+
+func (e *Unmet) Error() string { return e.Err.Error() }
+func (e *Unmet) Unwrap() error { return e.Err }
+
+// unmet builds an *Unmet whose message is format's.
+func unmet(check, object, format string, args ...any) error {
+	return &Unmet{Check: check, Object: object, Err: fmt.Errorf(format, args...)}
+}
+
+// Check connects and runs the prerequisite checks Prepare starts with, for
+// a stream that has delivered nothing yet, and changes nothing: the server
+// (version, wal_level, the role's REPLICATION), each table (it exists, and
+// its replica identity carries its keys and, unless
+// Config.SetReplicaIdentityFull lets Prepare set it, its TOASTed values),
+// a slot of the same name (plugin, database, retained WAL) and, when the
+// slot would be created, room for it. It returns the first problem, an
+// *Unmet, as Prepare would.
+func (s *Source) Check(ctx context.Context) error {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = s.prerequisites(ctx, conn, 0, false)
+	return err
+}
+
+// prereqs is what the prerequisite checks learned of the source.
+type prereqs struct {
+	version  int // server_version_num
+	tables   []table
+	slot     slotRow
+	hasSlot  bool
+	snapshot bool // Run reads the tables before streaming
+}
+
+// prerequisites runs Check's checks on conn; resume is as for Prepare.
+// With apply, it also sets REPLICA IDENTITY FULL where a table needs it and
+// the stream allows it (Prepare); without, it only checks (Check).
+func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint64, apply bool) (prereqs, error) {
+	version, err := checkServer(ctx, conn)
+	if err != nil {
+		return prereqs{}, err
+	}
+	tables, err := s.checkTables(ctx, conn, version, apply)
+	if err != nil {
+		return prereqs{}, err
+	}
+	slot, hasSlot, err := s.slotState(ctx, conn)
+	if err != nil {
+		return prereqs{}, err
+	}
+	if hasSlot {
+		var db string
+		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+			return prereqs{}, fmt.Errorf("read database name: %w", err)
+		}
+		if err := s.checkSlotOwner(slot, db); err != nil {
+			return prereqs{}, err
+		}
+	}
+	f := prereqs{version: version, tables: tables, slot: slot, hasSlot: hasSlot, snapshot: s.cfg.Snapshot && resume == 0}
+	switch {
+	case hasSlot && !f.snapshot && slot.walStatus == "lost":
+		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
+	case !hasSlot && resume > 0:
+		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q does not exist but the stream had delivered up to %s; changes after that may be gone, so delete the stream and create it again", ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(resume))
+	case !hasSlot || f.snapshot:
+		// The slot will be created (a leftover of a snapshot is replaced,
+		// which needs no extra slot).
+		if err := checkHeadroom(ctx, conn, !hasSlot); err != nil {
+			return prereqs{}, err
+		}
+	}
+	return f, nil
+}
+
+// Prepare checks the source's prerequisites (Check) and creates the
+// publication and the slot when they are missing; an existing slot is
+// reused, never dropped. resume is the last position cdcd persisted for
+// the stream (0 for a stream that never delivered anything); a missing
+// slot with resume > 0 is ErrSlotLost, never a new slot. With
+// Config.Snapshot and resume == 0 the slot is left to Run, which must
+// create it on the connection that reads the snapshot.
 func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
 	conn, err := s.connect(ctx)
 	if err != nil {
 		return Info{}, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-
-	if err := checkServer(ctx, conn); err != nil {
-		return Info{}, err
-	}
-	tables, err := s.checkTables(ctx, conn)
+	f, err := s.prerequisites(ctx, conn, resume, true)
 	if err != nil {
 		return Info{}, err
 	}
-	if err := s.ensurePublication(ctx, conn, tables); err != nil {
+	if err := s.ensurePublication(ctx, conn, f.version, f.tables); err != nil {
 		return Info{}, err
 	}
-	slot, found, err := s.slotState(ctx, conn)
-	if err != nil {
-		return Info{}, err
-	}
-	if found {
-		var db string
-		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
-			return Info{}, fmt.Errorf("read database name: %w", err)
-		}
-		if err := s.checkSlotOwner(slot, db); err != nil {
-			return Info{}, err
-		}
-	}
-	snapshot := s.cfg.Snapshot && resume == 0
-	switch {
-	case found && !snapshot && slot.walStatus == "lost":
-		return Info{}, fmt.Errorf("%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
-	case !found && resume > 0:
-		return Info{}, fmt.Errorf("%w: slot %q does not exist but the stream had delivered up to %s; changes after that may be gone, so delete the stream and create it again", ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(resume))
-	case !found || snapshot:
-		// The slot will be created (a leftover of a snapshot is replaced,
-		// which needs no extra slot).
-		if err := checkHeadroom(ctx, conn, !found); err != nil {
-			return Info{}, err
-		}
-	}
-
 	rconn, err := s.connectReplication(ctx)
 	if err != nil {
 		return Info{}, err
@@ -100,23 +157,29 @@ func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
 		return Info{}, fmt.Errorf("parse system identifier %q: %w", sys.SystemID, err)
 	}
 	switch {
-	case snapshot:
+	case f.snapshot:
 		info.SnapshotPending = true
-	case found:
-		info.ConfirmedFlush = slot.confirmed
+	case f.hasSlot:
+		info.ConfirmedFlush = f.slot.confirmed
 	default:
-		res, err := pglogrepl.CreateReplicationSlot(ctx, rconn, s.cfg.Slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
-		if err != nil {
-			return Info{}, slotCreateError(s.cfg.Slot, err)
-		}
-		lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-		if err != nil {
-			return Info{}, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
-		}
-		info.SlotCreated, info.ConfirmedFlush = true, uint64(lsn)
-		s.log.Info("created replication slot", "slot", s.cfg.Slot, "lsn", res.ConsistentPoint)
+		return s.createSlot(ctx, rconn, info)
 	}
+	return info, nil
+}
+
+// createSlot creates the stream's slot and notes where it starts in info.
+func (s *Source) createSlot(ctx context.Context, rconn *pgconn.PgConn, info Info) (Info, error) {
+	res, err := pglogrepl.CreateReplicationSlot(ctx, rconn, s.cfg.Slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+	if err != nil {
+		return Info{}, slotCreateError(s.cfg.Slot, err)
+	}
+	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return Info{}, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
+	}
+	info.SlotCreated, info.ConfirmedFlush = true, uint64(lsn)
+	s.log.Info("created replication slot", "slot", s.cfg.Slot, "lsn", res.ConsistentPoint)
 	return info, nil
 }
 
@@ -125,10 +188,10 @@ func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
 // dropping it (as a snapshot restart does) would break its owner.
 func (s *Source) checkSlotOwner(slot slotRow, database string) error {
 	if slot.plugin != "pgoutput" {
-		return fmt.Errorf("replication slot %q uses plugin %q, not pgoutput: choose another slot name or drop it with SELECT pg_drop_replication_slot('%s')", s.cfg.Slot, slot.plugin, s.cfg.Slot)
+		return unmet("slot", s.cfg.Slot, "replication slot %q uses plugin %q, not pgoutput: choose another slot name or drop it with SELECT pg_drop_replication_slot('%s')", s.cfg.Slot, slot.plugin, s.cfg.Slot)
 	}
 	if slot.database != database {
-		return fmt.Errorf("replication slot %q belongs to database %q, not %q: choose another slot name", s.cfg.Slot, slot.database, database)
+		return unmet("slot", s.cfg.Slot, "replication slot %q belongs to database %q, not %q: choose another slot name", s.cfg.Slot, slot.database, database)
 	}
 	return nil
 }
@@ -146,10 +209,10 @@ func checkHeadroom(ctx context.Context, conn *pgx.Conn, newSlot bool) error {
 		return fmt.Errorf("read replication limits: %w", err)
 	}
 	if newSlot && slots >= maxSlots {
-		return fmt.Errorf("max_replication_slots is %d and %d slots exist, so cdcd cannot create another: raise max_replication_slots in postgresql.conf and restart PostgreSQL, or drop a slot nothing uses (SELECT slot_name, active FROM pg_replication_slots; SELECT pg_drop_replication_slot('<name>'))", maxSlots, slots)
+		return unmet("max_replication_slots", "", "max_replication_slots is %d and %d slots exist, so cdcd cannot create another: raise max_replication_slots in postgresql.conf and restart PostgreSQL, or drop a slot nothing uses (SELECT slot_name, active FROM pg_replication_slots; SELECT pg_drop_replication_slot('<name>'))", maxSlots, slots)
 	}
 	if senders >= maxSenders {
-		return fmt.Errorf("max_wal_senders is %d and %d replication connections are open, so cdcd cannot open one: raise max_wal_senders in postgresql.conf and restart PostgreSQL, or stop a replication client (SELECT pid, application_name FROM pg_stat_replication)", maxSenders, senders)
+		return unmet("max_wal_senders", "", "max_wal_senders is %d and %d replication connections are open, so cdcd cannot open one: raise max_wal_senders in postgresql.conf and restart PostgreSQL, or stop a replication client (SELECT pid, application_name FROM pg_stat_replication)", maxSenders, senders)
 	}
 	return nil
 }
@@ -167,141 +230,33 @@ func slotCreateError(slot string, err error) error {
 // pg_replication_slots.wal_status, which tells a lost slot apart.
 const minVersion = 130000
 
-func checkServer(ctx context.Context, conn *pgx.Conn) error {
+func checkServer(ctx context.Context, conn *pgx.Conn) (int, error) {
 	var version int
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return fmt.Errorf("read server version: %w", err)
+		return 0, fmt.Errorf("read server version: %w", err)
 	}
 	if version < minVersion {
-		return fmt.Errorf("the source runs PostgreSQL with server_version_num %d; cdcd needs 13 or later (14 or later to stream large transactions in progress)", version)
+		return 0, unmet("server_version", "", "the source runs PostgreSQL with server_version_num %d; cdcd needs 13 or later (14 or later to stream large transactions in progress)", version)
 	}
 	var walLevel string
 	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
-		return fmt.Errorf("read wal_level: %w", err)
+		return 0, fmt.Errorf("read wal_level: %w", err)
 	}
 	if walLevel != "logical" {
-		return fmt.Errorf("source wal_level is %q, cdcd needs logical: set wal_level = logical in postgresql.conf (rds.logical_replication = 1 on RDS) and restart PostgreSQL", walLevel)
+		return 0, unmet("wal_level", "", "source wal_level is %q, cdcd needs logical: set wal_level = logical in postgresql.conf (rds.logical_replication = 1 on RDS) and restart PostgreSQL", walLevel)
 	}
+	var role string
 	var canReplicate bool
-	err := conn.QueryRow(ctx, `SELECT rolsuper OR rolreplication
+	err := conn.QueryRow(ctx, `SELECT current_user, rolsuper OR rolreplication
 		OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'MEMBER'))
-		FROM pg_roles WHERE rolname = current_user`).Scan(&canReplicate)
+		FROM pg_roles WHERE rolname = current_user`).Scan(&role, &canReplicate)
 	if err != nil {
-		return fmt.Errorf("read role attributes: %w", err)
+		return 0, fmt.Errorf("read role attributes: %w", err)
 	}
 	if !canReplicate {
-		return errors.New("the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
+		return 0, unmet("replication", role, "the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
 	}
-	return nil
-}
-
-// table is a published table as the catalog describes it.
-type table struct {
-	name      string // schema-qualified, quoted for SQL
-	schema    string
-	rel       string
-	replIdent byte
-	hasPK     bool
-	toastable bool
-}
-
-func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn) ([]table, error) {
-	if len(s.cfg.Tables) == 0 {
-		return nil, errors.New("no tables configured: list the tables to publish in the stream's tables key")
-	}
-	var out []table
-	for _, name := range s.cfg.Tables {
-		var t table
-		var ident string
-		err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relreplident::text,
-			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-			EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
-				AND NOT a.attisdropped AND a.attlen = -1 AND a.attstorage <> 'p')
-			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.oid = to_regclass($1)`, name).Scan(&t.schema, &t.rel, &ident, &t.hasPK, &t.toastable)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("table %s does not exist in the source database: create it or remove it from the stream's tables", name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("inspect table %s: %w", name, err)
-		}
-		t.replIdent = ident[0]
-		t.name = pgx.Identifier{t.schema, t.rel}.Sanitize()
-		if !t.hasPK && (t.replIdent == 'd' || t.replIdent == 'n') {
-			return nil, fmt.Errorf("table %s has no primary key and no replica identity, so PostgreSQL cannot publish its UPDATEs and DELETEs: add a primary key or run ALTER TABLE %s REPLICA IDENTITY FULL", name, t.name)
-		}
-		// Unchanged TOASTed values are not in the WAL. REPLICA IDENTITY FULL
-		// logs the old row whole, which is how every record keeps the whole
-		// row in after (docs/records.md#values).
-		if t.toastable && t.replIdent != 'f' {
-			if !s.cfg.SetReplicaIdentityFull {
-				return nil, fmt.Errorf("table %s has columns that PostgreSQL may TOAST and REPLICA IDENTITY %s, so an update could arrive without their values: run ALTER TABLE %s REPLICA IDENTITY FULL, or set set_replica_identity_full = true on the stream", name, identName(t.replIdent), t.name)
-			}
-			if _, err := conn.Exec(ctx, "ALTER TABLE "+t.name+" REPLICA IDENTITY FULL"); err != nil {
-				return nil, fmt.Errorf("set replica identity full on %s: %w", name, err)
-			}
-			s.log.Info("set REPLICA IDENTITY FULL so TOASTed values reach every record", "table", t.name)
-			t.replIdent = 'f'
-		}
-		out = append(out, t)
-	}
-	return out, nil
-}
-
-func identName(b byte) string {
-	switch b {
-	case 'd':
-		return "DEFAULT"
-	case 'n':
-		return "NOTHING"
-	case 'f':
-		return "FULL"
-	case 'i':
-		return "USING INDEX"
-	}
-	return string(b)
-}
-
-func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, tables []table) error {
-	pub := pgx.Identifier{s.cfg.Publication}.Sanitize()
-	rows, err := conn.Query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1`, s.cfg.Publication)
-	if err != nil {
-		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-	}
-	have := map[string]bool{}
-	for rows.Next() {
-		var sch, tbl string
-		if err := rows.Scan(&sch, &tbl); err != nil {
-			return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-		}
-		have[pgx.Identifier{sch, tbl}.Sanitize()] = true
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-	}
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
-		return fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
-	}
-	var missing []string
-	for _, t := range tables {
-		if !have[t.name] {
-			missing = append(missing, t.name)
-		}
-	}
-	switch {
-	case !exists:
-		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+pub+" FOR TABLE "+strings.Join(missing, ", ")); err != nil {
-			return fmt.Errorf("create publication %s: %w (cdcd needs CREATE on the database, or create the publication yourself)", s.cfg.Publication, err)
-		}
-		s.log.Info("created publication", "publication", s.cfg.Publication, "tables", len(missing))
-	case len(missing) > 0:
-		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+strings.Join(missing, ", ")); err != nil {
-			return fmt.Errorf("add tables to publication %s: %w (cdcd must own the publication)", s.cfg.Publication, err)
-		}
-		s.log.Info("added tables to publication", "publication", s.cfg.Publication, "tables", strings.Join(missing, ","))
-	}
-	return nil
+	return version, nil
 }
 
 type slotRow struct {
@@ -410,8 +365,8 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 	return conn, nil
 }
 
-// Drop removes the stream's slot and publication from the source, for a
-// stream that is being deleted; a missing slot or publication is not an
+// Drop removes the stream's slot, and its publication unless that is
+// managed outside cdcd, from the source, for a stream that is being deleted; a missing slot or publication is not an
 // error. Run must have ended: an active slot is waited for a few seconds (a
 // walsender releases its slot a moment after its client leaves) and then
 // reported, never terminated, since its user may not be cdcd.
@@ -451,10 +406,13 @@ func (s *Source) Drop(ctx context.Context) error {
 			return err
 		}
 	}
+	s.slotReady.Store(false)
+	if s.cfg.ExternalPublication {
+		return nil // not cdcd's to drop
+	}
 	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{s.cfg.Publication}.Sanitize()); err != nil {
 		return fmt.Errorf("drop publication %s: %w", s.cfg.Publication, err)
 	}
-	s.slotReady.Store(false)
 	s.log.Info("dropped publication", "publication", s.cfg.Publication)
 	return nil
 }

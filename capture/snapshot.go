@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -72,7 +71,7 @@ func (s *Source) initialSnapshot(ctx context.Context, catalog *pgx.Conn, rconn *
 	s.log.Info("created replication slot for the initial snapshot", "slot", s.cfg.Slot, "lsn", res.ConsistentPoint, "snapshot", res.SnapshotName)
 
 	start := time.Now()
-	rows, err := s.readSnapshot(ctx, catalog, version, snapshotRead{name: res.SnapshotName, lsn: uint64(lsn), at: at}, h)
+	prog, err := s.readSnapshot(ctx, catalog, version, snapshotRead{name: res.SnapshotName, lsn: uint64(lsn), at: at}, h)
 	if err != nil {
 		return 0, err
 	}
@@ -84,9 +83,8 @@ func (s *Source) initialSnapshot(ctx context.Context, catalog *pgx.Conn, rconn *
 	if err := h.Persist(ctx, uint64(lsn)); err != nil {
 		return 0, fmt.Errorf("persist initial snapshot checkpoint: %w", err)
 	}
-	s.setSnapshot(SnapshotProgress{Done: true, Rows: rows, EstimatedRows: rows})
-	s.met.snapshotProgress.Set(1)
-	s.log.Info("initial snapshot done", "rows", rows, "tables", len(s.cfg.Tables), "duration", time.Since(start).Round(time.Millisecond), "lsn", res.ConsistentPoint)
+	prog.done()
+	s.log.Info("initial snapshot done", "rows", prog.prog.Rows, "tables", len(s.cfg.Tables), "duration", time.Since(start).Round(time.Millisecond), "lsn", res.ConsistentPoint)
 	return uint64(lsn), nil
 }
 
@@ -105,51 +103,50 @@ type snapTable struct {
 	estimate int64
 }
 
-func (s *Source) readSnapshot(ctx context.Context, conn *pgx.Conn, version int, snap snapshotRead, h SnapshotHandler) (int64, error) {
+func (s *Source) readSnapshot(ctx context.Context, conn *pgx.Conn, version int, snap snapshotRead, h SnapshotHandler) (*snapshotTracker, error) {
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return 0, fmt.Errorf("begin snapshot transaction: %w", err)
+		return nil, fmt.Errorf("begin snapshot transaction: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap.name, "'", "''")+"'"); err != nil {
-		return 0, fmt.Errorf("import snapshot %s: %w", snap.name, err)
+		return nil, fmt.Errorf("import snapshot %s: %w", snap.name, err)
+	}
+	configured, err := configuredOIDs(ctx, tx, s.cfg.Tables)
+	if err != nil {
+		return nil, err
 	}
 	var tables []snapTable
-	prog := SnapshotProgress{Running: true}
 	for _, name := range s.cfg.Tables {
 		t, err := s.snapshotTable(ctx, tx, version, name)
 		if err != nil {
-			return 0, err
+			return nil, err
+		}
+		// A partition whose root is configured too is read with the root.
+		if root, err := coveredBy(ctx, tx, t.rel.ID, configured); err != nil || root != "" {
+			if err != nil {
+				return nil, fmt.Errorf("snapshot of %s: %w", name, err)
+			}
+			continue
 		}
 		tables = append(tables, t)
-		prog.EstimatedRows += t.estimate
 	}
-	s.log.Info("initial snapshot started", "tables", len(tables), "estimated_rows", prog.EstimatedRows)
-	last := time.Now()
+	prog := s.trackSnapshot(tables)
+	s.log.Info("initial snapshot started", "tables", len(tables), "estimated_rows", prog.prog.EstimatedRows)
 	for _, t := range tables {
-		prog.Table = t.rel.Schema + "." + t.rel.Table
-		s.setSnapshot(prog)
-		n, err := s.readTable(ctx, tx, t, snap, h, func(rows int) {
-			prog.Rows += int64(rows)
-			s.met.snapshotRows.Add(float64(rows))
-			if prog.EstimatedRows > 0 {
-				s.met.snapshotProgress.Set(min(float64(prog.Rows)/float64(prog.EstimatedRows), 0.99))
-			}
-			s.setSnapshot(prog)
-			if time.Since(last) >= progressEvery {
-				last = time.Now()
-				s.log.Info("initial snapshot progress", progressAttrs(prog)...)
-			}
-		})
+		name := t.rel.Schema + "." + t.rel.Table
+		prog.table(name)
+		n, err := s.readTable(ctx, tx, t, snap, h, prog.rows)
 		if err != nil {
-			return 0, fmt.Errorf("snapshot of %s: %w", prog.Table, err)
+			return nil, fmt.Errorf("snapshot of %s: %w", name, err)
 		}
-		s.log.Info("initial snapshot read table", append(progressAttrs(prog), "table_rows", n)...)
+		s.log.Info("initial snapshot read table", append(progressAttrs(prog.prog), "table_rows", n)...)
+		prog.tableDone()
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("end snapshot transaction: %w", err)
+		return nil, fmt.Errorf("end snapshot transaction: %w", err)
 	}
-	return prog.Rows, nil
+	return prog, nil
 }
 
 // progressAttrs describe snapshot progress for a log line; the percentage
@@ -164,7 +161,7 @@ func progressAttrs(p SnapshotProgress) []any {
 
 // snapshotTable describes table as pgoutput's Relation message would, so
 // snapshot rows and streamed changes of a table share one shape: columns
-// in attnum order without dropped or generated ones, limited to the
+// in attnum order without dropped or unpublished generated ones, limited to the
 // publication's column list (PostgreSQL 15+), keyed like KeyLookup.
 func (s *Source) snapshotTable(ctx context.Context, tx pgx.Tx, version int, name string) (snapTable, error) {
 	var t snapTable
@@ -187,43 +184,40 @@ func (s *Source) snapshotTable(ctx context.Context, tx pgx.Tx, version int, name
 			return t, fmt.Errorf("read publication columns of %s: %w", name, err)
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod,
-			COALESCE(a.attnum = ANY(pk.indkey), false), COALESCE(a.attnum = ANY(ri.indkey), false)
+	generated, err := s.publishesGenerated(ctx, tx, version)
+	if err != nil {
+		return t, err
+	}
+	rows, err := tx.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod, COALESCE(a.attnum = ANY(pk.indkey), false)
 		FROM pg_attribute a
 		LEFT JOIN pg_index pk ON pk.indrelid = a.attrelid AND pk.indisprimary
-		LEFT JOIN pg_index ri ON ri.indrelid = a.attrelid AND ri.indisreplident
-		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-		ORDER BY a.attnum`, oid)
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND (a.attgenerated = '' OR a.attgenerated = 's' AND $2)
+		ORDER BY a.attnum`, oid, generated)
 	if err != nil {
 		return t, fmt.Errorf("read columns of %s: %w", name, err)
 	}
 	rel := &record.Relation{ID: oid, Schema: schema, Table: table, ReplicaIdentity: ident[0]}
-	var pkCols, riCols []bool
+	var keys []bool
 	keep := map[string]bool{}
 	for _, c := range published {
 		keep[c] = true
 	}
 	for rows.Next() {
 		var c record.Column
-		var inPK, inRI bool
-		if err := rows.Scan(&c.Name, &c.TypeOID, &c.TypMod, &inPK, &inRI); err != nil {
+		var inPK bool
+		if err := rows.Scan(&c.Name, &c.TypeOID, &c.TypMod, &inPK); err != nil {
 			return t, fmt.Errorf("read columns of %s: %w", name, err)
 		}
 		if len(published) > 0 && !keep[c.Name] {
 			continue
 		}
 		rel.Columns = append(rel.Columns, c)
-		pkCols, riCols = append(pkCols, inPK), append(riCols, inRI)
+		keys = append(keys, inPK)
 	}
 	if err := rows.Err(); err != nil {
 		return t, fmt.Errorf("read columns of %s: %w", name, err)
 	}
-	// The same rule as the assembler's: the primary key, or else a
-	// REPLICA IDENTITY USING INDEX index.
-	keys := pkCols
-	if !slices.Contains(pkCols, true) && rel.ReplicaIdentity == 'i' {
-		keys = riCols
-	}
+	// The same rule as the assembler's: the primary key is the key.
 	var quoted []string
 	for i := range rel.Columns {
 		rel.Columns[i].Key = keys[i]
@@ -237,11 +231,27 @@ func (s *Source) snapshotTable(ctx context.Context, tx pgx.Tx, version int, name
 	t.from = "SELECT " + strings.Join(quoted, ", ") + " FROM "
 	if kind != "p" {
 		// Changes are published per table, so an inheritance parent's
-		// snapshot must not include its children's rows.
+		// snapshot must not include its children's rows. A partitioned
+		// table's changes are published as its own (publish_via_partition_root),
+		// so it reads every partition's rows, each once, under its name.
 		t.from += "ONLY "
 	}
 	t.from += pgx.Identifier{schema, table}.Sanitize()
 	return t, nil
+}
+
+// publishesGenerated reports whether the publication puts stored generated
+// columns in its changes (PostgreSQL 18+), so snapshot rows hold them too.
+func (s *Source) publishesGenerated(ctx context.Context, tx pgx.Tx, version int) (bool, error) {
+	if version < pgPublishesGenerated {
+		return false, nil
+	}
+	var on bool
+	err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT pubgencols::text = 's' FROM pg_publication WHERE pubname = $1), false)`, s.cfg.Publication).Scan(&on)
+	if err != nil {
+		return false, fmt.Errorf("read publication %s: %w", s.cfg.Publication, err)
+	}
+	return on, nil
 }
 
 // readTable reads one table through a cursor in batches of

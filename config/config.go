@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -27,16 +28,39 @@ import (
 type Config struct {
 	StateDir string `toml:"state_dir"`
 	Listen   string `toml:"listen"`
+	// MetricsListen, when set, serves /metrics, /healthz and /readyz on a
+	// listener of their own, so that a scraper or a probe needs no access
+	// to the control plane; listen then no longer serves /metrics.
+	MetricsListen string `toml:"metrics_listen"`
 	// FailureThreshold is how long an IMPAIRED stream may fall behind before
 	// it fails (docs/lifecycle.md#codes).
 	FailureThreshold Duration  `toml:"failure_threshold"`
 	Log              LogConfig `toml:"log"`
+	API              APIConfig `toml:"api"`
 	AWS              AWSConfig `toml:"aws"`
 	Clusters         []Cluster `toml:"cluster"`
 	Streams          []Stream  `toml:"stream"`
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
+	// listenFrom names what replaced the file's listen, for the messages
+	// of validation.
+	listenFrom string
+}
+
+// APIConfig guards the control plane on listen: a listener reachable beyond
+// this host must have TLS and an authentication mode (docs/config.md#api).
+type APIConfig struct {
+	// Auth is "none", "token" or "mtls".
+	Auth        string `toml:"auth"`
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// ClientCAFile verifies client certificates with auth = "mtls".
+	ClientCAFile string `toml:"client_ca_file"`
+	// TokenFile holds the token callers send with auth = "token".
+	TokenFile string `toml:"token_file"`
+	// ReadOnly refuses CreateStream and DeleteStream.
+	ReadOnly bool `toml:"read_only"`
 }
 
 // LogConfig selects the log level and format.
@@ -60,8 +84,10 @@ func (l LogConfig) NewLogger(w io.Writer) *slog.Logger {
 // AWSConfig holds the region and, for local stand-ins, endpoint overrides.
 // Credentials always come from the standard AWS chain, never from here.
 type AWSConfig struct {
-	Region          string   `toml:"region"`
-	Partition       string   `toml:"partition"`
+	Region    string `toml:"region"`
+	Partition string `toml:"partition"`
+	// Account is the base identity's account; left out, ResolveAccount
+	// asks STS.
 	Account         string   `toml:"account"`
 	KinesisEndpoint string   `toml:"kinesis_endpoint"`
 	STSEndpoint     string   `toml:"sts_endpoint"`
@@ -86,6 +112,9 @@ type Cluster struct {
 	// SetReplicaIdentityFull is set_replica_identity_full for the streams
 	// created on this cluster through the API.
 	SetReplicaIdentityFull bool `toml:"set_replica_identity_full"`
+	// KeylessTables is keyless_tables for the streams created on this
+	// cluster through the API.
+	KeylessTables string `toml:"keyless_tables"`
 }
 
 // Stream is one publication + slot delivering to one Kinesis stream.
@@ -99,12 +128,30 @@ type Stream struct {
 	Ordering               string   `toml:"ordering"`
 	EmitTruncate           bool     `toml:"emit_truncate"`
 	SetReplicaIdentityFull bool     `toml:"set_replica_identity_full"`
+	// OwnPublication, unset or true, lets cdcd create the publication and
+	// keep it exactly the stream's; false leaves it to its owner, and the
+	// stream refuses to start while it lacks anything (OwnsPublication).
+	OwnPublication *bool `toml:"own_publication"`
+	// KeylessTables is "refuse" (default) or "full": stream tables without
+	// a primary key under REPLICA IDENTITY FULL, every change its own
+	// record with the whole old row in before.
+	KeylessTables string `toml:"keyless_tables"`
 	// Snapshot backfills the tables' existing rows (op "r") when the slot
 	// is created, then streams from it with no gap.
 	Snapshot bool     `toml:"snapshot"`
 	Target   Target   `toml:"target"`
 	Delivery Delivery `toml:"delivery"`
 }
+
+// The values of keyless_tables.
+const (
+	KeylessRefuse = "refuse"
+	KeylessFull   = "full"
+)
+
+// OwnsPublication reports whether cdcd manages the stream's publication;
+// it does unless own_publication = false.
+func (s *Stream) OwnsPublication() bool { return s.OwnPublication == nil || *s.OwnPublication }
 
 // Target names the Kinesis stream and the role cdcd writes as.
 type Target struct {
@@ -157,13 +204,17 @@ func defaultConfig() Config {
 		Listen:           DefaultListen,
 		FailureThreshold: Duration{7 * 24 * time.Hour},
 		Log:              LogConfig{Level: "info", Format: "text"},
-		AWS:              AWSConfig{Region: "us-east-1", Partition: "aws", Account: "000000000000"},
+		API:              APIConfig{Auth: "none"},
+		AWS:              AWSConfig{Region: "us-east-1", Partition: "aws"},
 	}
 }
 
 func (s *Stream) ApplyDefaults() {
 	if s.Ordering == "" {
 		s.Ordering = "UNORDERED"
+	}
+	if s.KeylessTables == "" {
+		s.KeylessTables = KeylessRefuse
 	}
 	name := strings.ReplaceAll(s.Name, "-", "_")
 	if s.Publication == "" {
@@ -189,22 +240,49 @@ func (s *Stream) ApplyDefaults() {
 	}
 }
 
-// Load reads, decodes and validates the file at path.
-func Load(path string) (*Config, error) {
+// ListenEnv is the environment variable that, when set, replaces the
+// file's listen for every command that loads the file, so that a container
+// image can choose its address without its own config file.
+const ListenEnv = "CDCD_LISTEN"
+
+// Override replaces a value of the file before validation, so that a value
+// from a flag or the environment meets the same rules as the file's.
+type Override func(*Config)
+
+// Listen replaces listen with addr, unless addr is empty; from names where
+// addr came from (a flag, an environment variable) in validation messages.
+func Listen(from, addr string) Override {
+	return func(c *Config) {
+		if addr != "" {
+			c.Listen, c.listenFrom = addr, from
+		}
+	}
+}
+
+// Load reads, decodes and validates the file at path, with $CDCD_LISTEN and
+// then overrides applied over it.
+func Load(path string, overrides ...Override) (*Config, error) {
 	text, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(path, string(text))
+	return parse(path, string(text), append([]Override{Listen(ListenEnv, os.Getenv(ListenEnv))}, overrides...))
 }
 
 // Parse decodes text (named path in errors) and validates it.
 func Parse(path, text string) (*Config, error) {
+	return parse(path, text, nil)
+}
+
+func parse(path, text string, overrides []Override) (*Config, error) {
 	cfg := defaultConfig()
 	md, err := toml.Decode(text, &cfg)
 	if err != nil {
 		var perr toml.ParseError
-		if errors.As(err, &perr) {
+		// ErrorWithPosition panics on the line 0 that the toml package
+		// reports for some errors at the end of a line (an unfinished
+		// escape, a stray \r); those keep the message without context.
+		if errors.As(err, &perr) && perr.Position.Line > 0 {
 			return nil, fmt.Errorf("%s: %s", path, perr.ErrorWithPosition())
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -218,6 +296,9 @@ func Parse(path, text string) (*Config, error) {
 		return nil, fmt.Errorf("%s: unknown key %s: check the spelling against config.example.toml", path, strings.Join(keys, ", "))
 	}
 	cfg.Path = path
+	for _, o := range overrides {
+		o(&cfg)
+	}
 	for i := range cfg.Streams {
 		cfg.Streams[i].ApplyDefaults()
 	}
@@ -262,6 +343,50 @@ func (c *Config) StreamNamed(name string) *Stream {
 	return nil
 }
 
+// ControlPlaneURL is the URL at which a command on this host reaches the
+// control plane on listen: https when [api] has a certificate.
+func (c *Config) ControlPlaneURL() string {
+	if c.API.TLSCertFile != "" {
+		return "https://" + dialAddr(c.Listen)
+	}
+	return "http://" + dialAddr(c.Listen)
+}
+
+// ProbeURL is where a command on this host reaches /healthz and /readyz:
+// metrics_listen when set, which asks for no credentials, else listen.
+func (c *Config) ProbeURL() string {
+	if c.MetricsListen != "" {
+		return "http://" + dialAddr(c.MetricsListen)
+	}
+	return c.ControlPlaneURL()
+}
+
+// dialAddr is a listen address as a client on this host dials it: a
+// listener on every interface is reached on loopback.
+func dialAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || ip != nil && ip.Equal(net.IPv4zero):
+		host = "127.0.0.1"
+	case ip != nil && ip.IsUnspecified():
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// ClusterID is id, or when id is empty the identifier of the file's only
+// cluster: empty when it has several, or derives it at start. A nil Config
+// (no file) has no cluster.
+func (c *Config) ClusterID(id string) string {
+	if id != "" || c == nil || len(c.Clusters) != 1 {
+		return id
+	}
+	return c.Clusters[0].Identifier
+}
+
 // ClusterNamed returns the cluster called name, nil if there is none.
 func (c *Config) ClusterNamed(name string) *Cluster {
 	for i := range c.Clusters {
@@ -271,6 +396,10 @@ func (c *Config) ClusterNamed(name string) *Cluster {
 	}
 	return nil
 }
+
+// ErrNoAccount is returned for what needs aws.account while it is neither
+// set nor resolved (ResolveAccount).
+var ErrNoAccount = errors.New("aws.account is not set")
 
 // KinesisStreamARN is the target stream's ARN: configured, or built from the
 // name in the role's account (a role writes to its own account's streams),
@@ -287,6 +416,9 @@ func (c *Config) KinesisStreamARN(s *Stream) (string, error) {
 		}
 		account = role.AccountID
 	}
+	if account == "" {
+		return "", fmt.Errorf("stream %s: %w: a stream without target.role_arn or target.kinesis_stream_arn writes to a stream of the base identity's account", s.Name, ErrNoAccount)
+	}
 	return ident.KinesisStreamARN{Partition: c.AWS.Partition, Region: c.AWS.Region, AccountID: account, Name: s.Target.KinesisStream}.String(), nil
 }
 
@@ -301,6 +433,50 @@ func (c *Config) RoleConfig(s *Stream, streamARN, clusterID string, log *slog.Lo
 		StreamARN: streamARN, ClusterID: clusterID, KinesisStreamARN: kinARN,
 		Region: c.AWS.Region, Partition: c.AWS.Partition, Duration: s.Target.SessionDuration.Duration, Logger: log,
 	}, nil
+}
+
+// ResolveAccount sets aws.account, when the file leaves it out, to the
+// account of cdcd's base identity as sts:GetCallerIdentity reports it; run
+// and check --online call it at start.
+func (c *Config) ResolveAccount(ctx context.Context) error {
+	if c.AWS.Account != "" {
+		return nil
+	}
+	caller, err := rolecreds.CallerIdentity(ctx, c.AWS.Region, c.AWS.STSEndpoint)
+	if err != nil {
+		return fmt.Errorf("aws.account is not set, and asking STS for the base identity's account failed (set aws.account, or give cdcd AWS credentials): %w", err)
+	}
+	c.AWS.Account = caller.Account
+	return nil
+}
+
+// CheckOffline builds, for every stream, what run derives from the file
+// before it calls AWS: the Kinesis stream ARN, and for a stream with a role
+// the role's session (role_arn allowed by aws.role_arn_allow, external id,
+// session policy). It returns every problem, each naming its stream.
+func (c *Config) CheckOffline() error {
+	allow, err := rolecreds.NewAllowList(c.AWS.RoleARNAllow)
+	if err != nil {
+		return fmt.Errorf("aws.role_arn_allow: %w", err)
+	}
+	var errs []error
+	for i := range c.Streams {
+		s := &c.Streams[i]
+		rc, err := c.RoleConfig(s, "", "", nil)
+		switch {
+		case errors.Is(err, ErrNoAccount):
+			errs = append(errs, fmt.Errorf("stream %s: aws.account is not set and cdcd check runs offline: set it, or use --online", s.Name))
+		case err != nil:
+			errs = append(errs, err)
+		case s.Target.RoleARN != "":
+			if err := allow.Check(s.Target.RoleARN); err != nil {
+				errs = append(errs, fmt.Errorf("stream %s: %w", s.Name, err))
+			} else if err := rc.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("stream %s target: %w", s.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // defaultKeyCheckInterval is how often a cluster key is checked when

@@ -1,12 +1,41 @@
 package config
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cdcd-dev/cdcd/test/stsstub"
 )
 
+// TestExampleConfigIsValid: config.example.toml is valid, and is the
+// production setup the README describes: the real AWS endpoints, the
+// account left to STS, a stream role with its external id, the password
+// from Secrets Manager over verify-full TLS, state in /var/lib/cdcd and the
+// control plane on loopback.
 func TestExampleConfigIsValid(t *testing.T) {
-	cfg, err := Load("../config.example.toml")
+	text, err := os.ReadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The CA bundle is read at load time; this machine has none at the
+	// example's path.
+	const caPath = `tls_ca_file = "/etc/cdcd/rds-ca.pem"`
+	if !strings.Contains(string(text), caPath) {
+		t.Fatalf("config.example.toml lacks %s", caPath)
+	}
+	cfg, err := Parse("config.example.toml", strings.Replace(string(text), caPath, fmt.Sprintf("tls_ca_file = %q", writeCA(t)), 1))
 	if err != nil {
 		t.Fatalf("config.example.toml: %v", err)
 	}
@@ -14,6 +43,47 @@ func TestExampleConfigIsValid(t *testing.T) {
 		cfg.Streams[0].Delivery.MemoryBudget != 32<<20 || cfg.Streams[0].Delivery.QueueBytes != 32<<20 {
 		t.Fatalf("defaults not applied: %+v", cfg.Streams)
 	}
+	a, cl, tg := cfg.AWS, cfg.Clusters[0], cfg.Streams[0].Target
+	switch {
+	case a.KinesisEndpoint != "" || a.STSEndpoint != "" || a.KMSEndpoint != "":
+		t.Errorf("endpoint overrides in a production example: %+v", a)
+	case a.Account != "":
+		t.Errorf("aws.account %q: the example leaves it to STS", a.Account)
+	case tg.RoleARN == "" || tg.ExternalID == "":
+		t.Errorf("the stream writes without a role and external id: %+v", tg)
+	case cl.Source.SecretID == "" || cl.Source.Method() != "secretsmanager" || cl.Source.CAFile == "":
+		t.Errorf("the password does not come from a secret over a verified connection: %+v", cl.Source)
+	case !filepath.IsAbs(cfg.StateDir) || !strings.HasPrefix(cfg.Listen, "127.0.0.1:"):
+		t.Errorf("state_dir %q listen %q", cfg.StateDir, cfg.Listen)
+	}
+	if err := cfg.CheckOffline(); err != nil {
+		t.Errorf("cdcd check on the example: %v", err)
+	}
+	docs, err := cfg.Policies("", "arn:aws:iam::123456789012:role/cdcd-daemon")
+	if err != nil || len(docs) != 4 {
+		t.Errorf("policies of the example: %d documents (base, trust, permissions, reader), %v", len(docs), err)
+	}
+}
+
+// writeCA writes a self-signed CA certificate and returns its path.
+func writeCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cdcd test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 const minimal = `
@@ -51,6 +121,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad kinesis stream name", strings.Replace(minimal, `kinesis_stream = "k"`, `kinesis_stream = "a b"`, 1), []string{"stream[0].target.kinesis_stream", "not a Kinesis stream name"}},
 		{"alias as cluster key", strings.Replace(minimal, `dsn = "postgres://u@h/db"`, "dsn = \"postgres://u@h/db\"\ncluster_key_arn = \"arn:aws:kms:us-east-1:123456789012:alias/cdcd\"", 1), []string{"cluster[0].cluster_key_arn", "not a KMS key ARN"}},
 		{"bad cluster identifier", strings.Replace(minimal, `dsn = "postgres://u@h/db"`, "dsn = \"postgres://u@h/db\"\nidentifier = \"../etc\"", 1), []string{"cluster[0].identifier", "26 characters"}},
+		{"bad keyless_tables", strings.Replace(minimal, `tables = ["public.t"]`, "tables = [\"public.t\"]\nkeyless_tables = \"yes\"", 1), []string{"stream[0].keyless_tables", "refuse, full"}},
 		{"memory budget too small", minimal + "[stream.delivery]\nmemory_budget = 1000\n", []string{"stream[0].delivery.memory_budget", "1000", "1 MiB"}},
 	}
 	for _, tc := range cases {
@@ -103,5 +174,73 @@ func TestNewLogger(t *testing.T) {
 	}
 	if !strings.HasPrefix(js.String(), `{"time":`) || !strings.Contains(js.String(), `"msg":"kept","k":1`) {
 		t.Errorf("debug at level debug, as JSON: %q", js.String())
+	}
+}
+
+func TestOwnPublication(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{{"", true}, {"own_publication = true", true}, {"own_publication = false", false}} {
+		cfg, err := Parse("c.toml", strings.Replace(minimal, `tables = ["public.t"]`, "tables = [\"public.t\"]\n"+tc.line, 1))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.line, err)
+		}
+		if got := cfg.Streams[0].OwnsPublication(); got != tc.want {
+			t.Errorf("%q: OwnsPublication() = %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}
+
+func TestCheckOffline(t *testing.T) {
+	const role = "\nrole_arn = \"arn:aws:iam::123456789012:role/cdcd-s\"\nexternal_id = \"ext-1\""
+	cases := []struct {
+		name, text, want string
+	}{
+		{"no account, stream of the base identity", minimal, "stream s: aws.account is not set and cdcd check runs offline: set it, or use --online"},
+		{"account set", minimal + "[aws]\naccount = \"123456789012\"\n", ""},
+		{"stream ARN set", strings.Replace(minimal, `kinesis_stream = "k"`, "kinesis_stream = \"k\"\nkinesis_stream_arn = \"arn:aws:kinesis:us-east-1:123456789012:stream/k\"", 1), ""},
+		{"role not allowed", strings.Replace(minimal, `kinesis_stream = "k"`, `kinesis_stream = "k"`+role, 1), "role_arn_allow is empty"},
+		{"role allowed", strings.Replace(minimal, `kinesis_stream = "k"`, `kinesis_stream = "k"`+role, 1) + "[aws]\nrole_arn_allow = [\"arn:aws:iam::123456789012:role/cdcd-*\"]\n", ""},
+		{"external id STS refuses", strings.Replace(minimal, `kinesis_stream = "k"`, `kinesis_stream = "k"`+strings.Replace(role, "ext-1", "a b", 1), 1) + "[aws]\nrole_arn_allow = [\"arn:aws:iam::123456789012:role/cdcd-*\"]\n", "stream s target: ExternalID"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("c.toml", tc.text)
+			if err != nil {
+				t.Fatalf("an account left out is valid: %v", err)
+			}
+			err = cfg.CheckOffline()
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("CheckOffline = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestResolveAccount: an account left out is the base identity's, as STS
+// GetCallerIdentity reports it; one that is set is kept, without a call.
+func TestResolveAccount(t *testing.T) {
+	stsstub.UseEnvironment(t, "AKIDFROMENVIRONMENT")
+	sts := stsstub.New(t)
+	sts.SetCaller("arn:aws:sts::444455556666:assumed-role/cdcd-daemon/i-0abc")
+	text := minimal + fmt.Sprintf("[aws]\nsts_endpoint = %q\n", sts.URL())
+	cfg, err := Parse("c.toml", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ResolveAccount(context.Background()); err != nil || cfg.AWS.Account != "444455556666" {
+		t.Fatalf("ResolveAccount: account %q, %v", cfg.AWS.Account, err)
+	}
+	if arn, err := cfg.KinesisStreamARN(&cfg.Streams[0]); err != nil || arn != "arn:aws:kinesis:us-east-1:444455556666:stream/k" {
+		t.Errorf("stream ARN in the resolved account: %q, %v", arn, err)
+	}
+	cfg, err = Parse("c.toml", text+"account = \"123456789012\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := len(sts.Requests())
+	if err := cfg.ResolveAccount(context.Background()); err != nil || cfg.AWS.Account != "123456789012" || len(sts.Requests()) != calls {
+		t.Errorf("a configured account: %q, %v, %d STS calls", cfg.AWS.Account, err, len(sts.Requests())-calls)
 	}
 }

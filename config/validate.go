@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +29,8 @@ func (p *problems) bad(key, format string, args ...any) {
 func (c *Config) Validate() error {
 	p := &problems{}
 	c.validateTop(p)
+	c.validateListen(p)
+	c.validateAPI(p)
 	clusters := map[string]bool{}
 	for i := range c.Clusters {
 		c.Clusters[i].validate(p, fmt.Sprintf("cluster[%d]", i), clusters)
@@ -56,7 +60,7 @@ func (c *Config) validateTop(p *problems) {
 	if !ident.ValidRegion(c.AWS.Region) {
 		bad("aws.region", "%q is not an AWS region like us-east-1", c.AWS.Region)
 	}
-	if !ident.ValidAccount(c.AWS.Account) {
+	if c.AWS.Account != "" && !ident.ValidAccount(c.AWS.Account) {
 		bad("aws.account", "%q is not a 12-digit AWS account id", c.AWS.Account)
 	}
 	for _, ep := range []struct{ key, v string }{{"aws.kinesis_endpoint", c.AWS.KinesisEndpoint}, {"aws.sts_endpoint", c.AWS.STSEndpoint}, {"aws.kms_endpoint", c.AWS.KMSEndpoint}} {
@@ -91,6 +95,9 @@ func (cl *Cluster) validate(p *problems, key string, clusters map[string]bool) {
 	}
 	if cl.ClusterKeyCheckInterval.Duration < time.Second {
 		bad(key+".cluster_key_check_interval", "%s is below 1s", cl.ClusterKeyCheckInterval)
+	}
+	if cl.KeylessTables != "" {
+		validKeyless(p, key+".keyless_tables", cl.KeylessTables)
 	}
 	p.errs = append(p.errs, cl.Source.Validate(key)...)
 	if cl.DSN != "" {
@@ -134,6 +141,7 @@ func (s *Stream) validate(p *problems, key string, clusters, streams map[string]
 	if s.Ordering != "UNORDERED" && s.Ordering != "ROW" {
 		bad(key+".ordering", "%q is not one of UNORDERED, ROW", s.Ordering)
 	}
+	validKeyless(p, key+".keyless_tables", s.KeylessTables)
 	s.validateTarget(p, key)
 	s.validateDelivery(p, key)
 }
@@ -169,4 +177,97 @@ func (s *Stream) validateDelivery(p *problems, key string) {
 	if s.Delivery.StatusInterval.Duration > 30*time.Second {
 		bad(key+".delivery.status_interval", "%s is too long: keep it well under the server's wal_sender_timeout (60s by default)", s.Delivery.StatusInterval)
 	}
+}
+
+func validKeyless(p *problems, key, v string) {
+	if v != KeylessRefuse && v != KeylessFull {
+		p.bad(key, "%q is not one of refuse, full", v)
+	}
+}
+
+// validateListen checks listen and metrics_listen. A control plane that
+// answers beyond this host lets whoever reaches it create streams that write
+// any published table to any Kinesis stream an allowed role can reach, so
+// such a listen needs TLS and an authentication mode.
+func (c *Config) validateListen(p *problems) {
+	key := "listen"
+	if c.listenFrom != "" {
+		key = "listen (set by " + c.listenFrom + ")"
+	}
+	loopback, err := isLoopback(c.Listen)
+	if err != nil {
+		p.bad(key, "%q is not host:port: %v", c.Listen, err)
+	}
+	if err == nil && !loopback && c.API.Auth == "none" {
+		p.bad(key, "%q is reachable beyond this host: set api.auth to \"token\" or \"mtls\" (or listen on 127.0.0.1, ::1 or localhost)", c.Listen)
+	}
+	if err == nil && !loopback && c.API.TLSCertFile == "" {
+		p.bad(key, "%q is reachable beyond this host: set api.tls_cert_file and api.tls_key_file", c.Listen)
+	}
+	if c.MetricsListen == "" {
+		return
+	}
+	if _, merr := isLoopback(c.MetricsListen); merr != nil {
+		p.bad("metrics_listen", "%q is not host:port: %v", c.MetricsListen, merr)
+	} else if err == nil && sameListener(c.Listen, c.MetricsListen) {
+		p.bad("metrics_listen", "%q takes the port of listen %q: give the two listeners different ports", c.MetricsListen, c.Listen)
+	}
+}
+
+// validateAPI checks [api]: each mode has the file it reads, and no file is
+// set that its mode would ignore.
+func (c *Config) validateAPI(p *problems) {
+	a := c.API
+	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
+		p.bad("api.tls_key_file", "tls_cert_file and tls_key_file are set together or not at all")
+	}
+	switch a.Auth {
+	case "none":
+	case "token":
+		if a.TokenFile == "" {
+			p.bad("api.token_file", "is required with auth = \"token\": a file holding the token")
+		}
+	case "mtls":
+		if a.ClientCAFile == "" {
+			p.bad("api.client_ca_file", "is required with auth = \"mtls\": the PEM CA certificates that sign client certificates")
+		}
+		if a.TLSCertFile == "" {
+			p.bad("api.auth", "\"mtls\" needs TLS: set tls_cert_file and tls_key_file")
+		}
+	default:
+		p.bad("api.auth", "%q is not one of none, token, mtls", a.Auth)
+	}
+	if a.TokenFile != "" && a.Auth != "token" {
+		p.bad("api.token_file", "is read only with auth = \"token\"")
+	}
+	if a.ClientCAFile != "" && a.Auth != "mtls" {
+		p.bad("api.client_ca_file", "is read only with auth = \"mtls\"")
+	}
+}
+
+// isLoopback reports whether a host:port address listens on this host only:
+// 127.0.0.0/8, ::1 or localhost. Any other name may resolve anywhere, and an
+// empty host is every interface.
+func isLoopback(addr string) (bool, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return false, fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback(), nil
+}
+
+// sameListener reports whether two addresses would fight over one port:
+// the same port on the same host, or on every interface.
+func sameListener(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	if pa != pb || pa == "0" {
+		return false
+	}
+	every := func(h string) bool { ip := net.ParseIP(h); return h == "" || ip != nil && ip.IsUnspecified() }
+	return ha == hb || every(ha) || every(hb)
 }

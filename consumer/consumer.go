@@ -1,6 +1,6 @@
 // Package consumer reads a Kinesis data stream of cdcd records the way an
 // application consuming it would: every shard at once, from the oldest
-// record or from now, each record decoded, chunked records reassembled from
+// record, from a time or from now, each record decoded, chunked records reassembled from
 // their fragments (docs/records.md#chunking) and, if asked, redelivered
 // records dropped (docs/records.md#identity).
 package consumer
@@ -9,11 +9,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/cdcd-dev/cdcd/record"
 )
@@ -49,6 +52,13 @@ type Config struct {
 	// Dedupe drops records already handed over (delivery is at least
 	// once), remembering a bounded window of them.
 	Dedupe bool
+	// Since, if not zero, reads from the first record Kinesis received at
+	// or after it (AT_TIMESTAMP, by arrival time, not commit time)
+	// instead of from now. It excludes FromStart.
+	Since time.Time
+	// Status, if not nil, gets one line once the shards are listed:
+	// which stream, its shards and where reading starts.
+	Status io.Writer
 }
 
 // Record is what Run hands over: one cdcd record.
@@ -77,11 +87,17 @@ func Run(ctx context.Context, api API, cfg Config, handle Handler) error {
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultPoll
 	}
+	if cfg.FromStart && !cfg.Since.IsZero() {
+		return errors.New("read either from the start or since a time, not both")
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	shards, err := listShards(runCtx, api, cfg.Stream)
 	if err != nil {
 		return err
+	}
+	if cfg.Status != nil {
+		fmt.Fprintln(cfg.Status, status(cfg, shards))
 	}
 	r := newRun(api, cfg, handle, shards, cancel)
 	errs := make(chan error, len(shards))
@@ -124,4 +140,52 @@ func listShards(ctx context.Context, api API, stream string) ([]string, error) {
 		}
 		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
 	}
+}
+
+// NewClient returns a Kinesis client for awsCfg, sending to endpoint
+// instead of AWS's when it is not empty. awsCfg must name a region: the
+// standard AWS chain (AWS_REGION, the profile's region) may find none, and
+// an SDK left without one fails later with a message about endpoints.
+func NewClient(awsCfg aws.Config, endpoint string) (*kinesis.Client, error) {
+	if awsCfg.Region == "" {
+		return nil, errors.New("no AWS region: pass --region, set aws.region in the config, set AWS_REGION, or give the AWS profile a region")
+	}
+	return kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	}), nil
+}
+
+// start is where reading each shard begins.
+func (c Config) start() (types.ShardIteratorType, *time.Time) {
+	switch {
+	case !c.Since.IsZero():
+		return types.ShardIteratorTypeAtTimestamp, aws.Time(c.Since)
+	case c.FromStart:
+		return types.ShardIteratorTypeTrimHorizon, nil
+	}
+	return types.ShardIteratorTypeLatest, nil
+}
+
+// statusShards is how many shard ids the status line names.
+const statusShards = 3
+
+// status is the line Config.Status gets: the stream, how many shards it
+// has and the first few of them, and where reading starts.
+func status(cfg Config, shards []string) string {
+	ids := strings.Join(shards[:min(len(shards), statusShards)], ", ")
+	if len(shards) > statusShards {
+		ids += ", …"
+	}
+	plural := "s"
+	if len(shards) == 1 {
+		plural = ""
+	}
+	from, at := cfg.start()
+	line := fmt.Sprintf("reading Kinesis stream %s: %d shard%s (%s) from %s", cfg.Stream, len(shards), plural, ids, from)
+	if at != nil {
+		line += " " + at.UTC().Format(time.RFC3339)
+	}
+	return line
 }

@@ -86,18 +86,27 @@ func encode(t *testing.T, xid uint32, n int) [][]byte {
 	t.Helper()
 	rel := &record.Relation{ID: 1, Schema: "public", Table: "docs", ReplicaIdentity: 'd', HasKey: true,
 		Columns: []record.Column{{Name: "id", TypeOID: 20, TypMod: -1, Key: true}, {Name: "body", TypeOID: 25, TypMod: -1}}}
-	text := func(s string) record.Datum { return record.Datum{Kind: record.DatumText, Data: []byte(s)} }
-	lsn := 0x16B374D848 + uint64(xid)<<8
-	txn := &record.Txn{Xid: xid, CommitLSN: lsn, EndLSN: lsn + 0x80, CommitTime: time.Unix(1705318200+int64(xid), 0)}
+	var changes []record.Change
 	for i := range n {
 		body := "small"
 		if i%3 == 0 {
 			body = strings.Repeat("large ", 1000)
 		}
-		txn.Changes = append(txn.Changes, record.Change{Kind: record.Insert, Rel: rel, New: record.Tuple{text(strconv.Itoa(i)), text(body)}})
+		changes = append(changes, record.Change{Kind: record.Insert, Rel: rel, New: record.Tuple{text(strconv.Itoa(i)), text(body)}})
 	}
+	return encodeChanges(t, xid, changes...)
+}
+
+func text(s string) record.Datum { return record.Datum{Kind: record.DatumText, Data: []byte(s)} }
+
+// encodeChanges returns the records cdcd writes for transaction xid made
+// of changes, committed at LSN 16/B374D848 + xid<<8, truncates emitted.
+func encodeChanges(t *testing.T, xid uint32, changes ...record.Change) [][]byte {
+	t.Helper()
+	lsn := 0x16B374D848 + uint64(xid)<<8
+	txn := &record.Txn{Xid: xid, CommitLSN: lsn, EndLSN: lsn + 0x80, CommitTime: time.Unix(1705318200+int64(xid), 0), Changes: changes}
 	enc, err := record.NewEncoder(record.Config{SystemID: 7312345678901234567, Cluster: "abcdefghijklmnopqrstuvwxyz",
-		Database: "shop", Ordering: record.Unordered, MaxRecordBytes: record.MinMaxRecordBytes})
+		Database: "shop", Ordering: record.Unordered, MaxRecordBytes: record.MinMaxRecordBytes, EmitTruncate: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,12 +48,9 @@ func newRun(api API, cfg Config, handle Handler, shards []string, cancel context
 }
 
 func (r *run) readShard(ctx context.Context, shard string) error {
-	itType := types.ShardIteratorTypeLatest
-	if r.cfg.FromStart {
-		itType = types.ShardIteratorTypeTrimHorizon
-	}
+	itType, at := r.cfg.start()
 	it, err := r.api.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-		StreamName: aws.String(r.cfg.Stream), ShardId: aws.String(shard), ShardIteratorType: itType,
+		StreamName: aws.String(r.cfg.Stream), ShardId: aws.String(shard), ShardIteratorType: itType, Timestamp: at,
 	})
 	if err != nil {
 		return fmt.Errorf("get iterator for shard %s: %w", shard, err)

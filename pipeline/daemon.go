@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -132,13 +130,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	// Close cancels every pipeline and waits for each to drain.
 	defer sup.Close()
-	httpAddr, stopHTTP, err := d.serve(sup)
+	probe, stopHTTP, err := d.serve(sup)
 	if err != nil {
 		return err
 	}
 	// Tells systemd when the streams have settled and while the daemon is
 	// live, until ctx ends (notify.go).
-	d.notify(ctx, sup, httpAddr)
+	d.notify(ctx, sup, probe)
 	d.log.Info("shutting down")
 	sup.Close()
 	stopHTTP(context.WithoutCancel(ctx))
@@ -183,29 +181,36 @@ func (d *Daemon) supervise() (*Supervisor, error) {
 	return sup, nil
 }
 
-// serve starts the control plane, /metrics and the health endpoints on the
-// listen address and returns that address; the returned function shuts the
-// server down.
-func (d *Daemon) serve(sup *Supervisor) (net.Addr, func(context.Context), error) {
-	ln, err := net.Listen("tcp", d.cfg.Listen)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen on %s (the listen key): %w", d.cfg.Listen, err)
+// serve starts the control plane, the health endpoints and /metrics on the
+// listen address, behind [api]'s guard, or /metrics and the health
+// endpoints on metrics_listen when it is set. It returns the daemon's check
+// of its own /healthz (notify.go) and the function that shuts both down.
+func (d *Daemon) serve(sup *Supervisor) (func(context.Context) error, func(context.Context), error) {
+	log := d.log.With("component", "api")
+	var gatherer prometheus.Gatherer = d.reg
+	if d.cfg.MetricsListen != "" {
+		gatherer = nil
 	}
-	srv := &http.Server{Handler: api.NewServer(sup, d.reg, d.log.With("component", "api")), ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("http server stopped", "err", err)
+	h, tc, err := apiGuard(d.cfg.API).Wrap(api.NewServer(sup, gatherer, log), log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("api: %w", err)
+	}
+	stop, addr, err := startHTTP("listen", d.cfg.Listen, h, tc, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	probe, probeAddr := httpProbe(addr, tc != nil), ""
+	if d.cfg.MetricsListen != "" {
+		stopProbes, a, err := startHTTP("metrics_listen", d.cfg.MetricsListen, api.NewProbeServer(sup, d.reg, log), nil, log)
+		if err != nil {
+			stop(context.Background())
+			return nil, nil, err
 		}
-	}()
-	d.log.Info("cdcd started", "version", d.version, "listen", ln.Addr().String(), "streams", len(d.cfg.Streams))
-	return ln.Addr(), func(ctx context.Context) {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	}, nil
+		stop, probe, probeAddr = both(stop, stopProbes), httpProbe(a, false), a.String()
+	}
+	d.log.Info("cdcd started", "version", d.version, "listen", addr.String(), "tls", tc != nil, "auth", d.cfg.API.Auth,
+		"read_only", d.cfg.API.ReadOnly, "metrics_listen", probeAddr, "streams", len(d.cfg.Streams))
+	return probe, stop, nil
 }
 
 // adoptConfigStreams registers the file's streams and deletes the streams a
@@ -264,7 +269,7 @@ func (d *Daemon) streamConfig(ctx context.Context, def state.Definition) (*confi
 	kinName := def.Target.StreamARN[strings.LastIndex(def.Target.StreamARN, "/")+1:]
 	sc := &config.Stream{
 		Name: def.StreamID, Cluster: name, Identifier: def.StreamID, Ordering: def.Ordering,
-		Publication: "cdcd_" + def.StreamID, Slot: "cdcd_" + def.StreamID, SetReplicaIdentityFull: cl.SetReplicaIdentityFull,
+		Publication: "cdcd_" + def.StreamID, Slot: "cdcd_" + def.StreamID, SetReplicaIdentityFull: cl.SetReplicaIdentityFull, KeylessTables: cl.KeylessTables,
 		Target: config.Target{KinesisStream: kinName, KinesisStreamARN: def.Target.StreamARN, RoleARN: def.Target.RoleARN, ExternalID: def.ARN},
 	}
 	sc.ApplyDefaults()

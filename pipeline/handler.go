@@ -21,7 +21,6 @@ import (
 type lifecycle interface {
 	Created() error
 	Fault(code codes.Code, err error) error
-	Recover() error
 	Checkpoint(cp state.Checkpoint) error
 }
 

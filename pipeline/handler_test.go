@@ -51,7 +51,6 @@ func (f *fakeLife) Fault(c codes.Code, _ error) error {
 	f.faults = append(f.faults, c)
 	return nil
 }
-func (f *fakeLife) Recover() error { return nil }
 func (f *fakeLife) Checkpoint(cp state.Checkpoint) error {
 	if f.cpErr != nil {
 		return f.cpErr

@@ -46,14 +46,14 @@ func (g *keyGate) Fault(code codes.Code, err error) error {
 }
 
 // Recover implements atrest.Reporter.
-func (g *keyGate) Recover() error {
+func (g *keyGate) Recover(owner codes.Owner) error {
 	g.mu.Lock()
 	if !g.ok {
 		g.ok = true
 		close(g.ready)
 	}
 	g.mu.Unlock()
-	return applied(g.st.Recover())
+	return applied(g.st.Recover(owner))
 }
 
 // applied drops a rejected transition: the stream failed or is being
@@ -63,14 +63,6 @@ func applied(err error) error {
 		return nil
 	}
 	return err
-}
-
-// OK reports whether the key is usable, so other components do not report
-// the stream recovered while it is not.
-func (g *keyGate) OK() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.ok
 }
 
 // Wait blocks until the key is usable or ctx ends.

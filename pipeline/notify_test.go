@@ -68,7 +68,7 @@ func adopt(t *testing.T, sup *Supervisor, name string) *state.Stream {
 func startNotifier(t *testing.T, f *fixture, mod func(*notifier)) func() {
 	t.Helper()
 	ln := f.srv.Listener
-	n := newNotifier(slog.New(slog.DiscardHandler), f.reg, httpProbe(ln.Addr()))
+	n := newNotifier(slog.New(slog.DiscardHandler), f.reg, httpProbe(ln.Addr(), false))
 	if n == nil {
 		t.Fatal("no notifier with NOTIFY_SOCKET set")
 	}
@@ -134,7 +134,7 @@ func TestNotifyStatusFollowsStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs.Next(t, "IMPAIRED", msgIs("STATUS=1 stream: 1 IMPAIRED (orders: KINESIS_THROUGHPUT_EXCEEDED)"))
-	if err := orders.Recover(); err != nil {
+	if err := orders.Recover(codes.OwnerSink); err != nil {
 		t.Fatal(err)
 	}
 	msgs.Next(t, "recovered", msgIs("STATUS=1 stream: 1 ACTIVE"))
@@ -156,7 +156,7 @@ func TestNotifyStatusAtMostOncePerPeriod(t *testing.T) {
 		if err := orders.Fault(codes.KinesisThroughputExceeded, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := orders.Recover(); err != nil {
+		if err := orders.Recover(codes.OwnerSink); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/cdcd-dev/cdcd/config"
@@ -44,4 +45,14 @@ func (d *Daemon) streamCredentials(ctx context.Context, s *config.Stream, stream
 		closer = io.NopCloser(nil)
 	}
 	return p, closer, nil
+}
+
+// kinesisClient is a stream's Kinesis client, writing with creds.
+func (d *Daemon) kinesisClient(creds aws.CredentialsProvider) *kinesis.Client {
+	return kinesis.NewFromConfig(d.aws, func(o *kinesis.Options) {
+		o.Credentials = creds
+		if d.cfg.AWS.KinesisEndpoint != "" {
+			o.BaseEndpoint = aws.String(d.cfg.AWS.KinesisEndpoint)
+		}
+	})
 }

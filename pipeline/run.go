@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
+	"github.com/cdcd-dev/cdcd/atrest"
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/config"
@@ -25,9 +25,9 @@ import (
 // Kinesis; whatever is left is redelivered from the slot on the next start.
 const drainTimeout = 10 * time.Second
 
-// errHeld ends a run whose stream already carries the reason it cannot go
-// on (a fault was reported); it is not an error of the run itself.
-var errHeld = errors.New("stream held by its status reason")
+// errFailed ends a run whose stream FAILED; the supervisor stops such a
+// run anyway, so it is not an error of the run itself.
+var errFailed = errors.New("stream failed")
 
 // streamRun is one run of one stream, from preparing its source and target
 // to the drained shutdown. It owns what each step needs, so the steps take
@@ -50,13 +50,21 @@ type streamRun struct {
 	info   capture.Info
 	target sink.Target
 	gate   *keyGate
+
+	// sinkInternal is set while an INTERNAL_ERROR that the sink reported
+	// is outstanding, so that the sink's success clears it and not one the
+	// handler reported. Only the sink's Report, whose calls are
+	// serialised, touches it.
+	sinkInternal bool
 }
 
 // RunStream implements Runner: it prepares the source and the target, then
 // delivers until ctx ends. A source that is down or misconfigured keeps the
 // stream CREATING (the error is logged and retried, so fixing it needs no
 // restart); AWS permission and key errors fail a CREATING stream and impair
-// a running one (docs/lifecycle.md#codes).
+// a running one (docs/lifecycle.md#codes). It does not return while ctx is
+// live after reporting a fault: a run held by its role or its cluster key
+// retries until the condition is fixed.
 func (d *Daemon) RunStream(ctx context.Context, st *state.Stream) error {
 	r, err := d.newRun(ctx, st)
 	if err != nil {
@@ -69,10 +77,40 @@ func (d *Daemon) RunStream(ctx context.Context, st *state.Stream) error {
 	return r.deliver(ctx)
 }
 
-// quiet turns the end of a held run, or of a cancelled one, into nil.
+// quiet turns the end of a FAILED stream's run, or of a cancelled one,
+// into nil.
 func quiet(err error) error {
-	if errors.Is(err, errHeld) || errors.Is(err, context.Canceled) {
+	if errors.Is(err, errFailed) || errors.Is(err, context.Canceled) {
 		return nil
+	}
+	return err
+}
+
+// hold runs step until it succeeds, retrying on the reconnect schedule
+// and reporting each failure as code, so that the stream shows why it
+// waits and resumes without a restart once the condition is fixed. When
+// step succeeds after failing, the condition it reported is gone, and
+// code's owner is recovered; whatever comes next reports anew if another
+// condition remains. A stream that fails meanwhile (a denial while
+// CREATING) ends the run with errFailed.
+func (r *streamRun) hold(ctx context.Context, code codes.Code, step func() error) error {
+	failed := false
+	err := retry.Do(ctx, retry.Reconnect(), func() error {
+		err := step()
+		if err == nil {
+			return nil
+		}
+		failed = true
+		_ = r.st.Fault(code, err)
+		if r.st.View().Status == state.Failed {
+			return retry.Permanent(errFailed)
+		}
+		return err
+	}, func(err error, wait time.Duration) {
+		r.log.Error("stream held; retrying", "code", string(code), "err", err, "retry_in", wait)
+	})
+	if err == nil && failed {
+		_ = r.st.Recover(code.Owner())
 	}
 	return err
 }
@@ -92,33 +130,39 @@ func (d *Daemon) newRun(ctx context.Context, st *state.Stream) (*streamRun, erro
 	}
 	r.log = r.log.With("name", r.sc.Name)
 	r.met = d.metrics.stream(r.sc.Name)
-	if err := r.openSource(); err != nil {
+	if err := r.openSource(ctx); err != nil {
 		return nil, err
 	}
 	d.setLive(r.def.StreamID, func(l *liveStream) { l.sc = r.sc })
-	creds, closer, err := d.streamCredentials(ctx, r.sc, r.def.ARN, r.def.ClusterID, r.log)
-	if err != nil {
-		// A role the configuration does not allow will not start working
-		// by itself.
-		_ = st.Fault(codes.RoleAccessDenied, err)
-		return nil, errHeld
+	if err := r.hold(ctx, codes.RoleAccessDenied, func() error { return r.openTarget(ctx) }); err != nil {
+		return nil, err
 	}
-	r.closer = closer
-	r.kin = kinesis.NewFromConfig(d.aws, func(o *kinesis.Options) {
-		o.Credentials = creds
-		if d.cfg.AWS.KinesisEndpoint != "" {
-			o.BaseEndpoint = aws.String(d.cfg.AWS.KinesisEndpoint)
-		}
-	})
 	return r, nil
 }
 
-// openSource builds the stream's keyring, spill store and capture source.
-func (r *streamRun) openSource() error {
-	ring, err := r.d.keyring(r.cl, r.def)
+// openTarget builds the Kinesis client with the stream's credentials. A
+// role the configuration does not allow, or whose provider cannot be set
+// up, is ROLE_ACCESS_DENIED.
+func (r *streamRun) openTarget(ctx context.Context) error {
+	d := r.d
+	creds, closer, err := d.streamCredentials(ctx, r.sc, r.def.ARN, r.def.ClusterID, r.log)
 	if err != nil {
-		_ = r.st.Fault(codes.ClusterCMKInaccessible, err)
-		return errHeld
+		return err
+	}
+	r.closer = closer
+	r.kin = d.kinesisClient(creds)
+	return nil
+}
+
+// openSource builds the stream's keyring, spill store and capture source.
+func (r *streamRun) openSource(ctx context.Context) error {
+	var ring *atrest.Keyring
+	err := r.hold(ctx, codes.ClusterCMKInaccessible, func() (err error) {
+		ring, err = r.d.keyring(r.cl, r.def)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if r.spill, err = r.d.spill(ring, r.def, r.log); err != nil {
 		return err
@@ -137,16 +181,19 @@ func (r *streamRun) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.prepared()
 	r.d.setLive(r.def.StreamID, func(l *liveStream) { l.target = &r.target })
-	checker, gate, err := r.d.clusterKey(ctx, r.cl, r.st, r.spill.ring, r.log)
+	var checker *atrest.Checker
+	err = r.hold(ctx, codes.ClusterCMKInaccessible, func() (err error) {
+		checker, r.gate, err = r.d.clusterKey(ctx, r.cl, r.st, r.spill.ring, r.log)
+		return err
+	})
 	if err != nil {
-		_ = r.st.Fault(codes.ClusterCMKInaccessible, err)
-		return errHeld
+		return err
 	}
-	if r.st.Snapshot().Status == state.Failed {
-		return errHeld
+	if r.st.View().Status == state.Failed {
+		return errFailed
 	}
-	r.gate = gate
 	if checker != nil {
 		go checker.Run(ctx)
 	}
@@ -154,28 +201,46 @@ func (r *streamRun) prepare(ctx context.Context) error {
 }
 
 // prepareOnce is one attempt of prepare. A lost slot and a failing stream
-// are permanent; anything else is tried again.
+// are permanent; anything else is tried again. Only what a retry cannot
+// clear (a denial, a missing target) is reported: throttling and internal
+// errors are retried and logged, as the sink does while they are short,
+// and never fail a CREATING stream.
 func (r *streamRun) prepareOnce(ctx context.Context) error {
-	info, err := r.src.Prepare(ctx, r.st.Snapshot().Checkpoint.LSN)
+	info, err := r.src.Prepare(ctx, r.st.View().Checkpoint.LSN)
 	if errors.Is(err, capture.ErrSlotLost) {
 		_ = r.st.Fault(codes.SourceSlotLost, err)
-		return retry.Permanent(errHeld)
+		return retry.Permanent(errFailed)
 	}
 	if err != nil {
 		return err
 	}
 	target, err := sink.DescribeTarget(ctx, r.kin, r.sc.Target.KinesisStream, "")
 	if err != nil {
-		if code := classify(err); code != codes.InternalError {
+		if code := classify(err); code.Denial() || code.Fatal() {
 			_ = r.st.Fault(code, err)
-			if r.st.Snapshot().Status == state.Failed {
-				return retry.Permanent(errHeld)
+			if r.st.View().Status == state.Failed {
+				return retry.Permanent(errFailed)
 			}
 		}
 		return err
 	}
 	r.info, r.target = info, target
 	return nil
+}
+
+// prepared clears the codes that a prepared run disproves
+// (docs/lifecycle.md#re-evaluation-after-a-restart). No sink exists yet,
+// so nothing is submitted and no delivery is failing.
+// DescribeStreamSummary just succeeded with the stream's credentials: the
+// role was assumed and the target answered, so the sink's codes and
+// ROLE_ACCESS_DENIED (whose failures reach the stream only through the
+// calls made with the role's credentials) are cleared; and this run is
+// working, which clears the pipeline's INTERNAL_ERROR. A condition that
+// persists is reported again by the first call that meets it.
+func (r *streamRun) prepared() {
+	for _, o := range []codes.Owner{codes.OwnerSink, codes.OwnerRole, codes.OwnerPipeline} {
+		_ = r.st.Recover(o)
+	}
 }
 
 // deliver runs capture and sink for the prepared stream and shuts them down
@@ -188,7 +253,7 @@ func (r *streamRun) deliver(ctx context.Context) error {
 	}
 	r.d.setLive(r.def.StreamID, func(l *liveStream) { l.src = r.src })
 	r.logReady(h.cp)
-	if r.st.Snapshot().Status == state.Creating {
+	if r.st.View().Status == state.Creating {
 		_ = r.st.Created()
 	}
 
@@ -230,7 +295,7 @@ func (r *streamRun) stop(ctx context.Context, snk *sink.Sink, h *handler, stopSi
 
 // newHandler builds the encoder, the sink and the handler that joins them.
 func (r *streamRun) newHandler() (*sink.Sink, *handler, error) {
-	rec := r.st.Snapshot().Record
+	rec := r.st.View().File
 	enc, err := record.NewEncoder(record.Config{
 		SystemID: r.info.SystemID, Cluster: rec.Definition.ClusterID, Database: r.info.Database,
 		Ordering: record.Ordering(r.sc.Ordering), MaxRecordBytes: r.target.MaxRecordBytes, EmitTruncate: r.sc.EmitTruncate,
@@ -255,18 +320,25 @@ func (r *streamRun) newHandler() (*sink.Sink, *handler, error) {
 	return snk, h, nil
 }
 
-// reportSink is the sink's Report: a recovery counts only while the cluster
-// key is usable, and an STS error inside a Kinesis call is the role's.
+// reportSink is the sink's Report. An STS error inside a Kinesis call is
+// the role's. A success is evidence for every code the sink's calls
+// report: the sink's own, the role's (the call was signed with the role's
+// credentials), and an INTERNAL_ERROR the sink reported. It never clears
+// the cluster key's code, which only the key checker can.
 func (r *streamRun) reportSink(code codes.Code, err error) {
 	if code == "" {
-		if r.gate.OK() {
-			_ = r.st.Recover()
+		_ = r.st.Recover(codes.OwnerSink)
+		_ = r.st.Recover(codes.OwnerRole)
+		if r.sinkInternal {
+			r.sinkInternal = false
+			_ = r.st.Recover(codes.OwnerPipeline)
 		}
 		return
 	}
 	if c := classify(err); c != codes.InternalError {
 		code = c
 	}
+	r.sinkInternal = r.sinkInternal || code == codes.InternalError
 	_ = r.st.Fault(code, err)
 }
 

@@ -38,11 +38,12 @@ func (d *Daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
 	live := d.live[s.ID()]
 	var src *api.SourceInfo
 	var tgt *api.TargetInfo
+	var health *capture.SlotHealth
 	if live != nil && live.sc != nil {
 		src = &api.SourceInfo{Slot: live.sc.Slot, Publication: live.sc.Publication}
 		if live.src != nil {
 			h := live.src.Health()
-			src.RetainedWALBytes, src.WALStatus = h.RetainedWALBytes, h.WALStatus
+			health = &h
 		}
 		if live.target != nil {
 			tgt = &api.TargetInfo{EncryptionType: live.target.EncryptionType, KeyID: live.target.KeyID}
@@ -50,9 +51,30 @@ func (d *Daemon) Describe(s *state.Stream) (*api.SourceInfo, *api.TargetInfo) {
 	}
 	d.mu.Unlock()
 	if src != nil {
-		src.ConfirmedLSN = s.Snapshot().Checkpoint.LSN
+		src.ConfirmedLSN = s.View().Checkpoint.LSN
+		if health != nil {
+			describeHealth(src, *health)
+		}
 	}
 	return src, tgt
+}
+
+// describeHealth adds the slot's last health reading to src, whose
+// ConfirmedLSN is set.
+func describeHealth(src *api.SourceInfo, h capture.SlotHealth) {
+	src.RetainedWALBytes, src.WALStatus = h.RetainedWALBytes, h.WALStatus
+	if h.Exists && h.CurrentWALLSN != 0 {
+		// Before the first checkpoint the stream starts where the slot
+		// does. The reading may be older than the checkpoint: then the
+		// stream is not behind.
+		pos := max(src.ConfirmedLSN, h.ConfirmedFlushLSN)
+		lag := int64(max(h.CurrentWALLSN, pos) - pos)
+		src.LagBytes = &lag
+	}
+	if p := h.Snapshot; p.Running || p.Done {
+		src.Snapshot = &api.SnapshotInfo{Done: p.Done, Table: p.Table, TablesDone: p.TablesDone, Tables: p.Tables,
+			Rows: p.Rows, EstimatedRows: p.EstimatedRows}
+	}
 }
 
 // Teardown implements Runner: it drops the slot and the publication of
@@ -92,12 +114,13 @@ func (d *Daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream,
 			}
 		},
 		SetReplicaIdentityFull: sc.SetReplicaIdentityFull, StatusInterval: sc.Delivery.StatusInterval.Duration,
+		ExternalPublication: !sc.OwnsPublication(), EmitTruncate: sc.EmitTruncate, KeylessTables: sc.KeylessTables == config.KeylessFull,
 		Snapshot: sc.Snapshot, Logger: log.With("component", "capture"),
 	}
 	if st != nil {
 		cfg.Report = func(code codes.Code, err error) {
 			if code == "" {
-				_ = st.Recover()
+				_ = st.Recover(codes.OwnerCapture)
 			} else {
 				_ = st.Fault(code, err)
 			}

@@ -17,7 +17,7 @@ type Runner interface {
 	// CREATING), Fault/Recover/Lag while delivering, Checkpoint before
 	// confirming an LSN. The Supervisor cancels ctx when the stream fails
 	// or is deleted. Returning while ctx is live is reported as an
-	// INTERNAL_ERROR fault.
+	// INTERNAL_ERROR fault, and the stream is run again with backoff.
 	RunStream(ctx context.Context, s *state.Stream) error
 	// Teardown releases what the stream holds on the source (slot,
 	// publication) and in the Runner (its metric series) after Run has
@@ -38,7 +38,7 @@ var _ Runner = IdleRunner{}
 
 // RunStream implements Runner.
 func (p IdleRunner) RunStream(ctx context.Context, s *state.Stream) error {
-	if s.Snapshot().Status == state.Creating {
+	if s.View().Status == state.Creating {
 		t := time.NewTimer(p.Delay)
 		defer t.Stop()
 		select {

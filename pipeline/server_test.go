@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -53,7 +54,9 @@ func TestGetStreamWireShape(t *testing.T) {
 				return nil
 			},
 			describe: func(*state.Stream) (*api.SourceInfo, *api.TargetInfo) {
-				return &api.SourceInfo{Slot: "cdcd_orders", Publication: "cdcd_orders", RetainedWALBytes: 4096, WALStatus: "reserved"},
+				lag := int64(2048)
+				return &api.SourceInfo{Slot: "cdcd_orders", Publication: "cdcd_orders", RetainedWALBytes: 4096, WALStatus: "reserved",
+						LagBytes: &lag, Snapshot: &api.SnapshotInfo{Table: "public.orders", TablesDone: 1, Tables: 3, Rows: 1200, EstimatedRows: 5000}},
 					&api.TargetInfo{EncryptionType: "KMS", KeyID: "alias/orders"}
 			},
 		}
@@ -76,13 +79,17 @@ func TestGetStreamWireShape(t *testing.T) {
 		t.Errorf("creationTime = %#v, want a number", m["creationTime"])
 	}
 	reason := m["statusReason"].(map[string]any)
-	if reason["error"] != "KINESIS_KMS_ACCESS_DENIED" || reason["message"] != "key 1234 is disabled" {
+	if reason["error"] != "KINESIS_KMS_ACCESS_DENIED" || reason["message"] != "key 1234 is disabled (see docs/runbook.md#kinesis_kms_access_denied)" {
 		t.Errorf("statusReason = %v", reason)
 	}
 	src := m["source"].(map[string]any)
 	if src["slot"] != "cdcd_orders" || src["confirmedLsn"] != "16/B374D848" || src["walStatus"] != "reserved" ||
-		src["retainedWalBytes"] != 4096.0 || src["lagSeconds"] != 1.5 {
+		src["retainedWalBytes"] != 4096.0 || src["lagSeconds"] != 1.5 || src["lagBytes"] != 2048.0 {
 		t.Errorf("source = %v", src)
+	}
+	wantSnap := map[string]any{"done": false, "table": "public.orders", "tablesDone": 1.0, "tables": 3.0, "rows": 1200.0, "estimatedRows": 5000.0}
+	if snap, _ := src["snapshot"].(map[string]any); !maps.Equal(snap, wantSnap) {
+		t.Errorf("source.snapshot = %v, want %v", src["snapshot"], wantSnap)
 	}
 	if tg := m["target"].(map[string]any); tg["encryptionType"] != "KMS" || tg["keyId"] != "alias/orders" {
 		t.Errorf("target = %v", tg)
@@ -178,7 +185,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	bad := m["notReady"].([]any)[0].(map[string]any)
 	if bad["streamIdentifier"] != id || bad["status"] != "IMPAIRED" ||
-		bad["statusReason"].(map[string]any)["message"] != "sts:AssumeRole denied" {
+		bad["statusReason"].(map[string]any)["message"] != "sts:AssumeRole denied (see docs/runbook.md#role_access_denied)" {
 		t.Fatalf("notReady = %v", bad)
 	}
 

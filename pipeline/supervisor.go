@@ -185,36 +185,58 @@ func (r *Supervisor) idle(e *entry) {
 }
 
 // start runs the pipeline for e and stops it when the stream fails or is
-// being deleted, so that a FAILED stream never delivers again.
+// being deleted, so that a FAILED stream never delivers again. A pipeline
+// that returns on its own is restarted with backoff: an IMPAIRED stream
+// always has a pipeline working on it.
 func (r *Supervisor) start(e *entry) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	e.stop, e.done = cancel, make(chan struct{})
 	s := e.s
-	runErr := make(chan error, 1)
-	r.wg.Go(func() { runErr <- r.cfg.Runner.RunStream(ctx, s) })
 	r.wg.Go(func() {
 		defer close(e.done)
 		defer cancel()
-		for {
-			snap, changed := s.Watch()
-			switch snap.Status {
-			case state.Failed, state.Deleting, state.Deleted:
-				cancel()
-			}
-			select {
-			case err := <-runErr:
-				if ctx.Err() == nil {
-					if err == nil {
-						err = errors.New("returned without being stopped")
-					}
-					r.log.Error("stream pipeline stopped", "stream", s.ID(), "error", err)
-					_ = s.Fault(codes.InternalError, fmt.Errorf("pipeline stopped: %w", err))
-				}
-				return
-			case <-changed:
-			}
-		}
+		_ = retry.Do(ctx, retry.Reconnect(), func() error { return r.run(ctx, s) }, func(err error, wait time.Duration) {
+			r.log.Warn("restarting stream pipeline", "stream", s.ID(), "error", err, "retry_in", wait)
+		})
 	})
+}
+
+// run runs the stream's pipeline once. It returns nil once the pipeline
+// has stopped because ctx ended or the stream no longer runs (FAILED,
+// DELETING), and an error, after reporting it as INTERNAL_ERROR, when the
+// pipeline returned while it should have gone on.
+func (r *Supervisor) run(ctx context.Context, s *state.Stream) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	r.wg.Go(func() { runErr <- r.cfg.Runner.RunStream(runCtx, s) })
+	for {
+		snap, changed := s.Watch()
+		if !runs(snap.Status) {
+			cancel()
+		}
+		select {
+		case err := <-runErr:
+			if runCtx.Err() != nil || !runs(s.View().Status) {
+				return nil // stopped, or its stream FAILED meanwhile
+			}
+			if err == nil {
+				err = errors.New("returned without being stopped")
+			}
+			r.log.Error("stream pipeline stopped", "stream", s.ID(), "error", err)
+			_ = s.Fault(codes.InternalError, fmt.Errorf("pipeline stopped: %w", err))
+			if !runs(s.View().Status) {
+				return nil
+			}
+			return err
+		case <-changed:
+		}
+	}
+}
+
+// runs reports whether a stream in status st has a pipeline.
+func runs(st state.Status) bool {
+	return st == state.Creating || st == state.Active || st == state.Impaired
 }
 
 // startTeardown begins deleting e once; the caller holds r.mu.
@@ -262,14 +284,14 @@ func (r *Supervisor) teardown(e *entry) {
 // that cluster that is not DELETED.
 func (r *Supervisor) lookup(clusterID, streamID string) (*entry, error) {
 	e, ok := r.streams[streamID]
-	if !ok || e.s.Definition().ClusterID != clusterID || e.s.Snapshot().Status == state.Deleted {
+	if !ok || e.s.Definition().ClusterID != clusterID || e.s.View().Status == state.Deleted {
 		return nil, &api.NotFoundError{Type: "stream", ID: streamID}
 	}
 	return e, nil
 }
 
 func (r *Supervisor) view(s *state.Stream) api.StreamView {
-	v := api.StreamView{Snapshot: s.Snapshot()}
+	v := api.StreamView{View: s.View()}
 	v.Source, v.TargetInfo = r.cfg.Runner.Describe(s)
 	return v
 }
@@ -335,7 +357,7 @@ func (r *Supervisor) CreateStream(_ context.Context, req api.CreateRequest) (api
 
 // add saves and starts a new CREATING stream; the caller holds r.mu.
 func (r *Supervisor) add(def state.Definition) (api.StreamView, error) {
-	rec := state.Record{Version: state.FileVersion, Definition: def, Status: state.Creating}
+	rec := state.File{Version: state.FileVersion, Definition: def, Status: state.Creating}
 	if err := r.cfg.Store.Save(rec); err != nil {
 		return api.StreamView{}, fmt.Errorf("create stream: %w", err)
 	}
@@ -456,8 +478,11 @@ func (r *Supervisor) DeleteStream(_ context.Context, clusterID, streamID, _ stri
 	if r.closed {
 		return api.StreamView{}, errClosed
 	}
+	// The answer shows DELETING, as DSQL's does, even when a quick
+	// teardown finishes before the response is written.
+	view := api.StreamView{View: e.s.View()}
 	r.startTeardown(e)
-	return api.StreamView{Snapshot: e.s.Snapshot()}, nil
+	return view, nil
 }
 
 // DeleteManaged deletes a config-managed stream, for the daemon when an

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,7 +178,7 @@ func TestFailureThreshold(t *testing.T) {
 	if got.StatusReason == nil || got.StatusReason.Error != "KINESIS_THROUGHPUT_EXCEEDED" {
 		t.Fatalf("statusReason = %+v", got.StatusReason)
 	}
-	snap := mustStream(t, f.reg, *out.StreamIdentifier).Snapshot()
+	snap := mustStream(t, f.reg, *out.StreamIdentifier).View()
 	if snap.Lag <= time.Second {
 		t.Fatalf("failed at lag %v, threshold 1s", snap.Lag)
 	}
@@ -230,20 +231,78 @@ func TestDeletingResumesAfterRestart(t *testing.T) {
 	}
 }
 
-func TestHandlerReturningEarlyIsAFault(t *testing.T) {
-	f := newFixture(t, func(c *SupervisorConfig) {
-		c.Runner = funcRunner{run: func(context.Context, *state.Stream) error {
-			return errors.New("slot orders in use")
-		}}
-	})
-	out, err := f.client.CreateStream(ctxT(t), createInput(cluster))
-	if err != nil {
-		t.Fatal(err)
+// TestSupervisorRestartsReturnedRun: a pipeline that returns while its
+// stream should run is an INTERNAL_ERROR (which leaves a CREATING stream
+// CREATING: it is retried, not failed) and is started again, and the new
+// run's success clears the code.
+func TestSupervisorRestartsReturnedRun(t *testing.T) {
+	tests := []struct {
+		name    string
+		restart bool // create the stream ACTIVE, then restart with the test's runner
+		between types.StreamStatus
+		code    string
+	}{
+		{"creating", false, types.StreamStatusCreating, ""},
+		{"active", true, types.StreamStatusImpaired, "INTERNAL_ERROR"},
 	}
-	// A fault while CREATING fails the stream at once (docs/lifecycle.md#codes).
-	got := waitStatus(t, f.client, *out.StreamIdentifier, types.StreamStatusFailed)
-	if got.StatusReason.Error != "INTERNAL_ERROR" {
-		t.Fatalf("statusReason = %+v", got.StatusReason)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			proceed := make(chan struct{})
+			runner := funcRunner{run: func(ctx context.Context, s *state.Stream) error {
+				if calls.Add(1) == 1 {
+					return errors.New("slot orders in use")
+				}
+				select { // the test looks at the stream between the runs
+				case <-proceed:
+				case <-ctx.Done():
+					return nil
+				}
+				// What a prepared run reports (run.go prepared).
+				_ = s.Recover(codes.OwnerPipeline)
+				if s.View().Status == state.Creating {
+					_ = s.Created()
+				}
+				<-ctx.Done()
+				return nil
+			}}
+			f := newFixture(t, func(c *SupervisorConfig) {
+				if !tt.restart {
+					c.Runner = runner
+				}
+			})
+			out, err := f.client.CreateStream(ctxT(t), createInput(cluster))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := *out.StreamIdentifier
+			if tt.restart {
+				waitStatus(t, f.client, id, types.StreamStatusActive)
+				f.restart(func(c *SupervisorConfig) { c.Runner = runner })
+			}
+			// The second run starts after the fault is applied.
+			for deadline := time.Now().Add(time.Minute); calls.Load() < 2; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the returned run was not started again")
+				}
+			}
+			got, err := f.client.GetStream(ctxT(t), getInput(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			code := ""
+			if got.StatusReason != nil {
+				code = string(got.StatusReason.Error)
+			}
+			if got.Status != tt.between || code != tt.code {
+				t.Fatalf("between the runs: %s %q, want %s %q", got.Status, code, tt.between, tt.code)
+			}
+			close(proceed)
+			waitStatus(t, f.client, id, types.StreamStatusActive)
+			if n := calls.Load(); n != 2 {
+				t.Fatalf("RunStream called %d times, want 2", n)
+			}
+		})
 	}
 }
 

@@ -37,8 +37,8 @@ type Column struct {
 	Name    string
 	TypeOID uint32
 	TypMod  int32
-	// Key marks membership in the replica identity (the primary key, or the
-	// index named by REPLICA IDENTITY USING INDEX).
+	// Key marks membership in the table's primary key (read from the
+	// catalog: pgoutput's own flags mark the replica identity instead).
 	Key bool
 }
 
@@ -51,9 +51,9 @@ type Relation struct {
 	// 'n' nothing, 'f' full, 'i' index.
 	ReplicaIdentity byte
 	Columns         []Column
-	// HasKey reports whether the Key columns identify a row (a primary key
-	// or a unique replica-identity index), so changes can be compacted.
-	// Tables without one emit every change (docs/records.md#compaction).
+	// HasKey reports whether the Key columns identify a row (the table has
+	// a primary key), so changes can be compacted. Tables without one emit
+	// every change, with the whole old row in before (docs/records.md#keys).
 	HasKey bool
 }
 
@@ -71,9 +71,10 @@ const (
 	Read ChangeKind = 'R'
 )
 
-// Change is one row change. For Update, Old is nil unless the replica
-// identity changed or is FULL; for Delete, Old holds the key columns (or the
-// whole row under REPLICA IDENTITY FULL), with non-key columns DatumNull.
+// Change is one row change. For Update, Old is nil unless the key changed
+// or the replica identity is FULL; for Delete, Old holds the replica
+// identity's columns (the whole row under REPLICA IDENTITY FULL), with the
+// other columns DatumNull.
 // For Truncate, Rel is the truncated table and Old and New are nil.
 type Change struct {
 	Kind ChangeKind

@@ -42,7 +42,8 @@ import (
 type compactRow struct {
 	rel *Relation
 	op  byte // 'c', 'u', 'd' or 't'
-	// before, for a d on a keyed table, holds the key columns.
+	// before, for a d on a keyed table, holds the key columns; for a u or
+	// d on a table without a key, the whole old row.
 	before Tuple
 	after  Tuple
 	// key is the encoded key of a keyed row; "" for tables without a key
@@ -63,6 +64,9 @@ type compactEntry struct {
 	// image is the row as it is now (keyed, present) or the change's new
 	// row (tables without a key).
 	image Tuple
+	// before is the whole old row of an update or delete on a table
+	// without a key.
+	before Tuple
 	// keyImage holds the key of a keyed row that is now absent.
 	keyImage Tuple
 	// mapKey is the relation ID and the encoded key; mapKey[4:] is the key.
@@ -116,7 +120,7 @@ func (c *compactor) run(txn *Txn, emitTruncate bool) ([]compactRow, []*Relation,
 			continue
 		}
 		if !e.keyed {
-			c.rows = append(c.rows, compactRow{rel: e.rel, op: e.op, after: e.image})
+			c.rows = append(c.rows, compactRow{rel: e.rel, op: e.op, before: e.before, after: e.image})
 			continue
 		}
 		row := compactRow{rel: e.rel, key: e.mapKey[4:]}
@@ -250,32 +254,47 @@ func (c *compactor) change(ch *Change) error {
 // keylessChange records a change to a table without a key as-is (docs/records.md#keys:
 // such tables cannot be compacted).
 func (c *compactor) keylessChange(ch *Change) error {
-	e := compactEntry{rel: ch.Rel}
+	row, err := keylessRow(ch)
+	if err != nil {
+		return err
+	}
+	c.entries = append(c.entries, compactEntry{rel: ch.Rel, op: row.op, image: row.after, before: row.before})
+	return nil
+}
+
+// keylessRow is the record of a change to a table without a key, for the
+// in-memory and the external compaction alike. An update or delete carries
+// the whole old row in before, which is all that tells a consumer which
+// row it was.
+func keylessRow(ch *Change) (compactRow, error) {
+	row := compactRow{rel: ch.Rel}
+	var err error
 	switch ch.Kind {
 	case Insert:
-		row, err := fillUnchanged(ch.Rel, ch.New, nil, nil)
-		if err != nil {
-			return err
-		}
-		e.op, e.image = 'c', row
+		row.op = 'c'
+		row.after, err = fillUnchanged(ch.Rel, ch.New, nil, nil)
 	case Read:
-		e.op, e.image = 'r', ch.New
+		row.op, row.after = 'r', ch.New
 	case Update:
-		// Only REPLICA IDENTITY FULL publishes updates of such tables, so
-		// Old holds the whole old row for unchanged TOASTed values.
-		row, err := fillUnchanged(ch.Rel, ch.New, ch.Old, nil)
-		if err != nil {
-			return err
+		row.op, row.before, err = 'u', ch.Old, checkOldRow(ch)
+		if err == nil {
+			// Old holds the whole old row, unchanged TOASTed values too.
+			row.after, err = fillUnchanged(ch.Rel, ch.New, ch.Old, nil)
 		}
-		e.op, e.image = 'u', row
 	case Delete:
-		// docs/records.md#keys: before is the key on tables with a primary key,
-		// otherwise null; after is null for deletes.
-		e.op = 'd'
+		row.op, row.before, err = 'd', ch.Old, checkOldRow(ch)
 	default:
-		return fmt.Errorf("%w: unknown change kind %q", ErrMalformedChange, byte(ch.Kind))
+		err = fmt.Errorf("%w: unknown change kind %q", ErrMalformedChange, byte(ch.Kind))
 	}
-	c.entries = append(c.entries, e)
+	return row, err
+}
+
+// checkOldRow makes sure an update or delete on a table without a key
+// carries the whole old row, which only REPLICA IDENTITY FULL logs.
+func checkOldRow(ch *Change) error {
+	if ch.Old == nil || ch.Rel.ReplicaIdentity != 'f' {
+		return &OldRowError{Schema: ch.Rel.Schema, Table: ch.Rel.Table}
+	}
 	return nil
 }
 
@@ -340,8 +359,13 @@ func (c *compactor) keyOf(rel *Relation, t Tuple) ([]byte, error) {
 			continue
 		}
 		d := t[i]
-		if d.Kind == DatumUnchanged {
+		switch d.Kind {
+		case DatumUnchanged:
 			return nil, &PartialRowError{Schema: rel.Schema, Table: rel.Table, Column: col.Name}
+		case DatumNull:
+			// A key column is never NULL in a row: the old row of an update
+			// or delete left it out (a replica identity without it).
+			return nil, &OldRowError{Schema: rel.Schema, Table: rel.Table, Column: col.Name}
 		}
 		at := len(b)
 		b = append(b, 0, 0, 0, 0)

@@ -147,12 +147,12 @@ func TestCompaction(t *testing.T) {
 		{
 			name:    "no key: every change is emitted",
 			changes: []Change{insertOf(log, tup("a", "1")), updateOf(log, tup("a", "1"), tup("b", "1")), insertOf(log, tup("a", "1")), deleteOf(log, tup("b", "1"))},
-			want:    []string{`c log null {"msg":"a","n":1}`, `u log null {"msg":"b","n":1}`, `c log null {"msg":"a","n":1}`, `d log null null`},
+			want:    []string{`c log null {"msg":"a","n":1}`, `u log {"msg":"a","n":1} {"msg":"b","n":1}`, `c log null {"msg":"a","n":1}`, `d log {"msg":"b","n":1} null`},
 		},
 		{
 			name:    "no key: TOAST filled from the whole old row",
 			changes: []Change{updateOf(log, tup("long", "1"), tup(toast, "2"))},
-			want:    []string{`u log null {"msg":"long","n":2}`},
+			want:    []string{`u log {"msg":"long","n":1} {"msg":"long","n":2}`},
 		},
 		{
 			name:    "tables interleave in order of first appearance",
@@ -226,6 +226,7 @@ func TestCompactionErrors(t *testing.T) {
 		changes []Change
 		want    error
 		partial *PartialRowError
+		oldRow  *OldRowError
 	}{
 		{
 			name:    "TOAST value with no source",
@@ -248,9 +249,19 @@ func TestCompactionErrors(t *testing.T) {
 			partial: &PartialRowError{Schema: "public", Table: "items", Column: "body"},
 		},
 		{
-			name:    "no key: TOAST value without the old row",
+			name:    "no key: update without the old row",
 			changes: []Change{updateOf(logRel(), nil, tup(toast, "2"))},
-			partial: &PartialRowError{Schema: "public", Table: "log", Column: "msg"},
+			oldRow:  &OldRowError{Schema: "public", Table: "log"},
+		},
+		{
+			name:    "no key: delete without the whole old row",
+			changes: []Change{deleteOf(keylessRel('d'), tup("a", "1"))},
+			oldRow:  &OldRowError{Schema: "public", Table: "log"},
+		},
+		{
+			name:    "key column missing from the old row",
+			changes: []Change{deleteOf(items, tup(nil, "a", nil))},
+			oldRow:  &OldRowError{Schema: "public", Table: "items", Column: "id"},
 		},
 		{
 			name:    "delete without the old key",
@@ -306,6 +317,15 @@ func TestCompactionErrors(t *testing.T) {
 				}
 				if msg := err.Error(); !strings.Contains(msg, "REPLICA IDENTITY FULL") || !strings.Contains(msg, `"`+tt.partial.Column+`"`) {
 					t.Errorf("message does not name the column and the fix: %s", msg)
+				}
+			}
+			if tt.oldRow != nil {
+				var oe *OldRowError
+				if !errors.As(err, &oe) || *oe != *tt.oldRow {
+					t.Fatalf("error %v, want %+v", err, *tt.oldRow)
+				}
+				if msg := err.Error(); !strings.Contains(msg, `ALTER TABLE "public".`) || !strings.Contains(msg, "REPLICA IDENTITY FULL") {
+					t.Errorf("message does not name the fix: %s", msg)
 				}
 			}
 		})

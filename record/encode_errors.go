@@ -47,6 +47,24 @@ func (e *PartialRowError) Error() string {
 		" run ALTER TABLE " + t + " REPLICA IDENTITY FULL so updates carry the whole old row"
 }
 
+// OldRowError reports an update or delete whose old row lacks what its
+// record needs: a primary key column (Column) of a table with a key, or the
+// whole old row of a table without one (Column empty). The table's replica
+// identity no longer logs it (docs/records.md#keys); emitting the change
+// would mis-key or half-describe the row, so the transaction is refused.
+type OldRowError struct {
+	Schema, Table, Column string
+}
+
+func (e *OldRowError) Error() string {
+	t := quoteIdent(e.Schema) + "." + quoteIdent(e.Table)
+	what := "the change does not carry the whole old row of a table without a primary key"
+	if e.Column != "" {
+		what = "the change does not carry primary key column " + strconv.Quote(e.Column) + " of the old row"
+	}
+	return "table " + t + ": " + what + "; run ALTER TABLE " + t + " REPLICA IDENTITY FULL so updates and deletes carry the whole old row"
+}
+
 // ValueError reports a column value that could not be encoded. Err is one of
 // ErrMalformedValue, ErrBinaryUnsupported or ErrValueOutOfRange, wrapped with
 // detail.

@@ -38,8 +38,11 @@ func itemsRel() *Relation {
 // logRel is public.log(msg text, n int4) without a key, REPLICA IDENTITY
 // FULL (so all its columns are marked as identity by pgoutput, but HasKey
 // is false).
-func logRel() *Relation {
-	return &Relation{ID: 16600, Schema: "public", Table: "log", ReplicaIdentity: 'f',
+func logRel() *Relation { return keylessRel('f') }
+
+// keylessRel is a table without a key with replica identity ident.
+func keylessRel(ident byte) *Relation {
+	return &Relation{ID: 16600, Schema: "public", Table: "log", ReplicaIdentity: ident,
 		Columns: []Column{{Name: "msg", TypeOID: oidText, Key: true}, {Name: "n", TypeOID: oidInt4, Key: true}}}
 }
 

@@ -14,7 +14,8 @@ import (
 //
 // A chunked main record adds "chunked" between "after" and "source" (see
 // chunk.go). Images list columns in relation order; a d record's before
-// holds only the key columns, and is null on tables without a key.
+// holds only the key columns, and on tables without a key the u and d
+// records' before holds the whole old row.
 
 // appendRow encodes one compacted row as a full record, or as fragments and
 // a chunked main record when it does not fit, and appends them to out.
@@ -23,7 +24,9 @@ func (e *Encoder) appendRow(out []Record, row *compactRow, index int) ([]Record,
 	var before, after []byte
 	var err error
 	if row.before != nil {
-		e.before, err = e.appendImage(e.before[:0], row.rel, row.before, true)
+		// A table with a key gives a delete's key columns; one without, the
+		// whole old row.
+		e.before, err = e.appendImage(e.before[:0], row.rel, row.before, isKeyed(row.rel))
 		if err != nil {
 			return out, err
 		}

@@ -332,31 +332,15 @@ func (x *external) newKey(rel *Relation, ch *Change) ([]byte, error) {
 	return slices.Clone(k), nil
 }
 
-// keyless makes the record of a change to a table without a key, as
-// compactor.keylessChange does; phase 3 drops it if its table is
-// truncated later in the transaction.
+// keyless makes the record of a change to a table without a key
+// (keylessRow); phase 3 drops it if its table is truncated later in the
+// transaction.
 func (x *external) keyless(ch *Change, seq uint64) error {
-	var op byte
-	var img Tuple
-	var err error
-	switch ch.Kind {
-	case Insert:
-		op = 'c'
-		img, err = fillUnchanged(ch.Rel, ch.New, nil, nil)
-	case Update:
-		op = 'u'
-		img, err = fillUnchanged(ch.Rel, ch.New, ch.Old, nil)
-	case Delete:
-		op = 'd'
-	case Read:
-		op, img = 'r', ch.New
-	default:
-		return fmt.Errorf("%w: unknown change kind %q", ErrMalformedChange, byte(ch.Kind))
-	}
+	row, err := keylessRow(ch)
 	if err != nil {
 		return err
 	}
-	return x.addRow(seq, 0, rowKeyless, &compactRow{rel: ch.Rel, op: op, after: img})
+	return x.addRow(seq, 0, rowKeyless, &row)
 }
 
 // payload builds an event payload in x.ent: type, relation, tuples.

@@ -46,18 +46,24 @@ func BaseConfig(ctx context.Context, region, stsEndpoint string) (aws.Config, er
 	return cfg, nil
 }
 
-// CallerARN is the ARN of the base identity BaseConfig loads, as STS
-// GetCallerIdentity reports it.
-func CallerARN(ctx context.Context, region, stsEndpoint string) (string, error) {
+// Caller is cdcd's base identity as STS GetCallerIdentity reports it.
+type Caller struct {
+	ARN     string
+	Account string
+}
+
+// CallerIdentity asks STS GetCallerIdentity who the base identity that
+// BaseConfig loads is. The call needs no IAM permission.
+func CallerIdentity(ctx context.Context, region, stsEndpoint string) (Caller, error) {
 	cfg, err := BaseConfig(ctx, region, stsEndpoint)
 	if err != nil {
-		return "", err
+		return Caller{}, err
 	}
 	id, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		return "", fmt.Errorf("STS GetCallerIdentity: %w", err)
+		return Caller{}, fmt.Errorf("STS GetCallerIdentity: %w", err)
 	}
-	return aws.ToString(id.Arn), nil
+	return Caller{ARN: aws.ToString(id.Arn), Account: aws.ToString(id.Account)}, nil
 }
 
 // stsEndpointSource answers the SDK's service-specific endpoint lookup for

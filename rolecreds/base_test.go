@@ -3,8 +3,6 @@ package rolecreds_test
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,17 +17,7 @@ import (
 // standard chain (here the environment), an STS client from it pointed at
 // the stand-in, and the role provider on top.
 func TestBaseConfigWiring(t *testing.T) {
-	if _, ok := os.LookupEnv("AWS_ENDPOINT_URL"); ok {
-		t.Skip("AWS_ENDPOINT_URL is set; the SDK then ignores service-specific endpoints")
-	}
-	dir := t.TempDir()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDFROMENVIRONMENT")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-
+	stsstub.UseEnvironment(t, "AKIDFROMENVIRONMENT")
 	s := stsstub.New(t)
 	s.SetCaller(testBase)
 	s.AddRole(testRole, testExternal, true)
@@ -53,8 +41,8 @@ func TestBaseConfigWiring(t *testing.T) {
 	if aws.ToString(id.Arn) != testBase {
 		t.Errorf("caller %q, want %q", aws.ToString(id.Arn), testBase)
 	}
-	if arn, err := rolecreds.CallerARN(ctx, "us-east-1", s.URL()); err != nil || arn != testBase {
-		t.Errorf("CallerARN = %q, %v; want %q", arn, err, testBase)
+	if c, err := rolecreds.CallerIdentity(ctx, "us-east-1", s.URL()); err != nil || c.ARN != testBase || c.Account != "123456789012" {
+		t.Errorf("CallerIdentity = %+v, %v; want %q in account 123456789012", c, err, testBase)
 	}
 	p, err := rolecreds.New(testConfig(), client)
 	if err != nil {

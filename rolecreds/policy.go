@@ -35,9 +35,10 @@ var kinesisActions = []string{
 	"kinesis:PutRecords",
 }
 
-// statements are the role's permissions, shared by the session policy and
-// the identity policy so that the two cannot drift apart.
-func statements(cfg Config) ([]iam.Statement, error) {
+// Statements are the permissions a stream's writer needs: its role's, shared
+// by the session policy and the identity policy so that the two cannot
+// drift apart, or the base identity's for a stream without a role.
+func Statements(cfg Config) ([]iam.Statement, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validateTarget(); err != nil {
 		return nil, err
@@ -61,11 +62,21 @@ func statements(cfg Config) ([]iam.Statement, error) {
 		Action:   "kms:GenerateDataKey",
 		Resource: key,
 		Condition: map[string]map[string]any{"StringEquals": {
-			"kms:ViaService":                        "kinesis." + cfg.Region + "." + dnsSuffixes[cfg.Partition],
+			"kms:ViaService":                        ViaKinesis(cfg.Partition, cfg.Region),
 			"kms:EncryptionContext:aws:kinesis:arn": cfg.KinesisStreamARN,
 			"aws:ResourceAccount":                   "${aws:PrincipalAccount}",
 		}},
 	}}, nil
+}
+
+// ViaKinesis is the kms:ViaService value of calls Kinesis makes to KMS on a
+// caller's behalf in region; "" for a partition cdcd does not support.
+func ViaKinesis(partition, region string) string {
+	suffix, ok := dnsSuffixes[partition]
+	if !ok {
+		return ""
+	}
+	return "kinesis." + region + "." + suffix
 }
 
 // SessionPolicy returns the session policy sent on AssumeRole: compact JSON,
@@ -73,7 +84,7 @@ func statements(cfg Config) ([]iam.Statement, error) {
 // session's permissions are the intersection of this and the role's own, so
 // a role broader than one stream is still narrowed to it.
 func SessionPolicy(cfg Config) (string, error) {
-	st, err := statements(cfg)
+	st, err := Statements(cfg)
 	if err != nil {
 		return "", err
 	}
@@ -90,7 +101,7 @@ func SessionPolicy(cfg Config) (string, error) {
 // PermissionsPolicy returns the same statements as SessionPolicy, as the
 // role's IAM identity policy: indented, ending in a newline, ready to paste.
 func PermissionsPolicy(cfg Config) (string, error) {
-	st, err := statements(cfg)
+	st, err := Statements(cfg)
 	if err != nil {
 		return "", err
 	}

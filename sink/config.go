@@ -72,7 +72,10 @@ type Config struct {
 	// code changes, and with ("", nil) on the first success after a failure:
 	// when every batch whose failure was reported has since been accepted
 	// (a batch stuck on an oversize record keeps the stream impaired however
-	// well the others go). Calls are serialised; Report must not block or
+	// well the others go). The first batch the sink ever gets accepted while
+	// nothing is impairing is reported with ("", nil) too, so that a code
+	// the stream carries from before a restart is cleared by the evidence
+	// of a working delivery. Calls are serialised; Report must not block or
 	// call back into the sink.
 	Report  func(code codes.Code, err error)
 	Logger  *slog.Logger

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -191,8 +192,13 @@ func (s *Sink) wait(ctx context.Context, b *batch) bool {
 
 // health turns per-batch failures into Report calls and rate-limited log
 // lines. A failing batch counts as impairing once its code is reported; the
-// stream is healthy again when no batch is impairing.
+// stream is healthy again when no batch is impairing. The first batch
+// accepted while none is impairing is reported too: the stream may carry a
+// code from before a restart that only the sink can clear.
 type health struct {
+	// confirmed is set once a success has been reported; read without mu
+	// so that a healthy sink's batches take no lock.
+	confirmed   atomic.Bool
 	mu          sync.Mutex
 	report      func(codes.Code, error)
 	log         *slog.Logger
@@ -244,19 +250,28 @@ func (h *health) failed(b *batch, err error, n int) {
 
 // recovered handles b's last entries being accepted.
 func (h *health) recovered(b *batch) {
-	if !b.impairing {
+	if !b.impairing && h.confirmed.Load() {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	b.impairing = false
-	h.failing--
-	if h.failing == 0 && h.reported != "" {
-		h.reported = ""
+	if b.impairing {
+		b.impairing = false
+		h.failing--
+	}
+	if h.failing > 0 {
+		return
+	}
+	switch {
+	case h.reported != "":
 		h.log.Info("delivery recovered", slog.Int("attempts", b.attempts),
 			slog.Duration("failed_for", time.Since(b.failSince)))
-		h.report("", nil)
+	case h.confirmed.Load():
+		return
 	}
+	h.reported = ""
+	h.confirmed.Store(true)
+	h.report("", nil)
 }
 
 func streamLabel(cfg Config) string {

@@ -77,6 +77,35 @@ func TestReport(t *testing.T) {
 	}
 }
 
+// TestFirstAcceptedBatchReported: a healthy sink reports ("", nil) once, on
+// the first batch Kinesis accepts, so that a code the stream carries from
+// before a restart is cleared; later batches report nothing.
+func TestFirstAcceptedBatchReported(t *testing.T) {
+	var calls atomic.Int32
+	api := &fakeAPI{put: func(ctx context.Context, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+		calls.Add(1)
+		return accepted(in), nil
+	}}
+	var r reports
+	cfg := testConfig(record.Unordered)
+	cfg.Report = r.report
+	s, _ := start(t, cfg, api)
+	if got := r.get(); len(got) != 0 {
+		t.Fatalf("reports %v before anything was sent", got)
+	}
+	for lsn := range uint64(3) {
+		if err := s.Submit(context.Background(), lsn+1, recs("k", "payload")); err != nil {
+			t.Fatal(err)
+		}
+		drain(t, s, 5*time.Second)
+	}
+	eventually(t, "first success report", func() bool { return len(r.get()) > 0 })
+	time.Sleep(5 * time.Millisecond) // a second report would show by now
+	if got := r.get(); !slices.Equal(got, []codes.Code{""}) || calls.Load() != 3 {
+		t.Errorf("reports = %q after %d calls, want one success", got, calls.Load())
+	}
+}
+
 // TestOutOfOrderCompletion: with two requests in flight, the later
 // transaction's request completes first; Delivered must wait for the earlier.
 func TestOutOfOrderCompletion(t *testing.T) {
@@ -178,15 +207,15 @@ func TestCancelMidCall(t *testing.T) {
 }
 
 // TestThrottlingStorm: whole-call and per-record throttling for a while.
-// Within ImpairAfter nothing is reported; past it, one
-// KINESIS_THROUGHPUT_EXCEEDED and one recovery.
+// Within ImpairAfter no code is reported, only the first accepted batch;
+// past it, one KINESIS_THROUGHPUT_EXCEEDED and one recovery.
 func TestThrottlingStorm(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		impairAfter time.Duration
 		want        []codes.Code
 	}{
-		{"short storm", time.Hour, nil},
+		{"short storm", time.Hour, []codes.Code{""}},
 		{"lag grows", 10 * time.Millisecond, []codes.Code{codes.KinesisThroughputExceeded, ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,9 +254,7 @@ func TestThrottlingStorm(t *testing.T) {
 				}
 			}
 			drain(t, s, 10*time.Second)
-			if tc.want != nil {
-				eventually(t, "recovery report", func() bool { return len(r.get()) >= len(tc.want) })
-			}
+			eventually(t, "recovery report", func() bool { return len(r.get()) >= len(tc.want) })
 			if got := r.get(); !slices.Equal(got, tc.want) {
 				t.Errorf("reports = %v, want %v", got, tc.want)
 			}

@@ -19,13 +19,21 @@ type Event int
 const (
 	// EventCreated: the slot, publication and target checks are done.
 	EventCreated Event = iota + 1
-	// EventFault: a delivery or source failure with a non-fatal code.
+	// EventFault: a failure whose code a retry can clear (throttling, an
+	// unreachable source, an internal error, an oversize record).
 	EventFault
+	// EventDenied: a permission or key the stream needs is refused
+	// (codes.Code.Denial).
+	EventDenied
 	// EventFatalFault: a failure whose code is Fatal (the target stream or
 	// the slot is gone), so retrying cannot help.
 	EventFatalFault
-	// EventRecovered: a delivery succeeded.
+	// EventRecovered: an owner reported success and no cause is left
+	// outstanding.
 	EventRecovered
+	// EventCleared: an owner reported success and cleared its causes while
+	// another owner's are still outstanding.
+	EventCleared
 	// EventLagExceeded: the oldest undelivered change is older than the
 	// failure threshold.
 	EventLagExceeded
@@ -38,8 +46,8 @@ const (
 // Events lists every event, in declaration order, for exhaustive tests and
 // documentation.
 func Events() []Event {
-	return []Event{EventCreated, EventFault, EventFatalFault, EventRecovered,
-		EventLagExceeded, EventDelete, EventDeleted}
+	return []Event{EventCreated, EventFault, EventDenied, EventFatalFault, EventRecovered,
+		EventCleared, EventLagExceeded, EventDelete, EventDeleted}
 }
 
 // Statuses lists every status in lifecycle order.
@@ -53,10 +61,14 @@ func (e Event) String() string {
 		return "Created"
 	case EventFault:
 		return "Fault"
+	case EventDenied:
+		return "Denied"
 	case EventFatalFault:
 		return "FatalFault"
 	case EventRecovered:
 		return "Recovered"
+	case EventCleared:
+		return "Cleared"
 	case EventLagExceeded:
 		return "LagExceeded"
 	case EventDelete:
@@ -68,41 +80,52 @@ func (e Event) String() string {
 }
 
 // FaultEvent is the event a failure with code c raises. Splitting the fault
-// by Code.Fatal keeps the whole lifecycle in one table keyed by event alone.
+// by Code.Fatal and Code.Denial keeps the whole lifecycle in one table
+// keyed by event alone.
 func FaultEvent(c codes.Code) Event {
-	if c.Fatal() {
+	switch {
+	case c.Fatal():
 		return EventFatalFault
+	case c.Denial():
+		return EventDenied
 	}
 	return EventFault
 }
 
 // transitions is the whole lifecycle. A missing entry is a rejected event. An
 // entry that maps a status to itself is accepted without a status change
-// (a repeated fault while IMPAIRED, a success while ACTIVE, a repeated
-// delete) so that pipelines can report every outcome without first reading
-// the status, which would race with the control plane anyway.
+// (a repeated fault while IMPAIRED, a success while ACTIVE or CREATING, a
+// repeated delete) so that pipelines can report every outcome without first
+// reading the status, which would race with the control plane anyway.
+// Cleared is missing from ACTIVE and CREATING because neither holds causes.
 //
 // It is a read-only lookup table, not mutable global state.
 var transitions = map[Status]map[Event]Status{
 	Creating: {
 		EventCreated: Active,
-		// docs/lifecycle.md#codes: key or permission loss before creation finishes sends
-		// the stream straight to FAILED with the code; there is nothing
-		// delivered yet to retry.
-		EventFault:      Failed,
+		// A fault a retry can clear leaves the stream CREATING while the
+		// pipeline retries; nothing is delivered yet that it could impair.
+		EventFault: Creating,
+		// docs/lifecycle.md#codes: key or permission loss before creation
+		// finishes sends the stream straight to FAILED with the code.
+		EventDenied:     Failed,
 		EventFatalFault: Failed,
+		EventRecovered:  Creating,
 		EventDelete:     Deleting,
 	},
 	Active: {
 		EventFault:      Impaired,
+		EventDenied:     Impaired,
 		EventFatalFault: Failed,
 		EventRecovered:  Active,
 		EventDelete:     Deleting,
 	},
 	Impaired: {
 		EventFault:       Impaired,
+		EventDenied:      Impaired,
 		EventFatalFault:  Failed,
 		EventRecovered:   Active,
+		EventCleared:     Impaired,
 		EventLagExceeded: Failed,
 		EventDelete:      Deleting,
 	},

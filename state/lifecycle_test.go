@@ -15,34 +15,34 @@ const reject Status = "reject"
 // transitions map, so that a change to either shows up here.
 var wantNext = map[Status]map[Event]Status{
 	Creating: {
-		EventCreated: Active, EventFault: Failed, EventFatalFault: Failed, EventRecovered: reject,
-		EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: reject,
+		EventCreated: Active, EventFault: Creating, EventDenied: Failed, EventFatalFault: Failed,
+		EventRecovered: Creating, EventCleared: reject, EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: reject,
 	},
 	Active: {
-		EventCreated: reject, EventFault: Impaired, EventFatalFault: Failed, EventRecovered: Active,
-		EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: reject,
+		EventCreated: reject, EventFault: Impaired, EventDenied: Impaired, EventFatalFault: Failed,
+		EventRecovered: Active, EventCleared: reject, EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: reject,
 	},
 	Impaired: {
-		EventCreated: reject, EventFault: Impaired, EventFatalFault: Failed, EventRecovered: Active,
-		EventLagExceeded: Failed, EventDelete: Deleting, EventDeleted: reject,
+		EventCreated: reject, EventFault: Impaired, EventDenied: Impaired, EventFatalFault: Failed,
+		EventRecovered: Active, EventCleared: Impaired, EventLagExceeded: Failed, EventDelete: Deleting, EventDeleted: reject,
 	},
 	Failed: {
-		EventCreated: reject, EventFault: reject, EventFatalFault: reject, EventRecovered: reject,
-		EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: reject,
+		EventCreated: reject, EventFault: reject, EventDenied: reject, EventFatalFault: reject,
+		EventRecovered: reject, EventCleared: reject, EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: reject,
 	},
 	Deleting: {
-		EventCreated: reject, EventFault: reject, EventFatalFault: reject, EventRecovered: reject,
-		EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: Deleted,
+		EventCreated: reject, EventFault: reject, EventDenied: reject, EventFatalFault: reject,
+		EventRecovered: reject, EventCleared: reject, EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: Deleted,
 	},
 	Deleted: {
-		EventCreated: reject, EventFault: reject, EventFatalFault: reject, EventRecovered: reject,
-		EventLagExceeded: reject, EventDelete: reject, EventDeleted: reject,
+		EventCreated: reject, EventFault: reject, EventDenied: reject, EventFatalFault: reject,
+		EventRecovered: reject, EventCleared: reject, EventLagExceeded: reject, EventDelete: reject, EventDeleted: reject,
 	},
 }
 
 func TestNextEveryStatusEveryEvent(t *testing.T) {
-	if got := len(Statuses()) * len(Events()); got != 42 {
-		t.Fatalf("%d cells, want 6 statuses x 7 events", got)
+	if got := len(Statuses()) * len(Events()); got != 54 {
+		t.Fatalf("%d cells, want 6 statuses x 9 events", got)
 	}
 	for _, from := range Statuses() {
 		for _, ev := range Events() {
@@ -92,11 +92,11 @@ func TestFaultEvent(t *testing.T) {
 	}{
 		{codes.KinesisThroughputExceeded, EventFault},
 		{codes.KinesisStreamNotFound, EventFatalFault},
-		{codes.RoleAccessDenied, EventFault},
-		{codes.KinesisAccessDenied, EventFault},
-		{codes.KinesisKMSAccessDenied, EventFault},
+		{codes.RoleAccessDenied, EventDenied},
+		{codes.KinesisAccessDenied, EventDenied},
+		{codes.KinesisKMSAccessDenied, EventDenied},
 		{codes.KinesisOversizeRecord, EventFault},
-		{codes.ClusterCMKInaccessible, EventFault},
+		{codes.ClusterCMKInaccessible, EventDenied},
 		{codes.InternalError, EventFault},
 		{codes.SourceUnavailable, EventFault},
 		{codes.SourceSlotLost, EventFatalFault},

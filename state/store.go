@@ -49,7 +49,7 @@ type Store struct {
 	// mu guards recs and writers and is never held across I/O, so readers
 	// never wait for an fsync.
 	mu   sync.Mutex
-	recs map[string]Record
+	recs map[string]File
 	// writers serialise the writes of one stream without serialising
 	// different streams' fsyncs. An entry outlives its stream: dropping it
 	// could let a waiter on the old mutex and a newcomer on a new one write
@@ -72,7 +72,7 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock state dir %s: %w", dir, err)
 	}
-	s := &Store{dir: sdir, log: logger, unlock: unlock, recs: map[string]Record{}, writers: map[string]*sync.Mutex{}}
+	s := &Store{dir: sdir, log: logger, unlock: unlock, recs: map[string]File{}, writers: map[string]*sync.Mutex{}}
 	if err := s.load(); err != nil {
 		_ = unlock()
 		return nil, err
@@ -103,7 +103,7 @@ func (s *Store) load() error {
 		if !strings.HasSuffix(name, fileSuffix) || de.IsDir() {
 			continue
 		}
-		rec, err := readRecord(path)
+		rec, err := readFile(path)
 		if err != nil {
 			return err
 		}
@@ -115,21 +115,21 @@ func (s *Store) load() error {
 	return nil
 }
 
-func readRecord(path string) (Record, error) {
+func readFile(path string) (File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return Record{}, fmt.Errorf("read %s: %w", path, err)
+		return File{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	var rec Record
+	var rec File
 	dec := json.NewDecoder(bytes.NewReader(b))
 	// An unknown key is a newer cdcd's data or a hand edit gone wrong;
 	// ignoring it could silently change what the stream does.
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rec); err != nil {
-		return Record{}, fmt.Errorf("decode %s: %w", path, err)
+		return File{}, fmt.Errorf("decode %s: %w", path, err)
 	}
 	if err := rec.validate(); err != nil {
-		return Record{}, fmt.Errorf("decode %s: %w", path, err)
+		return File{}, fmt.Errorf("decode %s: %w", path, err)
 	}
 	return rec, nil
 }
@@ -138,7 +138,7 @@ func readRecord(path string) (Record, error) {
 // moves forward: if the store holds a later one (saved by SaveCheckpoint
 // while rec's owner held an older copy), that one is kept, so a status
 // change can never rewind the resume position.
-func (s *Store) Save(rec Record) error {
+func (s *Store) Save(rec File) error {
 	if rec.Version == 0 {
 		rec.Version = FileVersion
 	}
@@ -201,21 +201,21 @@ func (s *Store) SaveCheckpoint(streamID string, cp Checkpoint) error {
 }
 
 // Load returns the saved record of a stream, or ErrNotFound.
-func (s *Store) Load(streamID string) (Record, error) {
+func (s *Store) Load(streamID string) (File, error) {
 	s.mu.Lock()
 	rec, ok := s.recs[streamID]
 	s.mu.Unlock()
 	if !ok {
-		return Record{}, fmt.Errorf("load %s: %w", streamID, ErrNotFound)
+		return File{}, fmt.Errorf("load %s: %w", streamID, ErrNotFound)
 	}
 	return rec.clone(), nil
 }
 
 // List returns every saved stream, oldest first (ties by identifier), the
 // order ListStreams pages through.
-func (s *Store) List() []Record {
+func (s *Store) List() []File {
 	s.mu.Lock()
-	recs := make([]Record, 0, len(s.recs))
+	recs := make([]File, 0, len(s.recs))
 	for _, rec := range s.recs {
 		recs = append(recs, rec.clone())
 	}
@@ -276,7 +276,7 @@ func (s *Store) path(streamID string) string {
 }
 
 // write replaces the stream's file atomically and durably.
-func (s *Store) write(streamID string, rec *Record) error {
+func (s *Store) write(streamID string, rec *File) error {
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode stream %s: %w", streamID, err)

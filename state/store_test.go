@@ -23,7 +23,7 @@ func openStore(t *testing.T, dir string) *Store {
 	return s
 }
 
-func fullRecord() Record {
+func fullRecord() File {
 	r := testRecord(Impaired)
 	r.Version = FileVersion
 	r.Definition.Tags = map[string]string{"team": "orders", "env": "prod"}
@@ -153,7 +153,7 @@ func TestStoreFailedSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []func() error{st2.Created, st2.Recover} {
+	for _, f := range []func() error{st2.Created, func() error { return st2.Recover(codes.OwnerSink) }} {
 		if err := f(); !errors.Is(err, ErrInvalidTransition) {
 			t.Errorf("reopened FAILED stream accepted an event: %v", err)
 		}
@@ -221,14 +221,14 @@ func TestStoreDelete(t *testing.T) {
 func TestStoreRejects(t *testing.T) {
 	tests := []struct {
 		name string
-		rec  func() Record
+		rec  func() File
 	}{
-		{"path in stream id", func() Record { r := testRecord(Active); r.Definition.StreamID = "../../../../../../etc/pass"; return r }},
-		{"bad cluster id", func() Record { r := testRecord(Active); r.Definition.ClusterID = "x"; return r }},
-		{"unknown status", func() Record { r := testRecord(Active); r.Status = "PAUSED"; return r }},
-		{"reason on ACTIVE", func() Record { r := testRecord(Active); r.StatusReason = &Reason{Code: codes.InternalError}; return r }},
-		{"FAILED without reason", func() Record { r := testRecord(Failed); r.StatusReason = nil; return r }},
-		{"newer file version", func() Record { r := testRecord(Active); r.Version = FileVersion + 1; return r }},
+		{"path in stream id", func() File { r := testRecord(Active); r.Definition.StreamID = "../../../../../../etc/pass"; return r }},
+		{"bad cluster id", func() File { r := testRecord(Active); r.Definition.ClusterID = "x"; return r }},
+		{"unknown status", func() File { r := testRecord(Active); r.Status = "PAUSED"; return r }},
+		{"reason on ACTIVE", func() File { r := testRecord(Active); r.StatusReason = &Reason{Code: codes.InternalError}; return r }},
+		{"FAILED without reason", func() File { r := testRecord(Failed); r.StatusReason = nil; return r }},
+		{"newer file version", func() File { r := testRecord(Active); r.Version = FileVersion + 1; return r }},
 	}
 	s := openStore(t, t.TempDir())
 	for _, tt := range tests {

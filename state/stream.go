@@ -29,11 +29,15 @@ const (
 	logKeyError   = "error"
 	logKeyRepeats = "repeats"
 	logKeyLag     = "lag"
+	logKeyCause   = "cause"
+	logKeyOwner   = "owner"
+	// logKeyOutstanding lists every outstanding code, the shown one first.
+	logKeyOutstanding = "outstanding"
 )
 
 // Persister is the part of Store a Stream writes through.
 type Persister interface {
-	Save(Record) error
+	Save(File) error
 	SaveCheckpoint(streamID string, cp Checkpoint) error
 }
 
@@ -55,9 +59,9 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Snapshot is a consistent copy of a stream's state for readers.
-type Snapshot struct {
-	Record
+// View is a consistent copy of a stream's state for readers.
+type View struct {
+	File
 	// Lag is the last lag the pipeline reported: the age of the oldest
 	// change not yet accepted by Kinesis.
 	Lag time.Duration
@@ -68,6 +72,12 @@ type Snapshot struct {
 // control plane reads it (Snapshot, Watch) and deletes it (Delete,
 // Deleted); every method is safe for concurrent use. Each status change is
 // applied through the transition table, persisted, logged once and counted.
+//
+// A stream keeps every outstanding cause, one per code, until the code's
+// owner (codes.Code.Owner) reports it recovered: one component's success
+// never clears another's failure. The shown statusReason is the most
+// severe cause (codes.Code.Severity); the others are kept in the record
+// beside it, so that after a restart each owner re-evaluates its own.
 type Stream struct {
 	id        string
 	log       *slog.Logger
@@ -82,7 +92,7 @@ type Stream struct {
 	cpMu sync.Mutex
 
 	mu      sync.Mutex
-	rec     Record
+	rec     File
 	lag     time.Duration
 	changed chan struct{}
 	// repeats counts faults with an unchanged code since the last log
@@ -93,7 +103,7 @@ type Stream struct {
 
 // NewStream wraps a saved (or about to be saved) record. It does not write
 // rec; the caller saves a new stream before it announces it.
-func NewStream(rec Record, opts Options) (*Stream, error) {
+func NewStream(rec File, opts Options) (*Stream, error) {
 	if rec.Version == 0 {
 		rec.Version = FileVersion
 	}
@@ -114,6 +124,11 @@ func NewStream(rec Record, opts Options) (*Stream, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if rec.Status == Impaired {
+		// A file written with another severity order, or by hand, still
+		// shows the most severe cause.
+		rec.StatusReason, rec.OtherReasons = causesOf(&rec).show()
 	}
 	id := rec.Definition.StreamID
 	s := &Stream{
@@ -143,38 +158,88 @@ func (s *Stream) Definition() Definition {
 	return s.rec.clone().Definition
 }
 
-// Snapshot returns a copy of the current state.
-func (s *Stream) Snapshot() Snapshot {
+// View returns a copy of the current state.
+func (s *Stream) View() View {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Snapshot{Record: s.rec.clone(), Lag: s.lag}
+	return View{File: s.rec.clone(), Lag: s.lag}
 }
 
 // Watch returns the current state and a channel closed at the next status
 // or reason change, for waiting with select instead of polling.
-func (s *Stream) Watch() (Snapshot, <-chan struct{}) {
+func (s *Stream) Watch() (View, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Snapshot{Record: s.rec.clone(), Lag: s.lag}, s.changed
+	return View{File: s.rec.clone(), Lag: s.lag}, s.changed
 }
 
 // Created reports that the stream is set up: CREATING → ACTIVE.
-func (s *Stream) Created() error { return s.apply(EventCreated, nil) }
+func (s *Stream) Created() error { return s.apply(EventCreated) }
 
-// Fault reports a failure classified as code. A non-fatal code impairs an
-// ACTIVE stream; a fatal one, or any fault while CREATING, fails it. The
-// error's text becomes the reason's message.
+// Fault reports a failure classified as code; the error's text, followed
+// by a pointer to the code's runbook section, becomes the
+// cause's message. The cause stays outstanding until code's owner reports
+// it recovered (Recover). A fatal code fails the stream, and so does a
+// denial while CREATING; any other code impairs an ACTIVE stream and
+// leaves a CREATING one as it is, since the pipeline retries.
 func (s *Stream) Fault(code codes.Code, err error) error {
 	msg := string(code)
 	if err != nil {
 		msg = err.Error()
 	}
-	return s.apply(FaultEvent(code), &Reason{Code: code, Message: msg})
+	msg = withRunbook(code, msg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev := FaultEvent(code)
+	to, terr := s.next(ev)
+	if terr != nil {
+		return terr
+	}
+	if to == Creating {
+		// Nothing delivered yet to impair; the reporter logs and retries.
+		return nil
+	}
+	now := s.now()
+	next := causesOf(&s.rec).with(Reason{Code: code, Message: msg, UpdatedAt: now})
+	changed, perr := s.set(ev, to, next, now, logKeyCause, string(code))
+	if !changed {
+		s.repeated(code, msg, now)
+	}
+	return perr
 }
 
-// Recover reports a successful delivery: IMPAIRED → ACTIVE; a no-op while
-// ACTIVE, so the pipeline may call it after every success.
-func (s *Stream) Recover() error { return s.apply(EventRecovered, nil) }
+// withRunbook ends msg with a pointer to the runbook's section on code, so
+// that whoever reads a statusReason finds what to check. Every cause's
+// message passes through Fault, so this is the one place it is added; a
+// message that carries it already (an error that wraps an earlier one)
+// does not get it twice.
+func withRunbook(code codes.Code, msg string) string {
+	link := code.Runbook()
+	if link == "" || strings.Contains(msg, link) {
+		return msg
+	}
+	return msg + " (see " + link + ")"
+}
+
+// Recover reports that owner has evidence its conditions are gone: its
+// causes are cleared, and a stream left without any returns to ACTIVE. It
+// is a no-op when owner has no cause outstanding, so a component may call
+// it after every success.
+func (s *Stream) Recover(owner codes.Owner) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := causesOf(&s.rec).without(owner)
+	ev := EventRecovered
+	if len(next) > 0 {
+		ev = EventCleared
+	}
+	to, err := s.next(ev)
+	if err != nil {
+		return err
+	}
+	_, err = s.set(ev, to, next, s.now(), logKeyOwner, string(owner))
+	return err
+}
 
 // Lag reports the age of the oldest undelivered change. Past the failure
 // threshold it fails an IMPAIRED stream; an ACTIVE stream that is catching
@@ -182,26 +247,24 @@ func (s *Stream) Recover() error { return s.apply(EventRecovered, nil) }
 // retries, since nothing else measures it.
 func (s *Stream) Lag(d time.Duration) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.lag = d
-	exceeded := s.rec.Status == Impaired && d > s.threshold
-	s.mu.Unlock()
-	if !exceeded {
+	if s.rec.Status != Impaired || d <= s.threshold {
 		return nil
 	}
-	err := s.apply(EventLagExceeded, nil)
-	if err != nil && s.Snapshot().Status != Impaired {
-		// Recovered or failed for another reason in between: the
-		// lag report is moot, not an error for the pipeline.
-		return nil
+	to, err := s.next(EventLagExceeded)
+	if err != nil {
+		return err
 	}
+	_, err = s.set(EventLagExceeded, to, causesOf(&s.rec), s.now(), logKeyLag, d.String())
 	return err
 }
 
 // Delete starts deletion: any status but DELETED → DELETING.
-func (s *Stream) Delete() error { return s.apply(EventDelete, nil) }
+func (s *Stream) Delete() error { return s.apply(EventDelete) }
 
 // Deleted reports that teardown finished: DELETING → DELETED.
-func (s *Stream) Deleted() error { return s.apply(EventDeleted, nil) }
+func (s *Stream) Deleted() error { return s.apply(EventDeleted) }
 
 // Checkpoint persists the resume position (see Checkpoint and
 // Store.SaveCheckpoint). Call it before confirming cp.LSN to PostgreSQL.
@@ -221,53 +284,51 @@ func (s *Stream) Checkpoint(cp Checkpoint) error {
 	return nil
 }
 
-// apply runs ev through the transition table. reason is the fault's reason
-// for fault events and nil otherwise. A status change is applied in memory
-// even when persisting it fails: the fault did happen, and the error is
-// returned and logged so the operator learns the file is behind.
-func (s *Stream) apply(ev Event, reason *Reason) error {
+// apply runs an event that ends every cause (Created, Delete, Deleted)
+// through the transition table.
+func (s *Stream) apply(ev Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	from := s.rec.Status
-	to, err := Next(from, ev)
+	to, err := s.next(ev)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", s.id, err)
+		return err
 	}
-	now := s.now()
-	switch {
-	case !to.HasReason():
-		reason = nil
-	case ev == EventLagExceeded:
-		prev := s.rec.StatusReason // set: only IMPAIRED takes this event
-		reason = &Reason{
-			Code:    prev.Code,
-			Message: fmt.Sprintf("lag %s passed the failure threshold %s; last error: %s", s.lag, s.threshold, prev.Message),
-		}
+	_, err = s.set(ev, to, nil, s.now())
+	return err
+}
+
+// next is the status after ev. The caller holds mu.
+func (s *Stream) next(ev Event) (Status, error) {
+	to, err := Next(s.rec.Status, ev)
+	if err != nil {
+		return to, fmt.Errorf("stream %s: %w", s.id, err)
 	}
-	if reason != nil {
+	return to, nil
+}
+
+// set makes to the status and next the outstanding causes: the most
+// severe is the statusReason, the others are kept beside it. It reports
+// whether anything the file records changed; if not (a repeated fault, a
+// recovery of an owner with nothing outstanding, a repeated delete) only
+// messages are updated in memory, so a retry loop costs no fsync. A change
+// is applied in memory even when persisting it fails: the fault did
+// happen, and the error is returned and logged so the operator learns the
+// file is behind. The caller holds mu; attrs go into the log line.
+func (s *Stream) set(ev Event, to Status, next causes, now time.Time, attrs ...any) (bool, error) {
+	from := s.rec.Status
+	if !to.HasReason() {
+		next = nil
+	}
+	reason, others := next.show()
+	if ev == EventLagExceeded {
+		reason.Message = fmt.Sprintf("lag %s passed the failure threshold %s; last error: %s", s.lag, s.threshold, reason.Message)
 		reason.UpdatedAt = now
 	}
-
-	if to == from {
-		if reason == nil {
-			return nil // ACTIVE+Recovered, DELETING+Delete: nothing changes
-		}
-		if prev := s.rec.StatusReason; prev != nil && prev.Code == reason.Code {
-			// The same fault again while IMPAIRED: keep the time the code
-			// was first seen, keep the file as is (no fsync per retry),
-			// and log at most once per interval with a count.
-			prev.Message = reason.Message
-			s.repeats++
-			if now.Sub(s.lastLog) >= s.logEvery {
-				s.log.Warn("stream still impaired", logKeyCode, string(prev.Code),
-					logKeyError, prev.Message, logKeyRepeats, s.repeats)
-				s.repeats, s.lastLog = 0, now
-			}
-			return nil
-		}
+	unchanged := to == from && causesOf(&s.rec).sameCodes(next)
+	s.rec.Status, s.rec.StatusReason, s.rec.OtherReasons = to, reason, others
+	if unchanged {
+		return false, nil
 	}
-
-	s.rec.Status, s.rec.StatusReason = to, reason
 	var perr error
 	if s.store != nil {
 		if perr = s.store.Save(s.rec.clone()); perr != nil {
@@ -278,22 +339,35 @@ func (s *Stream) apply(ev Event, reason *Reason) error {
 	if to != from {
 		s.metrics.transition(s.id, from, to)
 	}
-	s.logTransition(ev, from, to, reason, now)
+	s.logTransition(ev, from, to, reason, now, attrs)
 	close(s.changed)
 	s.changed = make(chan struct{})
 	if to == Deleted {
 		s.metrics.forget(s.id)
 	}
-	return perr
+	return true, perr
 }
 
-func (s *Stream) logTransition(ev Event, from, to Status, reason *Reason, now time.Time) {
+// repeated logs a fault that changed nothing at most once per interval,
+// with the number of repeats since the last line. The caller holds mu.
+func (s *Stream) repeated(code codes.Code, msg string, now time.Time) {
+	s.repeats++
+	if now.Sub(s.lastLog) < s.logEvery {
+		return
+	}
+	s.log.Warn("stream still impaired", logKeyCode, string(code), logKeyError, msg, logKeyRepeats, s.repeats)
+	s.repeats, s.lastLog = 0, now
+}
+
+func (s *Stream) logTransition(ev Event, from, to Status, reason *Reason, now time.Time, extra []any) {
 	attrs := []any{logKeyFrom, string(from), logKeyTo, string(to), logKeyEvent, ev.String()}
 	if reason != nil {
 		attrs = append(attrs, logKeyCode, string(reason.Code), logKeyError, reason.Message)
 	}
-	if ev == EventLagExceeded {
-		attrs = append(attrs, logKeyLag, s.lag.String())
+	attrs = append(attrs, extra...)
+	if len(s.rec.OtherReasons) > 0 {
+		// The other causes are not in GetStream; the log names them.
+		attrs = append(attrs, logKeyOutstanding, s.rec.Codes())
 	}
 	if s.repeats > 0 {
 		attrs = append(attrs, logKeyRepeats, s.repeats)

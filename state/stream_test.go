@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,23 @@ func (h *logSink) Handle(_ context.Context, r slog.Record) error {
 func (h *logSink) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *logSink) WithGroup(string) slog.Handler      { return h }
 
+// lastAttr is the value of key in the last record logged, if any.
+func (h *logSink) lastAttr(key string) (slog.Value, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var v slog.Value
+	found := false
+	if n := len(h.recs); n > 0 {
+		h.recs[n-1].Attrs(func(a slog.Attr) bool {
+			if a.Key == key {
+				v, found = a.Value, true
+			}
+			return !found
+		})
+	}
+	return v, found
+}
+
 func (h *logSink) messages() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -50,11 +68,11 @@ func (h *logSink) messages() []string {
 // fakeStore is a Persister with function fields for failure injection.
 type fakeStore struct {
 	mu    sync.Mutex
-	saves []Record
+	saves []File
 	err   error
 }
 
-func (f *fakeStore) Save(r Record) error {
+func (f *fakeStore) Save(r File) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -72,8 +90,8 @@ func (f *fakeStore) count() int {
 	return len(f.saves)
 }
 
-func testRecord(st Status) Record {
-	r := Record{
+func testRecord(st Status) File {
+	r := File{
 		Definition: Definition{
 			ClusterID: testCluster, StreamID: testStream,
 			ARN:    ident.StreamARN("aws", "us-east-1", "123456789012", testCluster, testStream),
@@ -128,10 +146,14 @@ func (h *harness) fire(ev Event) error {
 		return h.s.Created()
 	case EventFault:
 		return h.s.Fault(codes.KinesisThroughputExceeded, errors.New("slow down"))
+	case EventDenied:
+		return h.s.Fault(codes.RoleAccessDenied, errors.New("assume role denied"))
 	case EventFatalFault:
 		return h.s.Fault(codes.KinesisStreamNotFound, errors.New("no such stream"))
 	case EventRecovered:
-		return h.s.Recover()
+		return h.s.Recover(codes.OwnerSink) // testRecord's cause is the sink's
+	case EventCleared:
+		return h.s.Recover(codes.OwnerCapture) // the sink's cause stays
 	case EventLagExceeded:
 		return h.s.Lag(h.s.threshold + time.Second)
 	case EventDelete:
@@ -146,12 +168,17 @@ func TestStreamEveryStatusEveryEvent(t *testing.T) {
 	for _, from := range Statuses() {
 		for _, ev := range Events() {
 			want := wantNext[from][ev]
+			if ev == EventCleared && !from.HasReason() {
+				// With no cause outstanding, any owner's recovery
+				// leaves none: it is Recovered.
+				want = wantNext[from][EventRecovered]
+			}
 			t.Run(fmt.Sprintf("%s/%s", from, ev), func(t *testing.T) {
 				h := newHarness(t, from, time.Hour)
-				before := h.s.Snapshot()
+				before := h.s.View()
 				err := h.fire(ev)
 
-				got := h.s.Snapshot()
+				got := h.s.View()
 				switch {
 				case want == reject && ev == EventLagExceeded:
 					// Lag is a measurement, not a command: outside
@@ -173,7 +200,7 @@ func TestStreamEveryStatusEveryEvent(t *testing.T) {
 				}
 
 				changed := got.Status != from
-				reasonChanged := !changed && got.StatusReason != nil && got.StatusReason.Code != before.StatusReason.Code
+				reasonChanged := !changed && !slices.Equal(got.Codes(), before.Codes())
 				n, _ := metricValue(t, h.reg, "cdcd_stream_transitions_total",
 					map[string]string{"stream": testStream, "from": string(from), "to": string(got.Status)})
 				switch {
@@ -219,8 +246,8 @@ func TestStreamCreatingFaultFailsWithCode(t *testing.T) {
 	if err := h.s.Fault(codes.KinesisKMSAccessDenied, errors.New("key disabled")); err != nil {
 		t.Fatal(err)
 	}
-	got := h.s.Snapshot()
-	if got.Status != Failed || got.StatusReason.Code != codes.KinesisKMSAccessDenied || got.StatusReason.Message != "key disabled" {
+	got := h.s.View()
+	if got.Status != Failed || got.StatusReason.Code != codes.KinesisKMSAccessDenied || got.StatusReason.Message != "key disabled (see docs/runbook.md#kinesis_kms_access_denied)" {
 		t.Fatalf("got %s %+v", got.Status, got.StatusReason)
 	}
 	if !got.StatusReason.UpdatedAt.Equal(*h.clock) {
@@ -245,14 +272,14 @@ func TestStreamRepeatedFaultsAreRateLimited(t *testing.T) {
 	if len(msgs) != 2 || msgs[1] != "stream still impaired" {
 		t.Fatalf("after the interval: %q", msgs)
 	}
-	got := h.s.Snapshot().StatusReason
-	if !got.UpdatedAt.Equal(first) || got.Message != "slow down again" {
+	got := h.s.View().StatusReason
+	if !got.UpdatedAt.Equal(first) || got.Message != "slow down again (see docs/runbook.md#kinesis_throughput_exceeded)" {
 		t.Errorf("reason = %+v; want updatedAt of the first fault and the latest message", got)
 	}
 
 	// A different code is news: logged and saved, but not a transition.
 	_ = h.s.Fault(codes.KinesisAccessDenied, errors.New("denied"))
-	if got := h.s.Snapshot(); got.StatusReason.Code != codes.KinesisAccessDenied || !got.StatusReason.UpdatedAt.Equal(*h.clock) {
+	if got := h.s.View(); got.StatusReason.Code != codes.KinesisAccessDenied || !got.StatusReason.UpdatedAt.Equal(*h.clock) {
 		t.Errorf("reason = %+v", got.StatusReason)
 	}
 	if n, _ := metricValue(t, h.reg, "cdcd_stream_transitions_total", map[string]string{"from": "IMPAIRED", "to": "IMPAIRED"}); n != 0 {
@@ -265,17 +292,17 @@ func TestStreamRepeatedFaultsAreRateLimited(t *testing.T) {
 
 func TestStreamLagThreshold(t *testing.T) {
 	h := newHarness(t, Active, time.Hour)
-	if err := h.s.Lag(48 * time.Hour); err != nil || h.s.Snapshot().Status != Active {
+	if err := h.s.Lag(48 * time.Hour); err != nil || h.s.View().Status != Active {
 		t.Fatalf("an ACTIVE stream catching up failed: %v", err)
 	}
 	_ = h.s.Fault(codes.RoleAccessDenied, errors.New("assume role denied"))
-	if err := h.s.Lag(time.Hour); err != nil || h.s.Snapshot().Status != Impaired {
-		t.Fatalf("lag at the threshold: %v, %s", err, h.s.Snapshot().Status)
+	if err := h.s.Lag(time.Hour); err != nil || h.s.View().Status != Impaired {
+		t.Fatalf("lag at the threshold: %v, %s", err, h.s.View().Status)
 	}
 	if err := h.s.Lag(time.Hour + time.Nanosecond); err != nil {
 		t.Fatal(err)
 	}
-	got := h.s.Snapshot()
+	got := h.s.View()
 	if got.Status != Failed || got.StatusReason.Code != codes.RoleAccessDenied ||
 		!strings.Contains(got.StatusReason.Message, "failure threshold") ||
 		!strings.Contains(got.StatusReason.Message, "assume role denied") {
@@ -295,11 +322,11 @@ func TestStreamDefaultThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = s.Lag(7*24*time.Hour - time.Second)
-	if s.Snapshot().Status != Impaired {
+	if s.View().Status != Impaired {
 		t.Fatal("failed before 7 days")
 	}
 	_ = s.Lag(7*24*time.Hour + time.Second)
-	if s.Snapshot().Status != Failed {
+	if s.View().Status != Failed {
 		t.Fatal("not failed after 7 days")
 	}
 }
@@ -311,7 +338,7 @@ func TestStreamPersistFailureStillTransitions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("err = %v", err)
 	}
-	if h.s.Snapshot().Status != Failed {
+	if h.s.View().Status != Failed {
 		t.Fatal("the fault was dropped because the disk failed")
 	}
 }
@@ -358,11 +385,11 @@ func TestStreamConcurrent(t *testing.T) {
 				case 0:
 					_ = s.Fault(codes.KinesisThroughputExceeded, errors.New("throttled"))
 				case 1:
-					_ = s.Recover()
+					_ = s.Recover(codes.OwnerSink)
 				case 2:
 					_ = s.Lag(time.Duration(i) * time.Second)
 				case 3:
-					snap := s.Snapshot()
+					snap := s.View()
 					if (snap.StatusReason != nil) != snap.Status.HasReason() {
 						t.Errorf("inconsistent snapshot %s %+v", snap.Status, snap.StatusReason)
 					}
@@ -382,10 +409,10 @@ func TestStreamConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if saved.Checkpoint.LSN != 149 || s.Snapshot().Checkpoint.LSN != 149 {
-		t.Errorf("checkpoint saved %v, in memory %v; want LSN 149", saved.Checkpoint, s.Snapshot().Checkpoint)
+	if saved.Checkpoint.LSN != 149 || s.View().Checkpoint.LSN != 149 {
+		t.Errorf("checkpoint saved %v, in memory %v; want LSN 149", saved.Checkpoint, s.View().Checkpoint)
 	}
-	if saved.Status != s.Snapshot().Status {
-		t.Errorf("saved %s, in memory %s", saved.Status, s.Snapshot().Status)
+	if saved.Status != s.View().Status {
+		t.Errorf("saved %s, in memory %s", saved.Status, s.View().Status)
 	}
 }

@@ -10,39 +10,22 @@ import (
 	"github.com/cdcd-dev/cdcd/pipeline"
 )
 
-// checkOnline connects to every stream's source as cdcd would and reports
-// each missing prerequisite with the SQL that fixes it. It changes nothing.
+// checkOnline prints what starting each stream would find, one line per
+// prerequisite with what fixes it. It changes nothing.
 func checkOnline(ctx context.Context, cfg *config.Config, w io.Writer) error {
-	awsCfg, err := config.LoadAWS(ctx, cfg.AWS.Region)
+	results, err := pipeline.Check(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
-	problems := 0
-	for i := range cfg.Streams {
-		sc := &cfg.Streams[i]
-		cl := cfg.ClusterNamed(sc.Cluster)
-		auth, err := pipeline.SourceAuth(cfg, cl, awsCfg, slog.New(slog.DiscardHandler))
-		if err != nil {
-			return err
-		}
-		findings, err := pipeline.CheckSource(ctx, cl, sc, auth)
-		switch {
-		case err != nil:
-			fmt.Fprintf(w, "stream %s: %v\n", sc.Name, err)
-			problems++
-		case len(findings) == 0:
-			fmt.Fprintf(w, "stream %s: source ready\n", sc.Name)
-		}
-		for _, f := range findings {
-			problems++
-			fmt.Fprintf(w, "stream %s: %s %s: %s\n", sc.Name, f.Check, f.Object, f.Problem)
-			if f.Fix != "" {
-				fmt.Fprintf(w, "    fix: %s\n", f.Fix)
-			}
+	failed := 0
+	for _, r := range results {
+		fmt.Fprintln(w, r)
+		if r.Err != nil {
+			failed++
 		}
 	}
-	if problems > 0 {
-		return fmt.Errorf("%d problems found", problems)
+	if failed > 0 {
+		return fmt.Errorf("%d of %d checks failed", failed, len(results))
 	}
 	return nil
 }

@@ -48,10 +48,11 @@ func exitCode(err error, stderr io.Writer) int {
 
 const usage = `usage:
   cdcd run     --config FILE          run every stream in the config
-  cdcd check   --config FILE          validate the config and exit
+  cdcd check   --config FILE          validate the config (--online: also what each stream's start would find)
   cdcd tail    [flags]                print the records of a Kinesis stream, one JSON line each
-  cdcd policy  --config FILE --stream NAME   print the IAM trust and permissions policies of a stream's role
+  cdcd policy  --config FILE          print the IAM policies cdcd's base identity, its roles and a reader need
   cdcd streams list|get|create|delete  drive the control plane of a running daemon
+  cdcd health  [--ready] [--addr HOST:PORT | --config FILE]  exit 0 if the daemon is live (ready)
   cdcd version                        print the version
 Run "cdcd COMMAND -h" for a command's flags.
 `
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPolicy(ctx, rest, stdout, stderr)
 	case "streams":
 		return cmdStreams(ctx, rest, stdout, stderr)
+	case "health":
+		return cmdHealth(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "cdcd", version)
 		return nil
@@ -104,7 +107,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", stderr)
 	path := fs.String("config", "", "configuration file")
-	online := fs.Bool("online", false, "also connect to each source and report missing settings and grants, with the SQL that fixes them")
+	online := fs.Bool("online", false, "also check what starting each stream would find: source settings and grants, role, Kinesis stream, cluster key")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -112,6 +115,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"check needs --config FILE"}
 	}
 	cfg, err := config.Load(*path)
+	if err == nil && !*online {
+		err = cfg.CheckOffline()
+	}
 	if err != nil {
 		return err
 	}
@@ -125,13 +131,17 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	path := fs.String("config", "", "configuration file")
+	listen := fs.String("listen", "", "address to serve on, replacing the config's listen and $"+config.ListenEnv)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *path == "" {
 		return usageError{"run needs --config FILE"}
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(*path, config.Listen("--listen", *listen))
+	if err == nil {
+		err = cfg.ResolveAccount(ctx)
+	}
 	if err != nil {
 		return err
 	}

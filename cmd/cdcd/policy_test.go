@@ -37,7 +37,7 @@ func TestPolicyGolden(t *testing.T) {
 	}
 	// Each document must paste into IAM as is: valid JSON that names the
 	// real ARNs.
-	for _, part := range []string{"trust", "permissions", "source"} {
+	for _, part := range []string{"base", "trust", "permissions", "reader"} {
 		var doc bytes.Buffer
 		if err := writePolicies(cfg, "orders", "arn:aws:iam::111122223333:role/cdcd-daemon", part, &doc); err != nil {
 			t.Fatal(err)
@@ -48,7 +48,8 @@ func TestPolicyGolden(t *testing.T) {
 	}
 	for _, s := range []string{"arn:aws:kinesis:eu-west-1:444455556666:stream/orders-cdc", "c6a1f0e2-orders",
 		"arn:aws:iam::111122223333:role/cdcd-daemon", "kinesis:PutRecords", "kms:GenerateDataKey", "sts:ExternalId",
-		"rds-db:connect", "arn:aws:rds-db:eu-west-1:111122223333:dbuser:cluster-ABCDEFGHIJKLMNOPQRSTUVWXYZ/cdcd"} {
+		"rds-db:connect", "arn:aws:rds-db:eu-west-1:111122223333:dbuser:cluster-ABCDEFGHIJKLMNOPQRSTUVWXYZ/cdcd",
+		"sts:AssumeRole", "sts:TagSession", "kinesis:GetRecords"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("policy output lacks %s", s)
 		}
@@ -56,14 +57,19 @@ func TestPolicyGolden(t *testing.T) {
 }
 
 func TestPolicyErrors(t *testing.T) {
-	cfg, err := config.Load("../../config.example.toml")
+	cfg, err := config.Load("testdata/policy.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writePolicies(cfg, "orders", "arn:aws:iam::111122223333:role/x", "", &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "role_arn") {
-		t.Errorf("a stream without a role: got %v", err)
+	// The file's cluster is read by the base identity itself: there is no
+	// source role whose policy --only source could print.
+	if err := writePolicies(cfg, "orders", "arn:aws:iam::111122223333:role/x", "source", &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--only source: 0 documents") {
+		t.Errorf("--only source without a source role: got %v", err)
 	}
 	if err := writePolicies(cfg, "nope", "arn:aws:iam::111122223333:role/x", "", &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("unknown stream: got %v", err)
+	}
+	if err := writePolicies(cfg, "", "not-an-arn", "", &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not-an-arn") {
+		t.Errorf("a principal that is no ARN: got %v", err)
 	}
 }

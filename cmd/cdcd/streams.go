@@ -1,21 +1,19 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dsql"
 	"github.com/aws/aws-sdk-go-v2/service/dsql/types"
 
 	"github.com/cdcd-dev/cdcd/config"
+	"github.com/cdcd-dev/cdcd/pipeline"
 	"github.com/cdcd-dev/cdcd/state/api"
 )
 
@@ -24,7 +22,7 @@ const streamsUsage = `usage:
   cdcd streams get    --cluster ID --stream ID           show one stream, with its source and target
   cdcd streams create --cluster ID --kinesis-stream-arn ARN --role-arn ARN [--ordering UNORDERED|ROW] [--client-token T] [--tag k=v ...]
   cdcd streams delete --cluster ID --stream ID
-Each takes --config FILE (to find the daemon's listen address) or --endpoint URL, and --json.
+Each takes --config FILE or --endpoint URL, --ca-file and --cert-file/--key-file or --token-file, and --json.
 `
 
 // cmdStreams drives the daemon's control plane (docs/api.md) with the AWS
@@ -35,8 +33,7 @@ func cmdStreams(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("streams "+sub, stderr)
-	path := fs.String("config", "", "configuration file whose listen address to use")
-	endpoint := fs.String("endpoint", "", "control plane URL (default: http:// + the config's listen, else http://"+config.DefaultListen+")")
+	path, opts := daemonFlags(fs, "endpoint", "control plane URL (default: the config's listen, else http://"+config.DefaultListen+")")
 	cluster := fs.String("cluster", "", "cluster identifier (26 characters); default: the config's only cluster identifier")
 	stream := fs.String("stream", "", "stream identifier")
 	in := dsql.CreateStreamInput{Format: types.StreamFormatJson, TargetDefinition: &types.TargetDefinitionMemberKinesis{}, Tags: map[string]string{}}
@@ -57,26 +54,15 @@ func cmdStreams(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	base, region := *endpoint, "us-east-1"
-	if *path != "" {
-		cfg, err := config.Load(*path)
-		if err != nil {
-			return err
-		}
-		base, region = cmp.Or(base, "http://"+cfg.Listen), cfg.AWS.Region
-		if *cluster == "" && len(cfg.Clusters) == 1 {
-			*cluster = cfg.Clusters[0].Identifier
-		}
+	c, cfg, err := pipeline.Dial(ctx, *path, *opts)
+	if err != nil {
+		return err
 	}
-	if *cluster == "" {
+	if *cluster = cfg.ClusterID(*cluster); *cluster == "" {
 		return usageError{"streams needs --cluster ID (the identifier GetStream and the stream ARN show)"}
 	}
 	if (sub == "get" || sub == "delete") && *stream == "" {
 		return usageError{"streams " + sub + " needs --stream ID"}
-	}
-	c, err := api.NewClient(ctx, cmp.Or(base, "http://"+config.DefaultListen), region, config.LoadAWS)
-	if err != nil {
-		return err
 	}
 	var out any
 	switch sub {
@@ -112,32 +98,41 @@ func printStreams(w io.Writer, v any, asJSON bool) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	switch v := v.(type) {
 	case []api.Stream:
-		fmt.Fprintln(tw, "STREAM\tSTATUS\tORDERING\tKINESIS STREAM\tREASON")
-		for _, s := range v {
-			kinesis := s.KinesisStreamArn[strings.LastIndex(s.KinesisStreamArn, "/")+1:]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.StreamIdentifier, s.Status, s.Ordering, kinesis, cmp.Or(s.StatusReason, &api.StatusReason{}).Code)
+		for _, row := range api.Table(v) {
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
 		}
 	case api.Stream:
-		describe(tw, v)
+		for _, f := range v.Fields() {
+			fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])
+		}
 	}
 	return tw.Flush()
 }
 
-// describe prints a stream as "key: value" lines, leaving out empty values.
-func describe(w io.Writer, s api.Stream) {
-	var reason, message string
-	if r := s.StatusReason; r != nil {
-		reason, message = r.Code+" since "+r.UpdatedAt.UTC().Format(time.RFC3339), r.Message
+// cmdHealth prints what the daemon's /healthz (with --ready, /readyz)
+// answers, and fails unless that is 200.
+func cmdHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("health", stderr)
+	ready := fs.Bool("ready", false, "check /readyz (every stream ACTIVE) rather than /healthz")
+	path, opts := daemonFlags(fs, "addr", "HOST:PORT, or https://HOST:PORT, to check (default: the config's metrics_listen, else its listen)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	lines := [][2]string{{"stream", s.StreamIdentifier}, {"cluster", s.ClusterIdentifier}, {"arn", s.Arn}, {"status", s.Status},
-		{"status reason", reason}, {"status message", message}, {"format", s.Format}, {"ordering", s.Ordering},
-		{"created", s.CreationTime.UTC().Format(time.RFC3339)}, {"kinesis stream", s.KinesisStreamArn}, {"role", s.RoleArn}}
-	for _, k := range slices.Sorted(maps.Keys(s.Tags)) {
-		lines = append(lines, [2]string{"tag " + k, s.Tags[k]})
+	line, err := pipeline.Health(ctx, *path, *opts, *ready)
+	if err == nil {
+		fmt.Fprintln(stdout, line)
 	}
-	for _, l := range append(lines, [2]string{"source", string(s.Source)}, [2]string{"target", string(s.Target)}) {
-		if l[1] != "" {
-			fmt.Fprintf(w, "%s:\t%s\n", l[0], l[1])
-		}
-	}
+	return err
+}
+
+// daemonFlags adds the flags that find the daemon and authenticate to it;
+// addr names the flag of its address.
+func daemonFlags(fs *flag.FlagSet, addr, usage string) (*string, *api.ClientOptions) {
+	o := &api.ClientOptions{}
+	fs.StringVar(&o.Endpoint, addr, "", usage)
+	fs.StringVar(&o.CAFile, "ca-file", "", "PEM CA certificates that sign the daemon's TLS certificate (default: the system's)")
+	fs.StringVar(&o.CertFile, "cert-file", "", "client certificate (PEM), for api.auth = \"mtls\"")
+	fs.StringVar(&o.KeyFile, "key-file", "", "the client certificate's key (PEM)")
+	fs.StringVar(&o.TokenFile, "token-file", "", "file holding the token, for api.auth = \"token\" (default: the config's api.token_file)")
+	return fs.String("config", "", "the daemon's configuration file, for its address, TLS and token file"), o
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/cdcd-dev/cdcd/rolecreds"
 	"github.com/cdcd-dev/cdcd/state"
 	"github.com/cdcd-dev/cdcd/state/api"
+	"github.com/cdcd-dev/cdcd/test/testpki"
 )
 
 const (
@@ -30,6 +30,13 @@ const (
 // controlPlane serves cdcd's control plane in-process, its streams run by
 // runner, and returns its URL.
 func controlPlane(t *testing.T, runner pipeline.Runner) string {
+	t.Helper()
+	return guardedControlPlane(t, runner, api.Guard{})
+}
+
+// guardedControlPlane is controlPlane behind g, over TLS when g has a
+// certificate.
+func guardedControlPlane(t *testing.T, runner pipeline.Runner, g api.Guard) string {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	store, err := state.Open(t.TempDir(), logger)
@@ -52,13 +59,15 @@ func controlPlane(t *testing.T, runner pipeline.Runner) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.NewServer(sup, prom, logger))
+	h, tc, err := g.Wrap(api.NewServer(sup, prom, logger), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		srv.Close()
 		_ = sup.Close()
 		_ = store.Close()
 	})
-	return srv.URL
+	return testpki.Serve(t, h, tc, logger)
 }
 
 // streams runs cdcd streams against the control plane at url.
@@ -115,7 +124,7 @@ func TestStreamsLifecycle(t *testing.T) {
 	}
 	out, err = streams(t, url, "get", "--stream", id)
 	for _, want := range []string{"stream:", id, "status:", "ACTIVE", "ordering:", "kinesis stream:", testKinesis,
-		"tag team:", "created:", created.CreationTime.UTC().Format(time.RFC3339), "source:", `"confirmedLsn"`} {
+		"tag team:", "created:", created.CreationTime.UTC().Format(time.RFC3339), "lag:", "source:", `"confirmedLsn"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("get lacks %q: %v\n%s", want, err, out)
 		}

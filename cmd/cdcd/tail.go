@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"fmt"
 	"io"
 
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-dev/cdcd/config"
@@ -20,10 +18,12 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	path := fs.String("config", "", "configuration file to take the endpoint, region and Kinesis stream from")
 	streamName := fs.String("stream", "", "cdcd stream name in the config whose Kinesis stream to read")
 	endpoint := fs.String("endpoint", "", "Kinesis endpoint URL (default: the config's aws.kinesis_endpoint, else AWS)")
-	region := fs.String("region", "", "AWS region (default: the config's aws.region, else us-east-1)")
-	var opt consumer.Config
+	region := fs.String("region", "", "AWS region (default: the config's aws.region, else AWS_REGION or the AWS profile's)")
+	opt, format := consumer.Config{Status: stderr}, consumer.FormatJSON
+	fs.Var(&format, "format", "`json|text`: json prints each record as written, text one line a record for people")
 	fs.StringVar(&opt.Stream, "kinesis-stream", "", "Kinesis stream name (instead of --config/--stream)")
 	fs.BoolVar(&opt.FromStart, "from-start", false, "read from the oldest record (TRIM_HORIZON) instead of from now")
+	fs.Var(consumer.SinceFlag(&opt.Since), "since", "read from the records that arrived at or after `T`: an RFC 3339 time, or a duration back from now (15m)")
 	fs.DurationVar(&opt.IdleExit, "idle-exit", 0, "exit when no record arrived for this long (0: run until interrupted)")
 	limit := fs.Int("max", 0, "exit after printing this many records (0: no limit)")
 	fs.DurationVar(&opt.Poll, "poll", consumer.DefaultPoll, "wait between GetRecords calls on an idle shard")
@@ -49,15 +49,14 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if opt.Stream == "" {
 		return usageError{"tail needs --kinesis-stream NAME, or --config FILE [--stream NAME]"}
 	}
-	awsCfg, err := config.LoadAWS(ctx, cmp.Or(*region, "us-east-1"))
+	awsCfg, err := config.LoadAWS(ctx, *region)
 	if err != nil {
 		return err
 	}
-	client := kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
-		if *endpoint != "" {
-			o.BaseEndpoint = endpoint
-		}
-	})
+	client, err := consumer.NewClient(awsCfg, *endpoint)
+	if err != nil {
+		return err
+	}
 	var apply *pgapply.Applier
 	if *applyDSN != "" {
 		conn, err := pgx.Connect(ctx, *applyDSN)
@@ -69,26 +68,18 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("prepare --apply database: %w", err)
 		}
 	}
-	return consumer.Run(ctx, client, opt, printer(stdout, *limit, apply))
+	return consumer.Run(ctx, client, opt, applier(apply, consumer.Printer(stdout, format, *limit)))
 }
 
-// printer prints each record as one line, after applying it to the replica
-// if there is one, and stops after limit lines (0: no limit).
-func printer(w io.Writer, limit int, apply *pgapply.Applier) consumer.Handler {
-	out, printed := bufio.NewWriter(w), 0
+// applier applies each record to the replica, if there is one, before
+// next prints it: a record is printed only once the replica has it.
+func applier(apply *pgapply.Applier, next consumer.Handler) consumer.Handler {
 	return func(ctx context.Context, r consumer.Record) error {
 		if m := r.Message; apply != nil && m != nil {
 			if _, err := apply.Apply(ctx, m); err != nil {
 				return fmt.Errorf("apply %s.%s at %s: %w", m.Source.Schema, m.Source.Table, m.Source.LSN, err)
 			}
 		}
-		fmt.Fprintf(out, "%s\n", r.Data)
-		if err := out.Flush(); err != nil {
-			return err
-		}
-		if printed++; limit > 0 && printed >= limit {
-			return consumer.ErrStop
-		}
-		return nil
+		return next(ctx, r)
 	}
 }

@@ -7,12 +7,18 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -52,25 +58,174 @@ type StatusReason struct {
 	Message   string    `json:"message,omitempty"`
 }
 
-// NewClient returns the SDK's dsql client for the control plane at
-// endpoint, in region. The control plane does not verify SigV4 (see
-// DefaultAddr), so one on this host is called with static dummy
-// credentials; any other endpoint gets the configuration load returns,
-// whose credentials AWS's own endpoint would need.
-func NewClient(ctx context.Context, endpoint, region string, load func(context.Context, string) (aws.Config, error)) (*dsql.Client, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("control plane endpoint %q: want an http:// or https:// URL", endpoint)
+// ClientOptions is where a control plane is and how to reach it.
+type ClientOptions struct {
+	// Endpoint is an http:// or https:// URL.
+	Endpoint string
+	// Region is the SDK's; cdcd ignores it.
+	Region string
+	// CAFile holds PEM certificates that sign the control plane's TLS
+	// certificate; empty trusts the system's roots.
+	CAFile string
+	// CertFile and KeyFile are the client certificate of api.auth = "mtls".
+	CertFile, KeyFile string
+	// TokenFile holds the token of api.auth = "token", sent in TokenHeader.
+	TokenFile string
+}
+
+// guarded reports whether o carries credentials for a guarded cdcd.
+func (o ClientOptions) guarded() bool { return o.CertFile != "" || o.TokenFile != "" }
+
+// transport is the HTTP transport o asks for: its roots, its client
+// certificate, and its token in every request.
+func (o ClientOptions) transport() (http.RoundTripper, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		if tr.TLSClientConfig.RootCAs, err = parsePool(pem); err != nil {
+			return nil, fmt.Errorf("%s %w", o.CAFile, err)
+		}
 	}
-	setEndpoint := func(o *dsql.Options) { o.BaseEndpoint = aws.String(endpoint) }
-	if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
-		return dsql.New(dsql.Options{Region: region, Credentials: credentials.NewStaticCredentialsProvider("cdcd", "cdcd", "")}, setEndpoint), nil
+	if o.CertFile != "" || o.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
 	}
-	cfg, err := load(ctx, region)
+	if o.TokenFile == "" {
+		return tr, nil
+	}
+	b, err := os.ReadFile(o.TokenFile)
 	if err != nil {
 		return nil, err
 	}
-	return dsql.NewFromConfig(cfg, setEndpoint), nil
+	token, err := parseToken(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.TokenFile, err)
+	}
+	u, err := url.Parse(o.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("control plane endpoint %q: %w", o.Endpoint, err)
+	}
+	return tokenTransport{next: tr, host: u.Host, token: string(token)}, nil
+}
+
+// tokenTransport adds the token to each request to the control plane's
+// host, after the SDK has signed it: the token is not part of the
+// signature, which cdcd does not check. A redirect elsewhere goes without.
+type tokenTransport struct {
+	next        http.RoundTripper
+	host, token string
+}
+
+func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == t.host {
+		r = r.Clone(r.Context())
+		r.Header.Set(TokenHeader, t.token)
+	}
+	return t.next.RoundTrip(r)
+}
+
+// NewClient returns the SDK's dsql client for the control plane that o
+// describes. The control plane does not verify SigV4, so one on this host,
+// or one given a token or client certificate (a guarded cdcd), is called
+// with static dummy credentials; any other endpoint gets the configuration
+// load returns, whose credentials AWS's own endpoint would need.
+func NewClient(ctx context.Context, o ClientOptions, load func(context.Context, string) (aws.Config, error)) (*dsql.Client, error) {
+	u, err := url.Parse(o.Endpoint)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("control plane endpoint %q: want an http:// or https:// URL", o.Endpoint)
+	}
+	set := func(d *dsql.Options) { d.BaseEndpoint = aws.String(o.Endpoint) }
+	if o.CAFile != "" || o.guarded() {
+		rt, err := o.transport()
+		if err != nil {
+			return nil, err
+		}
+		set = func(d *dsql.Options) {
+			d.BaseEndpoint, d.HTTPClient = aws.String(o.Endpoint), &http.Client{Transport: rt}
+		}
+	}
+	if ip := net.ParseIP(u.Hostname()); o.guarded() || u.Hostname() == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+		return dsql.New(dsql.Options{Region: o.Region, Credentials: credentials.NewStaticCredentialsProvider("cdcd", "cdcd", "")}, set), nil
+	}
+	cfg, err := load(ctx, o.Region)
+	if err != nil {
+		return nil, err
+	}
+	return dsql.NewFromConfig(cfg, set), nil
+}
+
+// Fields are s as "key", "value" pairs for a person, in the order that
+// reads best, leaving out empty values.
+func (s Stream) Fields() [][2]string {
+	var reason, message string
+	if r := s.StatusReason; r != nil {
+		reason, message = r.Code+" since "+r.UpdatedAt.UTC().Format(time.RFC3339), r.Message
+	}
+	all := [][2]string{{"stream", s.StreamIdentifier}, {"cluster", s.ClusterIdentifier}, {"arn", s.Arn}, {"status", s.Status},
+		{"status reason", reason}, {"status message", message}, {"format", s.Format}, {"ordering", s.Ordering},
+		{"created", s.CreationTime.UTC().Format(time.RFC3339)}, {"kinesis stream", s.KinesisStreamArn}, {"role", s.RoleArn}}
+	for _, k := range slices.Sorted(maps.Keys(s.Tags)) {
+		all = append(all, [2]string{"tag " + k, s.Tags[k]})
+	}
+	all = append(append(all, s.Progress()...), [2]string{"source", string(s.Source)}, [2]string{"target", string(s.Target)})
+	return slices.DeleteFunc(all, func(f [2]string) bool { return f[1] == "" })
+}
+
+// Progress describes, in words, how far the stream is behind its source
+// and how far its initial snapshot got, from Source; nothing for what
+// Source does not say.
+func (s Stream) Progress() [][2]string {
+	var src struct {
+		LagSeconds *float64      `json:"lagSeconds"`
+		LagBytes   *int64        `json:"lagBytes"`
+		Snapshot   *snapshotJSON `json:"snapshot"`
+	}
+	if json.Unmarshal(s.Source, &src) != nil {
+		return nil
+	}
+	var out [][2]string
+	if src.LagSeconds != nil {
+		lag := time.Duration(*src.LagSeconds * float64(time.Second)).Round(time.Millisecond).String()
+		if src.LagBytes != nil {
+			lag += fmt.Sprintf(", %d bytes of WAL", *src.LagBytes)
+		}
+		out = append(out, [2]string{"lag", lag})
+	}
+	if p := src.Snapshot; p != nil {
+		snap := fmt.Sprintf("%d of %d tables, %d rows", p.TablesDone, p.Tables, p.Rows)
+		switch {
+		case p.Done:
+			snap = fmt.Sprintf("done: %d tables, %d rows", p.Tables, p.Rows)
+		case p.EstimatedRows > 0:
+			snap += fmt.Sprintf(" of about %d", p.EstimatedRows)
+		}
+		if p.Table != "" {
+			snap += ", reading " + p.Table
+		}
+		out = append(out, [2]string{"snapshot", snap})
+	}
+	return out
+}
+
+// Table is streams as rows for a person: a header, then a row per stream.
+func Table(streams []Stream) [][]string {
+	rows := [][]string{{"STREAM", "STATUS", "ORDERING", "KINESIS STREAM", "REASON"}}
+	for _, s := range streams {
+		var reason string
+		if s.StatusReason != nil {
+			reason = s.StatusReason.Code
+		}
+		kinesis := s.KinesisStreamArn[strings.LastIndex(s.KinesisStreamArn, "/")+1:]
+		rows = append(rows, []string{s.StreamIdentifier, s.Status, s.Ordering, kinesis, reason})
+	}
+	return rows
 }
 
 // GetStream describes one stream.

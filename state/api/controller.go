@@ -67,7 +67,7 @@ type CreateRequest struct {
 // StreamView is a stream as the control plane shows it: the persisted and
 // live state, plus what cdcd adds to DSQL's GetStream.
 type StreamView struct {
-	state.Snapshot
+	state.View
 	// Source is the replication slot's health; nil when unknown.
 	Source *SourceInfo
 	// TargetInfo is the Kinesis stream's encryption; nil when unknown.
@@ -84,6 +84,26 @@ type SourceInfo struct {
 	// WALStatus is pg_replication_slots.wal_status (reserved, extended,
 	// unreserved, lost).
 	WALStatus string
+	// LagBytes is the WAL the server had written past the stream's
+	// position at the last health check; nil before a check found the
+	// slot.
+	LagBytes *int64
+	// Snapshot is the initial snapshot's progress; nil when none ran in
+	// this process.
+	Snapshot *SnapshotInfo
+}
+
+// SnapshotInfo is the initial snapshot's progress.
+type SnapshotInfo struct {
+	Done bool
+	// Table is the table being read; empty once done.
+	Table      string
+	TablesDone int
+	Tables     int
+	// Rows were read and handed to the sink so far, of an estimated
+	// EstimatedRows (pg_class.reltuples; 0 when never analyzed).
+	Rows          int64
+	EstimatedRows int64
 }
 
 // TargetInfo is the target stream's server-side encryption.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,11 +22,6 @@ import (
 	"github.com/cdcd-dev/cdcd/ident"
 	"github.com/cdcd-dev/cdcd/state"
 )
-
-// DefaultAddr is where the control plane listens unless configured: the
-// loopback interface only, because the server does not verify SigV4
-// signatures; whoever can reach it can create and delete streams.
-const DefaultAddr = "127.0.0.1:4380"
 
 const (
 	defaultMaxResults = 10
@@ -47,16 +43,25 @@ type Server struct {
 
 var _ http.Handler = (*Server)(nil)
 
-// NewServer serves ctl's streams and, when gatherer is not nil, its metrics.
+// NewServer serves ctl's streams, the health endpoints and, when gatherer
+// is not nil, its metrics.
 func NewServer(ctl Controller, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Server{ctl: ctl, log: logger, mux: http.NewServeMux()}
+	s := NewProbeServer(ctl, gatherer, logger)
 	s.mux.HandleFunc("POST /stream/{clusterIdentifier}", s.createStream)
 	s.mux.HandleFunc("GET /stream/{clusterIdentifier}", s.listStreams)
 	s.mux.HandleFunc("GET /stream/{clusterIdentifier}/{streamIdentifier}", s.getStream)
 	s.mux.HandleFunc("DELETE /stream/{clusterIdentifier}/{streamIdentifier}", s.deleteStream)
+	return s
+}
+
+// NewProbeServer serves /healthz, /readyz and, when gatherer is not nil,
+// /metrics, and none of the stream operations: what a scraper or a probe
+// may see without access to the control plane.
+func NewProbeServer(ctl Controller, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{ctl: ctl, log: logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
@@ -67,11 +72,14 @@ func NewServer(ctl Controller, gatherer prometheus.Gatherer, logger *slog.Logger
 	}
 	// Anything else gets an AWS-shaped error, so an SDK client calling an
 	// operation cdcd lacks (CreateCluster, TagResource) fails clearly.
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeAWSError(w, awsError{Status: http.StatusNotFound, Type: "UnknownOperationException",
-			Body: map[string]any{"message": fmt.Sprintf("cdcd does not implement %s %s", r.Method, r.URL.Path)}})
-	})
+	s.mux.HandleFunc("/", unknownOperation)
 	return s
+}
+
+// unknownOperation answers a request that names no operation cdcd has.
+func unknownOperation(w http.ResponseWriter, r *http.Request) {
+	writeAWSError(w, awsError{Status: http.StatusNotFound, Type: "UnknownOperationException",
+		Body: map[string]any{"message": fmt.Sprintf("cdcd does not implement %s %s", r.Method, r.URL.Path)}})
 }
 
 // ServeHTTP gives each request an id (which the SDK reports as its request
@@ -83,7 +91,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Amzn-Requestid", id)
 	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	start := time.Now()
-	s.mux.ServeHTTP(rw, r)
+	if strings.HasPrefix(r.URL.Path, "/") {
+		s.mux.ServeHTTP(rw, r)
+	} else {
+		// A target that is not a path ("GET *", "CONNECT host:port")
+		// matches no pattern, and the mux would answer it with a bare 400
+		// or a plain-text 404 that an AWS client cannot read.
+		unknownOperation(rw, r)
+	}
 	s.log.Debug("control plane request", "request_id", id, "method", r.Method, "path", r.URL.Path,
 		"status", rw.status, "duration", time.Since(start))
 }

@@ -76,6 +76,18 @@ type sourceJSON struct {
 	RetainedWALBytes int64   `json:"retainedWalBytes"`
 	WALStatus        string  `json:"walStatus,omitempty"`
 	LagSeconds       float64 `json:"lagSeconds"`
+	// LagBytes is absent, not 0, while unknown.
+	LagBytes *int64        `json:"lagBytes,omitempty"`
+	Snapshot *snapshotJSON `json:"snapshot,omitempty"`
+}
+
+type snapshotJSON struct {
+	Done          bool   `json:"done"`
+	Table         string `json:"table,omitempty"`
+	TablesDone    int    `json:"tablesDone"`
+	Tables        int    `json:"tables"`
+	Rows          int64  `json:"rows"`
+	EstimatedRows int64  `json:"estimatedRows"`
 }
 
 type targetJSON struct {
@@ -128,6 +140,11 @@ func getOutput(v StreamView) getStreamOutput {
 	if s := v.Source; s != nil {
 		out.Source.Slot, out.Source.Publication = s.Slot, s.Publication
 		out.Source.RetainedWALBytes, out.Source.WALStatus = s.RetainedWALBytes, s.WALStatus
+		out.Source.LagBytes = s.LagBytes
+		if p := s.Snapshot; p != nil {
+			out.Source.Snapshot = &snapshotJSON{Done: p.Done, Table: p.Table, TablesDone: p.TablesDone, Tables: p.Tables,
+				Rows: p.Rows, EstimatedRows: p.EstimatedRows}
+		}
 		if s.ConfirmedLSN != 0 {
 			out.Source.ConfirmedLSN = state.FormatLSN(s.ConfirmedLSN)
 		}

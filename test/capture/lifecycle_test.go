@@ -85,7 +85,7 @@ func withoutMetrics(cfg capture.Config) capture.Config {
 }
 
 // TestPrerequisiteErrors: each missing prerequisite is an error that names
-// the fix.
+// the fix, and Check, which changes nothing, finds the same one.
 func TestPrerequisiteErrors(t *testing.T) {
 	h := newHarness(t, "")
 	h.exec(`CREATE TABLE nokey (a int, b int)`)
@@ -94,11 +94,12 @@ func TestPrerequisiteErrors(t *testing.T) {
 		name   string
 		tables []string
 		want   string
+		check  string // the *capture.Unmet's Check; "" for none
 	}{
-		{"missing table", []string{"public.nope"}, "does not exist"},
-		{"no key", []string{"public.nokey"}, "REPLICA IDENTITY FULL"},
-		{"toastable", []string{"public.toasty"}, "set_replica_identity_full"},
-		{"no tables", nil, "no tables configured"},
+		{"missing table", []string{"public.nope"}, "does not exist", "table"},
+		{"no key", []string{"public.nokey"}, `ALTER TABLE "public"."nokey" ADD PRIMARY KEY (…), or set keyless_tables = "full"`, "replica_identity"},
+		{"toastable", []string{"public.toasty"}, "set_replica_identity_full", "replica_identity"},
+		{"no tables", nil, "no tables configured", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,10 +109,50 @@ func TestPrerequisiteErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := src.Prepare(h.ctx, 0); err == nil || !strings.Contains(err.Error(), tc.want) {
+			_, err = src.Prepare(h.ctx, 0)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
+			checked := src.Check(h.ctx)
+			if checked == nil || checked.Error() != err.Error() {
+				t.Errorf("Check = %v, want Prepare's %v", checked, err)
+			}
+			var u *capture.Unmet
+			if got := errors.As(checked, &u); got != (tc.check != "") || got && (u.Check != tc.check || u.Object != tc.tables[0]) {
+				t.Errorf("Check = %#v, want an Unmet %q of %v", checked, tc.check, tc.tables)
+			}
 		})
+	}
+}
+
+// TestCheckChangesNothing: Check passes where Prepare would set REPLICA
+// IDENTITY FULL and create the publication and the slot, and does none of
+// it; Prepare then does.
+func TestCheckChangesNothing(t *testing.T) {
+	h := newHarness(t, "", "public.toasty")
+	h.exec(`CREATE TABLE toasty (id int PRIMARY KEY, doc text)`)
+	state := func() (ident string, pubs, slots int) {
+		t.Helper()
+		err := h.db.QueryRow(h.ctx, `SELECT relreplident::text, (SELECT count(*) FROM pg_publication WHERE pubname = 'cdcd_pub')::int,
+			(SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1)::int FROM pg_class WHERE oid = 'public.toasty'::regclass`, h.slot).
+			Scan(&ident, &pubs, &slots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ident, pubs, slots
+	}
+	src := h.source()
+	if err := src.Check(h.ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if ident, pubs, slots := state(); ident != "d" || pubs != 0 || slots != 0 {
+		t.Fatalf("after Check: replica identity %s, %d publications, %d slots; want d, 0, 0", ident, pubs, slots)
+	}
+	if _, err := src.Prepare(h.ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ident, pubs, slots := state(); ident != "f" || pubs != 1 || slots != 1 {
+		t.Fatalf("after Prepare: replica identity %s, %d publications, %d slots; want f, 1, 1", ident, pubs, slots)
 	}
 }
 

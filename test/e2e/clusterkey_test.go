@@ -14,12 +14,15 @@ import (
 	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
-func clusterKeyHarness(t *testing.T) (*harness, *kms.Client, string) {
+// clusterKeyHarness is a harness whose cluster has a key of its own,
+// checked every second, streaming the table items; kinesisEndpoint, when
+// set, replaces the Kinesis endpoint (a fault proxy in front of it).
+func clusterKeyHarness(t *testing.T, kinesisEndpoint string) (*harness, *kms.Client, string) {
 	env := testenv.Require(t)
 	client := testenv.KMSClient(t, env, env.KMSEndpoint)
 	key := testenv.CreateKey(t, client)
 	h := newHarness(t, harnessOptions{
-		tables: []string{"public.items"}, shards: 1,
+		tables: []string{"public.items"}, shards: 1, kinesisEndpoint: kinesisEndpoint,
 		aws:     fmt.Sprintf("kms_endpoint = %q", env.KMSEndpoint),
 		cluster: fmt.Sprintf("cluster_key_arn = %q\ncluster_key_check_interval = \"1s\"", key),
 	})
@@ -32,7 +35,7 @@ func clusterKeyHarness(t *testing.T) (*harness, *kms.Client, string) {
 // returns the stream to ACTIVE with every change delivered. A key scheduled
 // for deletion behaves like a disabled one.
 func TestClusterKeyDisabledAndEnabled(t *testing.T) {
-	h, client, key := clusterKeyHarness(t)
+	h, client, key := clusterKeyHarness(t, "")
 	ctx := context.Background()
 	d := h.start()
 	h.waitStatus("ACTIVE", "", 30*time.Second)
@@ -84,7 +87,7 @@ func TestClusterKeyDisabledAndEnabled(t *testing.T) {
 // no pipeline for the stream (its slot stays unused, nothing reaches
 // Kinesis) and leaves its state file as it was.
 func TestClusterKeyDisabledWhileCreating(t *testing.T) {
-	h, client, key := clusterKeyHarness(t)
+	h, client, key := clusterKeyHarness(t, "")
 	if _, err := client.DisableKey(context.Background(), &kms.DisableKeyInput{KeyId: aws.String(key)}); err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,9 @@ type harnessOptions struct {
 	// kinesisEndpoint replaces the Kinesis endpoint the daemon uses (a
 	// fault proxy in front of it, say).
 	kinesisEndpoint string
+	// askAccount leaves aws.account out, so that cdcd asks STS (an
+	// sts_endpoint in aws); otherwise it is the stand-ins' 000000000000.
+	askAccount bool
 }
 
 func newHarness(t *testing.T, opt harnessOptions) *harness {
@@ -82,6 +85,10 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 		opt.kinesisEndpoint = env.KinesisEndpoint
 	}
 	h.listen = testenv.FreeAddr(t)
+	account := `account = "000000000000"`
+	if opt.askAccount {
+		account = ""
+	}
 	quoted := make([]string, len(opt.tables))
 	for i, tb := range opt.tables {
 		quoted[i] = fmt.Sprintf("%q", tb)
@@ -94,6 +101,7 @@ level = "debug"
 [aws]
 region = %q
 kinesis_endpoint = %q
+%s
 %s
 [[cluster]]
 name = "src"
@@ -115,7 +123,7 @@ kinesis_stream = %q
 [stream.delivery]
 status_interval = "1s"
 linger = "5ms"
-`, h.stateDir, h.listen, env.Region, opt.kinesisEndpoint, opt.aws, h.dsn, opt.cluster, strings.Join(quoted, ", "), h.slot, opt.ordering, opt.extra, h.kinesis, opt.target)
+`, h.stateDir, h.listen, env.Region, opt.kinesisEndpoint, account, opt.aws, h.dsn, opt.cluster, strings.Join(quoted, ", "), h.slot, opt.ordering, opt.extra, h.kinesis, opt.target)
 	h.config = filepath.Join(t.TempDir(), "cdcd.toml")
 	if err := os.WriteFile(h.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -103,10 +103,9 @@ func TestKinesisFaultsImpairAndRecover(t *testing.T) {
 
 // TestImpairedStreamRecoversAfterRestart: a stream IMPAIRED by a Kinesis
 // error, restarted once Kinesis accepts again, delivers and returns to
-// ACTIVE (docs/lifecycle.md#codes: the component that failed reports the
-// recovery when it succeeds again).
+// ACTIVE (docs/lifecycle.md#re-evaluation-after-a-restart: the sink, which
+// owns the code, clears it on its first evidence after the restart).
 func TestImpairedStreamRecoversAfterRestart(t *testing.T) {
-	t.Skip("known bug: a restarted stream keeps the IMPAIRED status of its state file while delivering; the sink reports recovery only from a fault it reported itself")
 	h, proxy := proxiedHarness(t, 1)
 	d := h.start()
 	proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: "AccessDeniedException"})

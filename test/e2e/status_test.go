@@ -41,14 +41,14 @@ func (h *harness) streamIDs() (cluster, stream string) {
 
 // stateFile reads the stream's file in the daemon's state directory
 // (state_dir/streams/<id>.json): its bytes and the record they hold.
-func (h *harness) stateFile() ([]byte, state.Record) {
+func (h *harness) stateFile() ([]byte, state.File) {
 	h.t.Helper()
 	_, id := h.streamIDs()
 	raw, err := os.ReadFile(filepath.Join(h.stateDir, "streams", id+".json"))
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	var rec state.Record
+	var rec state.File
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		h.t.Fatalf("state file of stream %s: %v", id, err)
 	}

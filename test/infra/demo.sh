@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # demo.sh: a live demonstration against the local servers (run `make demo`,
 # which first runs up.sh and builds bin/cdcd). It creates the Kinesis stream
-# cdcd-demo and the table public.orders, starts `cdcd run` and `cdcd tail`,
-# inserts a row a second for DEMO_SECONDS (default 10) and stops both on
-# Ctrl-C or at the end. The servers keep running: `make infra-down`.
+# cdcd-demo and the table public.orders, writes its own configuration for
+# the local servers to .cache/demo.toml, runs `cdcd check --online`, starts
+# `cdcd run` and `cdcd tail`, inserts a row a second for DEMO_SECONDS
+# (default 10) and stops both on Ctrl-C or at the end. The servers keep
+# running: `make infra-down`.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -12,22 +14,14 @@ STREAM=cdcd-demo
 SHARDS=2
 SECONDS_TO_RUN=${DEMO_SECONDS:-10}
 BIN=$ROOT/bin/cdcd
-CONFIG_SRC=$ROOT/config.example.toml
 CONFIG=$CACHE/demo.toml
-# The placeholders config.example.toml uses for the DSN (with or without the
-# password) and the Kinesis endpoint.
-PLACEHOLDER_DSN='postgres://cdcd:cdcd@127.0.0.1:54329/cdcd?sslmode=disable'
-PLACEHOLDER_DSN_NOPW='postgres://cdcd@127.0.0.1:54329/cdcd?sslmode=disable'
-PLACEHOLDER_KINESIS='http://127.0.0.1:4567'
+STATE_DIR=$CACHE/demo-state
 
 [[ -f $ENVFILE ]] || die "$ENVFILE not found: start the servers with \`make infra-up\` (\`make demo\` does)"
 # shellcheck disable=SC1090
 . "$ENVFILE"
 [[ -x $BIN ]] || die "$BIN not found: run \`make build\`"
-[[ -f $CONFIG_SRC ]] || die "$CONFIG_SRC not found"
 mkdir -p "$LOGDIR"
-# The config's relative paths (state_dir) are relative to the repository.
-cd "$ROOT"
 DSN_NOPW=${CDCD_TEST_PG_DSN/cdcd:cdcd@/cdcd@}
 # The config names the variable that holds the password (password_env).
 export CDCD_PG_PASSWORD=cdcd
@@ -62,29 +56,52 @@ EOF
 log "table public.orders ready"
 
 # ------------------------------------------------------------------ config
-# sed_escape makes a literal string safe in a sed pattern (with | as the
-# delimiter) or replacement.
-sed_escape() { printf '%s' "$1" | sed -e 's/[]\/$*.^[|&]/\\&/g'; }
-sed -e "s|$(sed_escape "$PLACEHOLDER_DSN")|$(sed_escape "$CDCD_TEST_PG_DSN")|g" \
-	-e "s|$(sed_escape "$PLACEHOLDER_DSN_NOPW")|$(sed_escape "$DSN_NOPW")|g" \
-	-e "s|$(sed_escape "$PLACEHOLDER_KINESIS")|$(sed_escape "$CDCD_TEST_KINESIS_ENDPOINT")|g" \
-	"$CONFIG_SRC" >"$CONFIG"
-grep -qF -e "$CDCD_TEST_PG_DSN" -e "$DSN_NOPW" "$CONFIG" ||
-	log "warning: $CONFIG_SRC has no $PLACEHOLDER_DSN; the demo config keeps its own DSN"
-grep -qF "$CDCD_TEST_KINESIS_ENDPOINT" "$CONFIG" ||
-	log "warning: $CONFIG_SRC has no $PLACEHOLDER_KINESIS; the demo config keeps its own endpoint"
+# The demo's own configuration, for the stand-ins up.sh started: their
+# endpoints and ports, kinesalite's account, the test cluster's password in
+# the environment. A production file starts from config.example.toml.
+cat >"$CONFIG" <<EOF
+# Written by test/infra/demo.sh for the local stand-ins of \`make demo\`;
+# config.example.toml is the example for production.
+state_dir = "$STATE_DIR"
+listen = "127.0.0.1:9180"
+
+[log]
+level = "info"
+format = "text"
+
+[aws]
+region = "$AWS_REGION"
+# kinesalite's account; left out, cdcd would ask STS, which has no stand-in here.
+account = "000000000000"
+kinesis_endpoint = "$CDCD_TEST_KINESIS_ENDPOINT"
+
+[[cluster]]
+name = "local"
+dsn = "$DSN_NOPW"
+password_env = "CDCD_PG_PASSWORD"
+
+[[stream]]
+name = "orders"
+cluster = "local"
+tables = ["public.orders"]
+set_replica_identity_full = true
+
+[stream.target]
+kinesis_stream = "$STREAM"
+EOF
 log "config written to $CONFIG"
 
 # up.sh makes a fresh cluster each start; the daemon's state from a demo on
 # an earlier cluster would name a slot that no longer exists (SOURCE_SLOT_LOST).
-STATE_DIR=$(sed -n 's/^state_dir *= *"\(.*\)".*/\1/p' "$CONFIG" | head -n1)
-[[ -z $STATE_DIR || $STATE_DIR == /* ]] || STATE_DIR=$ROOT/$STATE_DIR
 SYSID=$("${PSQL[@]}" -At -c "SELECT system_identifier FROM pg_control_system()")
-if [[ $STATE_DIR == "$CACHE"/* && -d $STATE_DIR && $(read_file "$CACHE/demo.sysid") != "$SYSID" ]]; then
+if [[ -d $STATE_DIR && $(read_file "$CACHE/demo.sysid") != "$SYSID" ]]; then
 	log "new test cluster: removing the previous demo's state in $STATE_DIR"
 	rm -rf "$STATE_DIR"
 fi
 echo "$SYSID" >"$CACHE/demo.sysid"
+
+# What starting the stream will find: the source and the Kinesis stream.
+"$BIN" check --online --config "$CONFIG" || die "cdcd check --online failed"
 
 # ------------------------------------------------------------------ daemon
 DAEMON_PID=
@@ -112,7 +129,7 @@ if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
 	die "cdcd run exited at once; see $DAEMON_LOG"
 fi
 
-"$BIN" tail --config "$CONFIG" --stream orders --from-start &
+"$BIN" tail --config "$CONFIG" --stream orders --from-start --format text &
 TAIL_PID=$!
 log "started cdcd tail (pid $TAIL_PID); its records appear below"
 

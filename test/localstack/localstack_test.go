@@ -1,6 +1,7 @@
 // Package localstack_test checks cdcd's AWS assumptions against LocalStack
 // (Kinesis on kinesis-mock, KMS, STS) in a container: server-side encryption
-// with a KMS key and StreamARN addressing, which kinesalite lacks. It needs a
+// with a KMS key and StreamARN addressing, which kinesalite lacks; and it
+// builds and runs cdcd's own container image (image_test.go). It needs a
 // Docker engine and skips cleanly without one.
 package localstack_test
 

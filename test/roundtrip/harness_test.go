@@ -72,6 +72,8 @@ listen = "127.0.0.1:0"
 level = "info"
 [aws]
 region = %q
+# The stand-ins' account; without it cdcd would ask STS.
+account = "000000000000"
 kinesis_endpoint = %q
 [[cluster]]
 name = "src"

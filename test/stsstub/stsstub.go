@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +97,25 @@ func New(t testing.TB) *Server {
 	s := Start()
 	t.Cleanup(s.Close)
 	return s
+}
+
+// UseEnvironment makes the AWS SDK's default chain find the base identity,
+// for the rest of the test, in the environment only (access key
+// accessKeyID), with no shared files and no instance metadata. It skips
+// the test where AWS_ENDPOINT_URL is set: the SDK would then ignore the
+// stand-in's service-specific endpoint.
+func UseEnvironment(t testing.TB, accessKeyID string) {
+	t.Helper()
+	if _, ok := os.LookupEnv("AWS_ENDPOINT_URL"); ok {
+		t.Skip("AWS_ENDPOINT_URL is set; the SDK then ignores service-specific endpoints")
+	}
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_ACCESS_KEY_ID", accessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+	t.Setenv("AWS_SESSION_TOKEN", "")
 }
 
 // URL is the endpoint to give an sts client as its BaseEndpoint.

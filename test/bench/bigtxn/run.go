@@ -132,6 +132,8 @@ listen = %q
 level = "info"
 [aws]
 region = "us-east-1"
+# The stand-ins' account; without it cdcd would ask STS.
+account = "000000000000"
 kinesis_endpoint = %q
 [[cluster]]
 name = "src"

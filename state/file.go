@@ -1,7 +1,9 @@
 package state
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cdcd-dev/cdcd/codes"
@@ -10,15 +12,24 @@ import (
 
 // FileVersion is the version of the per-stream file format. Open refuses
 // files from a newer version rather than guessing at their meaning.
+//
+// otherReasons was added without a new version: a file without it reads
+// as before (one cause, the statusReason), and an older cdcd refuses a
+// file with it as an unknown key, which is what a new version would make
+// it do.
 const FileVersion = 1
 
-// Record is everything cdcd keeps about one stream across restarts; it is
+// File is everything cdcd keeps about one stream across restarts; it is
 // the per-stream JSON file.
-type Record struct {
+type File struct {
 	Version      int        `json:"version"`
 	Definition   Definition `json:"definition"`
 	Status       Status     `json:"status"`
 	StatusReason *Reason    `json:"statusReason,omitempty"`
+	// OtherReasons are the causes outstanding besides StatusReason, which
+	// is the most severe of them (docs/lifecycle.md#status-reason); kept
+	// so that after a restart each is cleared by its own owner.
+	OtherReasons []Reason   `json:"otherReasons,omitempty"`
 	Checkpoint   Checkpoint `json:"checkpoint"`
 }
 
@@ -56,6 +67,19 @@ type Reason struct {
 	UpdatedAt time.Time  `json:"updatedAt"`
 }
 
+// Codes lists the codes of the outstanding causes the record shows: the
+// statusReason's first, then the other reasons'.
+func (r File) Codes() []codes.Code {
+	var out []codes.Code
+	if r.StatusReason != nil {
+		out = append(out, r.StatusReason.Code)
+	}
+	for _, o := range r.OtherReasons {
+		out = append(out, o.Code)
+	}
+	return out
+}
+
 // Checkpoint is the resume position: the last commit LSN whose records
 // Kinesis accepted, and that transaction's source.ts_ns. The daemon saves
 // it before confirming the LSN to PostgreSQL, so after a crash the slot
@@ -76,7 +100,7 @@ func FormatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(
 // validate checks what a file or a caller could get wrong in a way that
 // would otherwise surface far away: a path-unsafe id, an unknown status, a
 // reason on a status that must not have one.
-func (r *Record) validate() error {
+func (r *File) validate() error {
 	d := r.Definition
 	if !ident.ValidID(d.StreamID) {
 		return fmt.Errorf("stream identifier %q: want %d characters of [a-z0-9]", d.StreamID, ident.IDLen)
@@ -90,14 +114,36 @@ func (r *Record) validate() error {
 	if r.Status.HasReason() != (r.StatusReason != nil) {
 		return fmt.Errorf("status %s with statusReason %v: a reason goes with IMPAIRED and FAILED only", r.Status, r.StatusReason)
 	}
+	if err := r.validateOthers(); err != nil {
+		return err
+	}
 	if r.Version > FileVersion {
 		return fmt.Errorf("file version %d: this cdcd reads up to %d", r.Version, FileVersion)
 	}
 	return nil
 }
 
+// validateOthers checks that otherReasons go with a statusReason and that
+// no code is outstanding twice.
+func (r *File) validateOthers() error {
+	if len(r.OtherReasons) == 0 {
+		return nil
+	}
+	if r.StatusReason == nil {
+		return errors.New("otherReasons without a statusReason")
+	}
+	seen := map[codes.Code]bool{r.StatusReason.Code: true}
+	for _, o := range r.OtherReasons {
+		if seen[o.Code] {
+			return fmt.Errorf("otherReasons: %s is outstanding twice", o.Code)
+		}
+		seen[o.Code] = true
+	}
+	return nil
+}
+
 // clone copies r deeply enough that the copy shares nothing mutable.
-func (r Record) clone() Record {
+func (r File) clone() File {
 	if r.Definition.Tags != nil {
 		tags := make(map[string]string, len(r.Definition.Tags))
 		for k, v := range r.Definition.Tags {
@@ -109,5 +155,6 @@ func (r Record) clone() Record {
 		reason := *r.StatusReason
 		r.StatusReason = &reason
 	}
+	r.OtherReasons = slices.Clone(r.OtherReasons)
 	return r
 }
