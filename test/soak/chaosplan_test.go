@@ -182,20 +182,17 @@ func planInstants(r *rand.Rand, total time.Duration, k kind, n int, exclusive []
 }
 
 // avoid moves a fault of kind k lasting dur to the nearest start in
-// [2 s, total - dur - 3 s] where it keeps out of the exclusive faults it
-// must not meet, or returns -1. A SIGKILL keeps out of a disabled cluster
-// key (docs/lifecycle.md#codes, "Not yet": a stream whose cluster key
-// cannot be set up at start is not retried until cdcd restarts again); a
-// SIGKILL and a full spill directory (which holds a stream back from
-// Kinesis) keep out of a fault whose code needs ImpairAfter, whose clock
-// they set back; a walsender kill keeps out of a PostgreSQL restart and a
-// SIGKILL (there is no walsender to kill).
+// [2 s, total - dur - 3 s] where it keeps out of the faults it must not
+// meet, or returns -1. A SIGKILL and a full spill directory (which holds a
+// stream back from Kinesis) keep out of a fault whose code needs
+// ImpairAfter, whose clock they set back; a walsender kill keeps out of a
+// PostgreSQL restart and a SIGKILL (there is no walsender to kill).
 func avoid(at, dur, total time.Duration, k kind, exclusive []*episode) time.Duration {
 	blocked := func(at time.Duration) bool {
 		for _, ep := range exclusive {
 			_, _, needs := expectation(ep)
 			hit := k == walsender && (ep.kind == pgRestart || ep.kind == sigkill) ||
-				(k == sigkill || k == spillFull) && needs >= impairAfter || k == sigkill && ep.kind == clusterKey
+				(k == sigkill || k == spillFull) && needs >= impairAfter
 			if hit && at+dur > ep.at-time.Second && at < ep.at+ep.dur+5*time.Second {
 				return true
 			}

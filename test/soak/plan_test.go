@@ -65,9 +65,8 @@ func hasCode(plan []*episode, code string) bool {
 }
 
 // checkOverlaps: the faults that stop delivery never overlap each other,
-// nor a PostgreSQL restart unless pgDuringOutage; no SIGKILL falls while
-// the cluster key is disabled, and neither a SIGKILL nor a full spill
-// directory within a fault whose code needs ImpairAfter.
+// nor a PostgreSQL restart unless pgDuringOutage; neither a SIGKILL nor a
+// full spill directory falls within a fault whose code needs ImpairAfter.
 func checkOverlaps(plan []*episode, pgDuringOutage bool) error {
 	delivery := map[kind]bool{outage: true, accessDenied: true, throttling: true, keyDenied: true, clusterKey: true, roleDenied: true}
 	for i, a := range plan {
@@ -83,10 +82,6 @@ func checkOverlaps(plan []*episode, pgDuringOutage bool) error {
 			if overlap && (a.needs >= impairAfter && (b.kind == sigkill || b.kind == spillFull) ||
 				b.needs >= impairAfter && (a.kind == sigkill || a.kind == spillFull)) {
 				return fmt.Errorf("%s within %s, whose code needs ImpairAfter", b.kind, a.kind)
-			}
-			if (a.kind == clusterKey && b.kind == sigkill || b.kind == clusterKey && a.kind == sigkill) &&
-				a.at < b.at+b.dur+time.Second && b.at < a.at+a.dur+time.Second {
-				return fmt.Errorf("a SIGKILL while the cluster key is disabled")
 			}
 		}
 	}
