@@ -115,9 +115,8 @@ type summary struct {
 	Episodes      []episodeReport     `json:"episodes"`
 	NotInjectable string              `json:"not_injectable,omitempty"`
 	CodesByKind   map[string][]string `json:"codes_by_kind"`
-	// FinalStatus is each stream's status once caught up. It is not
-	// checked: a stream that was IMPAIRED when the daemon restarted stays
-	// IMPAIRED while delivering (a known bug, see test/e2e).
+	// FinalStatus is each stream's status once caught up (waitHealthy
+	// requires ACTIVE).
 	FinalStatus map[string]string `json:"final_status"`
 }
 

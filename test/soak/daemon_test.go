@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,6 +162,13 @@ func (d *daemons) longestAlive(from, to time.Time, settle time.Duration) time.Du
 		longest = max(longest, b.Sub(a))
 	}
 	return longest
+}
+
+// startedWithin reports whether a daemon started within [from, to].
+func (d *daemons) startedWithin(from, to time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.ContainsFunc(d.runs, func(r *daemonRun) bool { return !r.from.Before(from) && !r.from.After(to) })
 }
 
 // logs writes every process's output under dir, one file each, and

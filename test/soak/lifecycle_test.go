@@ -1,8 +1,6 @@
 package soak
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,42 +12,52 @@ import (
 // status → event → next status; an event missing from a row ("–") is
 // rejected.
 func transitionTable(path string) (map[string]map[string]string, error) {
-	f, err := os.Open(path)
+	header, rows, err := mdTable(path, "## Transitions")
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	in := false
-	var events []string
 	table := map[string]map[string]string{}
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for _, c := range rows {
+		row := map[string]string{}
+		for i, to := range c[1:] {
+			if to != "–" && i+1 < len(header) {
+				row[header[i+1]] = to
+			}
+		}
+		table[c[0]] = row
+	}
+	return table, nil
+}
+
+// mdTable reads the first Markdown table after heading: its header and its
+// rows, as cells.
+func mdTable(path, heading string) ([]string, [][]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	in := false
+	var header []string
+	var rows [][]string
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
 		switch {
-		case strings.HasPrefix(line, "## "):
-			in = line == "## Transitions"
+		case strings.HasPrefix(line, "#"):
+			in = line == heading
 		case !in || !strings.HasPrefix(line, "|"):
-			if in && len(table) > 0 {
-				return table, nil // the end of the table
+			if header != nil {
+				return header, rows, nil // the end of the table
 			}
-		case events == nil:
-			events = cells(line)[1:]
-		case strings.HasPrefix(line, "|---"):
-		default:
-			c := cells(line)
-			row := map[string]string{}
-			for i, to := range c[1:] {
-				if to != "–" && i < len(events) {
-					row[events[i]] = to
-				}
-			}
-			table[c[0]] = row
+		case header == nil:
+			header = cells(line)
+		case !strings.HasPrefix(line, "|---"):
+			rows = append(rows, cells(line))
 		}
 	}
-	if len(table) == 0 {
-		return nil, errors.New("no transition table under ## Transitions")
+	if header == nil {
+		return nil, nil, fmt.Errorf("%s: no table under %q", path, heading)
 	}
-	return table, sc.Err()
+	return header, rows, nil
 }
 
 // cells splits a Markdown table row, dropping backticks.

@@ -2,6 +2,9 @@ package soak
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,8 +19,9 @@ import (
 const statusPoll = 250 * time.Millisecond
 
 // observer watches the daemon from outside while the run goes on: each
-// stream's status and reason through the control plane, the lag metric,
-// the process's peak memory, and crashes.
+// stream's status and reason through the control plane and its outstanding
+// causes in its state file, the lag metric, the process's peak memory, and
+// crashes.
 type observer struct {
 	s  *soak
 	cp *dsql.Client
@@ -27,12 +31,14 @@ type observer struct {
 	maxLag  float64 // seconds, the largest cdcd_behind_source_lag_seconds seen
 }
 
-// statusSample is one GetStream answer.
+// statusSample is one GetStream answer, with the causes outstanding in the
+// stream's state file at the time.
 type statusSample struct {
 	at     time.Time
 	stream string // its name
 	status string
-	code   string // the status reason's code, "" without one
+	code   string   // the status reason's code, "" without one
+	causes []string // every outstanding code: the shown one and the others
 }
 
 func newObserver(s *soak) *observer {
@@ -72,10 +78,38 @@ func (o *observer) pollStatus(ctx context.Context) {
 		if out.StatusReason != nil {
 			smp.code = string(out.StatusReason.Error)
 		}
+		smp.causes = o.causes(st.id)
 		o.mu.Lock()
 		o.samples = append(o.samples, smp)
 		o.mu.Unlock()
 	}
+}
+
+// causes reads the codes outstanding in a stream's state file
+// (docs/lifecycle.md#status-reason): GetStream shows only the most severe.
+func (o *observer) causes(id string) []string {
+	b, err := os.ReadFile(filepath.Join(o.s.stateDir, "streams", id+".json"))
+	if err != nil {
+		return nil
+	}
+	type reason struct {
+		Code string `json:"error"`
+	}
+	var f struct {
+		StatusReason *reason  `json:"statusReason"`
+		OtherReasons []reason `json:"otherReasons"`
+	}
+	if json.Unmarshal(b, &f) != nil {
+		return nil
+	}
+	var out []string
+	if f.StatusReason != nil {
+		out = append(out, f.StatusReason.Code)
+	}
+	for _, r := range f.OtherReasons {
+		out = append(out, r.Code)
+	}
+	return out
 }
 
 // pollLag records the largest lag of any stream.
@@ -89,15 +123,22 @@ func (o *observer) pollLag() {
 	o.mu.Unlock()
 }
 
-// codes returns the status reason codes stream showed within [from, to],
-// by how many polls saw each.
+// codes returns the codes outstanding for stream within [from, to], shown
+// by GetStream or kept in the state file, by how many polls saw each.
 func (o *observer) codes(stream string, from, to time.Time) map[string]int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	out := map[string]int{}
 	for _, smp := range o.samples {
-		if smp.stream == stream && smp.code != "" && !smp.at.Before(from) && !smp.at.After(to) {
-			out[smp.code]++
+		if smp.stream != stream || smp.at.Before(from) || smp.at.After(to) {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, c := range append([]string{smp.code}, smp.causes...) {
+			if c != "" && !seen[c] {
+				seen[c] = true
+				out[c]++
+			}
 		}
 	}
 	return out
