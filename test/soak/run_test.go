@@ -258,9 +258,9 @@ func (s *soak) excuse(ep *episode, stream string) string {
 
 // exempt records why a fault's code is not required, and logs it.
 func (s *soak) exempt(ep *episode, why string) {
+	s.log.event("exempt "+string(ep.kind), "at +%s: %s", s.since(ep.began).Round(time.Second), why)
 	if ep.exempt != "" {
 		why = ep.exempt + "; " + why
 	}
 	ep.exempt = why
-	s.log.event("exempt "+string(ep.kind), "at +%s: %s", s.since(ep.began).Round(time.Second), why)
 }
