@@ -174,7 +174,7 @@ func planInstants(r *rand.Rand, total time.Duration, k kind, n int, exclusive []
 			ep.dur = span(r, true, 0, 0.2, 2) // until the restart
 			ep.variant = fmt.Sprintf("SIGKILL, restart after %s", ep.dur)
 		}
-		if ep.at = avoid(at, ep.dur, total, k, exclusive); ep.at >= 0 {
+		if ep.at = avoid(at, ep.dur, total, k, append(slices.Clip(exclusive), out...)); ep.at >= 0 {
 			out = append(out, ep)
 		}
 	}
@@ -183,15 +183,16 @@ func planInstants(r *rand.Rand, total time.Duration, k kind, n int, exclusive []
 
 // avoid moves a fault of kind k lasting dur to the nearest start in
 // [2 s, total - dur - 3 s] where it keeps out of the faults it must not
-// meet, or returns -1. A SIGKILL and a full spill directory (which holds a
-// stream back from Kinesis) keep out of a fault whose code needs
+// meet, or returns -1: one of its own kind (a SIGKILL must end in a
+// restart before the next); a SIGKILL and a full spill directory (which
+// holds a stream back from Kinesis) keep out of a fault whose code needs
 // ImpairAfter, whose clock they set back; a walsender kill keeps out of a
 // PostgreSQL restart and a SIGKILL (there is no walsender to kill).
 func avoid(at, dur, total time.Duration, k kind, exclusive []*episode) time.Duration {
 	blocked := func(at time.Duration) bool {
 		for _, ep := range exclusive {
 			_, _, needs := expectation(ep)
-			hit := k == walsender && (ep.kind == pgRestart || ep.kind == sigkill) ||
+			hit := k == ep.kind || k == walsender && (ep.kind == pgRestart || ep.kind == sigkill) ||
 				(k == sigkill || k == spillFull) && needs >= impairAfter
 			if hit && at+dur > ep.at-time.Second && at < ep.at+ep.dur+5*time.Second {
 				return true
@@ -211,7 +212,7 @@ func avoid(at, dur, total time.Duration, k kind, exclusive []*episode) time.Dura
 
 // planSpill fills the spill directory about every 100 s (once in a short
 // run) while a large transaction spills.
-func planSpill(r *rand.Rand, total time.Duration, exclusive []*episode) []*episode {
+func planSpill(r *rand.Rand, total time.Duration, others []*episode) []*episode {
 	long := total >= longRun
 	n := max(1, roundDiv(total, 100*time.Second))
 	step := total / time.Duration(n)
@@ -219,7 +220,7 @@ func planSpill(r *rand.Rand, total time.Duration, exclusive []*episode) []*episo
 	for i := range n {
 		d := span(r, long, 8, 10, 20)
 		at := step*time.Duration(i) + step/3 + time.Duration(r.Float64()*0.3*float64(step))
-		at = avoid(clamp(at, 2*time.Second, total).Round(100*time.Millisecond), d, total, spillFull, exclusive)
+		at = avoid(clamp(at, 2*time.Second, total).Round(100*time.Millisecond), d, total, spillFull, append(slices.Clip(others), out...))
 		if at >= 0 {
 			out = append(out, &episode{kind: spillFull, at: at, dur: d, variant: "the spill tmpfs filled up"})
 		}

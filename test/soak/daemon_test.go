@@ -58,6 +58,11 @@ func (d *daemons) start() {
 }
 
 func (d *daemons) startLocked() {
+	if d.current() != nil {
+		// Two daemons would fight over the state directory's lock.
+		d.s.t.Errorf("soak: a daemon was to start while one runs")
+		return
+	}
 	p := testenv.Start(d.s.t, d.cmd, []string{"CDCD_SOAK_PG_PASSWORD=" + d.s.password}, d.args...)
 	d.mu.Lock()
 	defer d.mu.Unlock()

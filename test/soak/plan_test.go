@@ -64,7 +64,8 @@ func hasCode(plan []*episode, code string) bool {
 	return false
 }
 
-// checkOverlaps: the faults that stop delivery never overlap each other,
+// checkOverlaps: no two faults of one kind overlap (a SIGKILL's restart
+// comes before the next); the faults that stop delivery never overlap each other,
 // nor a PostgreSQL restart unless pgDuringOutage; neither a SIGKILL nor a
 // full spill directory falls within a fault whose code needs ImpairAfter.
 func checkOverlaps(plan []*episode, pgDuringOutage bool) error {
@@ -74,6 +75,8 @@ func checkOverlaps(plan []*episode, pgDuringOutage bool) error {
 			overlap := a.at < b.at+b.dur && b.at < a.at+a.dur
 			switch {
 			case !overlap:
+			case a.kind == b.kind && !delivery[a.kind]:
+				return fmt.Errorf("two %s overlap: at %s and %s", a.kind, a.at, b.at)
 			case delivery[a.kind] && delivery[b.kind]:
 				return fmt.Errorf("%s and %s overlap", a.kind, b.kind)
 			case (a.kind == pgRestart && delivery[b.kind] || b.kind == pgRestart && delivery[a.kind]) && !pgDuringOutage:
