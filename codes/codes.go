@@ -22,6 +22,10 @@ const (
 	InternalError             Code = "INTERNAL_ERROR"
 	SourceUnavailable         Code = "SOURCE_UNAVAILABLE"
 	SourceSlotLost            Code = "SOURCE_SLOT_LOST"
+	// SourcePrerequisiteUnmet: the source lacks something the stream
+	// needs that only an operator can provide (a setting, a grant, a
+	// table's replica identity); cdcd retries until it is there.
+	SourcePrerequisiteUnmet Code = "SOURCE_PREREQUISITE_UNMET"
 )
 
 // Fatal reports whether the code fails a stream at once rather than
@@ -75,7 +79,7 @@ func (c Code) Owner() Owner {
 		return OwnerRole
 	case ClusterCMKInaccessible:
 		return OwnerClusterKey
-	case SourceUnavailable, SourceSlotLost:
+	case SourceUnavailable, SourceSlotLost, SourcePrerequisiteUnmet:
 		return OwnerCapture
 	}
 	return OwnerPipeline
@@ -93,6 +97,8 @@ func (c Code) Owner() Owner {
 //     (nothing is delivered while the cluster key is unusable; without the
 //     role no Kinesis call is made; without stream access the target key is
 //     never used);
+//   - a source prerequisite that is not met, which, like a denial, only
+//     an operator can fix, and which stops capture;
 //   - an oversize record, which stalls delivery until the stream's record
 //     limit is raised;
 //   - an unavailable source: nothing new is captured, though it often
@@ -103,16 +109,18 @@ func (c Code) Owner() Owner {
 func (c Code) Severity() int {
 	switch c {
 	case KinesisStreamNotFound:
-		return 10
+		return 11
 	case SourceSlotLost:
-		return 9
+		return 10
 	case ClusterCMKInaccessible:
-		return 8
+		return 9
 	case RoleAccessDenied:
-		return 7
+		return 8
 	case KinesisAccessDenied:
-		return 6
+		return 7
 	case KinesisKMSAccessDenied:
+		return 6
+	case SourcePrerequisiteUnmet:
 		return 5
 	case KinesisOversizeRecord:
 		return 4
@@ -129,7 +137,7 @@ func (c Code) Severity() int {
 // All lists every code, most severe first.
 func All() []Code {
 	return []Code{KinesisStreamNotFound, SourceSlotLost, ClusterCMKInaccessible, RoleAccessDenied,
-		KinesisAccessDenied, KinesisKMSAccessDenied, KinesisOversizeRecord, SourceUnavailable,
+		KinesisAccessDenied, KinesisKMSAccessDenied, SourcePrerequisiteUnmet, KinesisOversizeRecord, SourceUnavailable,
 		KinesisThroughputExceeded, InternalError}
 }
 
