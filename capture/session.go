@@ -16,56 +16,41 @@ import (
 	"github.com/cdcd-dev/cdcd/record"
 )
 
-// stream runs one replication session. streamed reports whether it got as
-// far as receiving data, which resets the reconnect backoff.
-func (s *Source) stream(ctx context.Context, h Handler) (streamed bool, err error) {
+// sessionOutcome is how far a session got before it ended.
+type sessionOutcome int
+
+const (
+	// sessionRefused: it failed before streaming.
+	sessionRefused sessionOutcome = iota
+	// sessionStreamed: it streamed, but did not work (session.worked).
+	sessionStreamed
+	// sessionWorked: it confirmed a position past its start or streamed
+	// for ImpairAfter, which resets the reconnect backoff.
+	sessionWorked
+)
+
+// stream runs one replication session and says how far it got.
+func (s *Source) stream(ctx context.Context, h Handler) (sessionOutcome, error) {
 	catalog, err := s.connect(ctx)
 	if err != nil {
-		return false, err
+		return sessionRefused, err
 	}
 	defer catalog.Close(context.WithoutCancel(ctx))
 	conn, err := s.connectReplication(ctx)
 	if err != nil {
-		return false, err
+		return sessionRefused, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	var version int
-	if err := catalog.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return false, fmt.Errorf("read server version: %w", err)
-	}
-	var start uint64
-	if sh, ok := h.(SnapshotHandler); ok && s.cfg.Snapshot && h.Persisted() == 0 {
-		if start, err = s.initialSnapshot(ctx, catalog, conn, version, sh); err != nil {
-			return false, err
-		}
-	} else {
-		if err := s.checkSlot(ctx, catalog); err != nil {
-			return false, err
-		}
-		start = h.Persisted()
-	}
-	s.slotReady.Store(true)
-
-	streaming := version >= 140000 && !s.cfg.DisableStreaming
-	err = pglogrepl.StartReplication(ctx, conn, s.cfg.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
-		PluginArgs: pluginArgs(s.cfg.Publication, streaming),
-	})
+	start, streaming, err := s.startReplication(ctx, catalog, conn, h)
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55000" && strings.Contains(pgErr.Message, "can no longer get changes")) {
-			return false, fmt.Errorf("%w: %s", ErrSlotLost, pgErr.Message)
-		}
-		return false, fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)
+		return sessionRefused, err
 	}
 	s.log.Info("replication started", "slot", s.cfg.Slot, "from", pglogrepl.LSN(start), "streaming", streaming)
-	if s.unavailable || !s.streamed {
-		s.unavailable, s.streamed = false, true
-		s.cfg.Report("", nil)
-	}
+	s.established()
 
 	ss := &session{
-		src: s, conn: conn, h: h, confirmed: start,
+		src: s, conn: conn, h: h, confirmed: start, start: start, began: time.Now(),
 		asm: newAssembler(
 			func(relID uint32) ([]string, error) { return primaryKey(ctx, catalog, relID) },
 			func(oid uint32, refresh bool) error { return s.types.resolve(ctx, catalog, oid, refresh) },
@@ -75,7 +60,47 @@ func (s *Source) stream(ctx context.Context, h Handler) (streamed bool, err erro
 	// After run, whose worker is done with what it was handed: the spills
 	// of transactions still open are received again next session.
 	defer ss.asm.discard()
-	return true, ss.run(ctx)
+	err = ss.run(ctx)
+	if ss.worked {
+		return sessionWorked, err
+	}
+	return sessionStreamed, err
+}
+
+// startReplication checks the slot, or takes the initial snapshot, and
+// starts streaming from the handler's persisted position, which it
+// returns with whether large transactions stream in progress.
+func (s *Source) startReplication(ctx context.Context, catalog *pgx.Conn, conn *pgconn.PgConn, h Handler) (uint64, bool, error) {
+	var version int
+	if err := catalog.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return 0, false, fmt.Errorf("read server version: %w", err)
+	}
+	var start uint64
+	if sh, ok := h.(SnapshotHandler); ok && s.cfg.Snapshot && h.Persisted() == 0 {
+		var err error
+		if start, err = s.initialSnapshot(ctx, catalog, conn, version, snapshotHandler{sh}); err != nil {
+			return 0, false, err
+		}
+	} else {
+		start = h.Persisted()
+		if err := s.checkSlot(ctx, catalog, start); err != nil {
+			return 0, false, err
+		}
+	}
+	s.slotReady.Store(true)
+
+	streaming := version >= 140000 && !s.cfg.DisableStreaming
+	err := pglogrepl.StartReplication(ctx, conn, s.cfg.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
+		PluginArgs: pluginArgs(s.cfg.Publication, streaming),
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55000" && strings.Contains(pgErr.Message, "can no longer get changes")) {
+			return 0, false, fmt.Errorf("%w: %s", ErrSlotLost, pgErr.Message)
+		}
+		return 0, false, fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)
+	}
+	return start, streaming, nil
 }
 
 // pluginArgs are pgoutput's options. Protocol version 2 with streaming sends
@@ -90,9 +115,10 @@ func pluginArgs(publication string, streaming bool) []string {
 	return append(args, "publication_names '"+strings.ReplaceAll(publication, "'", "''")+"'", "messages 'true'")
 }
 
-// checkSlot turns a slot that disappeared or lost its WAL into ErrSlotLost
-// before START_REPLICATION could silently start elsewhere.
-func (s *Source) checkSlot(ctx context.Context, catalog *pgx.Conn) error {
+// checkSlot turns a slot that disappeared, lost its WAL or was advanced
+// past the checkpoint into ErrSlotLost before START_REPLICATION could
+// silently start elsewhere.
+func (s *Source) checkSlot(ctx context.Context, catalog *pgx.Conn, checkpoint uint64) error {
 	slot, found, err := s.slotState(ctx, catalog)
 	if err != nil {
 		return err
@@ -103,7 +129,21 @@ func (s *Source) checkSlot(ctx context.Context, catalog *pgx.Conn) error {
 	if slot.walStatus == "lost" {
 		return fmt.Errorf("%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
 	}
-	return nil
+	return s.checkAdvanced(slot, checkpoint)
+}
+
+// checkAdvanced refuses a slot whose confirmed position is past the
+// stream's checkpoint. cdcd confirms only what it has checkpointed, so
+// something else moved the slot (pg_replication_slot_advance, or another
+// client reading it), and PostgreSQL would start from the slot's position,
+// skipping the changes in between. A checkpoint of 0 means nothing was
+// delivered yet: the stream starts where its new slot does.
+func (s *Source) checkAdvanced(slot slotRow, checkpoint uint64) error {
+	if checkpoint == 0 || slot.confirmed <= checkpoint {
+		return nil
+	}
+	return unmet("slot", s.cfg.Slot, "%w: slot %q has confirmed_flush_lsn %s, past the stream's checkpoint %s: something other than cdcd advanced it (pg_replication_slot_advance, or another client reading the slot), so the changes between the two are gone from it; delete the stream and create it again",
+		ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(slot.confirmed), pglogrepl.LSN(checkpoint))
 }
 
 func primaryKey(ctx context.Context, conn *pgx.Conn, relID uint32) ([]string, error) {
@@ -126,6 +166,11 @@ type session struct {
 	asm  *assembler
 
 	confirmed uint64 // last flush position sent
+	start     uint64 // where the session started
+	began     time.Time
+	// worked is set once the session confirmed a position past start or
+	// ran for ImpairAfter: the source works (trouble.go).
+	worked    bool
 	queued    uint64 // end LSN of the last transaction given to the worker
 	serverEnd uint64 // WAL position of the last keepalive
 	lastRecv  time.Time
@@ -197,7 +242,7 @@ func (ss *session) receive(ctx context.Context, txns chan<- *record.Txn, workErr
 		}
 		select {
 		case err := <-workErr:
-			return fmt.Errorf("handle transaction: %w", err)
+			return fmt.Errorf("handle transaction: %w", handlerError{err})
 		default:
 		}
 		rctx, rcancel := context.WithDeadline(ctx, nextStatus)
@@ -296,7 +341,7 @@ func (ss *session) hand(ctx context.Context, txn *record.Txn, txns chan<- *recor
 			ss.lastRecv = time.Now()
 			return nil
 		case err := <-workErr:
-			return fmt.Errorf("handle transaction: %w", err)
+			return fmt.Errorf("handle transaction: %w", handlerError{err})
 		case <-tick.C:
 			// No reply requested: nothing reads the connection until the
 			// worker takes the transaction.
@@ -342,5 +387,9 @@ func (ss *session) sendStatus(ctx context.Context, reply bool) error {
 		return fmt.Errorf("%w: send standby status: %w", errConnLost, err)
 	}
 	ss.confirmed = pos
+	if !ss.worked && (pos > ss.start || time.Since(ss.began) >= ss.src.cfg.ImpairAfter) {
+		ss.worked = true
+		ss.src.works()
+	}
 	return nil
 }
