@@ -2,11 +2,14 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/codes"
@@ -89,7 +92,12 @@ type handler struct {
 	// streaming is the spilled transaction being submitted in parts, for
 	// Lag; zero when none.
 	streaming lsnTs
-	cp        state.Checkpoint
+	// stuck is the transaction that could not be encoded, for Lag: it
+	// holds the stream where it is until it encodes when the slot hands
+	// it again, so its age counts towards the failure threshold; zero
+	// when none.
+	stuck lsnTs
+	cp    state.Checkpoint
 
 	persisted atomic.Uint64
 }
@@ -117,7 +125,7 @@ func (p *handler) HandleSnapshot(ctx context.Context, batch *record.Txn) error {
 	p.mu.Unlock()
 	enc, err := p.enc.Encode(batch, prev, p.now())
 	if err != nil {
-		err = fmt.Errorf("encode snapshot rows: %w", err)
+		err = fmt.Errorf("encode snapshot rows: %w", encodeCause(err))
 		_ = p.life.Fault(codes.InternalError, err)
 		return err
 	}
@@ -222,11 +230,38 @@ func closeSpill(txn *record.Txn) error {
 	return txn.Spilled.Close()
 }
 
-// encodeFault impairs the stream for a transaction that cannot be encoded.
+// encodeFault impairs the stream for a transaction that cannot be encoded
+// and counts it in Lag.
 func (p *handler) encodeFault(txn *record.Txn, err error) error {
-	err = fmt.Errorf("encode transaction %d at %s: %w", txn.Xid, state.FormatLSN(txn.CommitLSN), err)
-	p.life.Fault(codes.InternalError, err)
+	err = fmt.Errorf("transaction %d committed at %s cannot be encoded, so the stream holds there: %w",
+		txn.Xid, state.FormatLSN(txn.CommitLSN), encodeCause(err))
+	p.mu.Lock()
+	p.stuck = lsnTs{txn.EndLSN, txn.CommitTime.UnixNano()}
+	p.mu.Unlock()
+	_ = p.life.Fault(codes.InternalError, err)
 	return err
+}
+
+// valueErrors are the causes a *record.ValueError wraps.
+var valueErrors = []error{record.ErrValueOutOfRange, record.ErrMalformedValue, record.ErrBinaryUnsupported}
+
+// encodeCause words an encoding error for the status reason and the log
+// without the value it failed on: a value's error names its schema, table,
+// column and type, and its cause, and nothing of the row. Other encoding
+// errors name tables and columns only.
+func encodeCause(err error) error {
+	var ve *record.ValueError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	cause := "value cannot be encoded"
+	for _, e := range valueErrors {
+		if errors.Is(ve.Err, e) {
+			cause = e.Error()
+		}
+	}
+	return fmt.Errorf("table %s column %s of type OID %d: %s", pgx.Identifier{ve.Schema, ve.Table}.Sanitize(),
+		pgx.Identifier{ve.Column}.Sanitize(), ve.TypeOID, cause)
 }
 
 func (p *handler) skipped(txn *record.Txn, rels []*record.Relation) {
@@ -242,6 +277,9 @@ func (p *handler) submittedTxn(end uint64, ts int64) {
 	p.mu.Lock()
 	p.prevTs, p.submitted = ts, end
 	p.pending = append(p.pending, lsnTs{end, ts})
+	if end >= p.stuck.lsn {
+		p.stuck = lsnTs{}
+	}
 	p.mu.Unlock()
 }
 
@@ -272,8 +310,9 @@ func (p *handler) Persist(_ context.Context, lsn uint64) error {
 	return nil
 }
 
-// Lag is the age of the oldest submitted transaction that is not yet
-// delivered, measured from its commit time, or zero when all are delivered.
+// Lag is the age of the oldest transaction not yet delivered, measured
+// from its commit time: submitted, being submitted, or held because it
+// cannot be encoded; zero when all are delivered.
 func (p *handler) Lag(now time.Time) time.Duration {
 	delivered := p.sink.Delivered()
 	p.mu.Lock()
@@ -283,8 +322,10 @@ func (p *handler) Lag(now time.Time) time.Duration {
 			return now.Sub(time.Unix(0, e.ts))
 		}
 	}
-	if p.streaming.lsn != 0 {
-		return now.Sub(time.Unix(0, p.streaming.ts))
+	for _, e := range []lsnTs{p.streaming, p.stuck} {
+		if e.lsn != 0 {
+			return now.Sub(time.Unix(0, e.ts))
+		}
 	}
 	return 0
 }

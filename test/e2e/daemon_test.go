@@ -46,6 +46,7 @@ type harnessOptions struct {
 	tables   []string
 	ordering string
 	shards   int
+	top      string // top-level keys (failure_threshold, …)
 	extra    string // appended to the [[stream]] table
 	aws      string // appended to the [aws] table
 	target   string // appended to the [stream.target] table
@@ -96,6 +97,7 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 	cfg := fmt.Sprintf(`
 state_dir = %q
 listen = %q
+%s
 [log]
 level = "debug"
 [aws]
@@ -123,7 +125,7 @@ kinesis_stream = %q
 [stream.delivery]
 status_interval = "1s"
 linger = "5ms"
-`, h.stateDir, h.listen, env.Region, opt.kinesisEndpoint, account, opt.aws, h.dsn, opt.cluster, strings.Join(quoted, ", "), h.slot, opt.ordering, opt.extra, h.kinesis, opt.target)
+`, h.stateDir, h.listen, opt.top, env.Region, opt.kinesisEndpoint, account, opt.aws, h.dsn, opt.cluster, strings.Join(quoted, ", "), h.slot, opt.ordering, opt.extra, h.kinesis, opt.target)
 	h.config = filepath.Join(t.TempDir(), "cdcd.toml")
 	if err := os.WriteFile(h.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
