@@ -119,15 +119,18 @@ type Cluster struct {
 
 // Stream is one publication + slot delivering to one Kinesis stream.
 type Stream struct {
-	Name                   string   `toml:"name"`
-	Cluster                string   `toml:"cluster"`
-	Identifier             string   `toml:"identifier"`
-	Tables                 []string `toml:"tables"`
-	Publication            string   `toml:"publication"`
-	Slot                   string   `toml:"slot"`
-	Ordering               string   `toml:"ordering"`
-	EmitTruncate           bool     `toml:"emit_truncate"`
-	SetReplicaIdentityFull bool     `toml:"set_replica_identity_full"`
+	Name        string   `toml:"name"`
+	Cluster     string   `toml:"cluster"`
+	Identifier  string   `toml:"identifier"`
+	Tables      []string `toml:"tables"`
+	Publication string   `toml:"publication"`
+	Slot        string   `toml:"slot"`
+	Ordering    string   `toml:"ordering"`
+	// Aggregation is "none" (default) or "kpl": pack records into KPL
+	// aggregates (docs/records.md#aggregation); UNORDERED only.
+	Aggregation            string `toml:"aggregation"`
+	EmitTruncate           bool   `toml:"emit_truncate"`
+	SetReplicaIdentityFull bool   `toml:"set_replica_identity_full"`
 	// OwnPublication, unset or true, lets cdcd create the publication and
 	// keep it exactly the stream's; false leaves it to its owner, and the
 	// stream refuses to start while it lacks anything (OwnsPublication).
@@ -142,6 +145,12 @@ type Stream struct {
 	Target   Target   `toml:"target"`
 	Delivery Delivery `toml:"delivery"`
 }
+
+// The values of aggregation.
+const (
+	AggregationNone = "none"
+	AggregationKPL  = "kpl"
+)
 
 // The values of keyless_tables.
 const (
@@ -215,6 +224,9 @@ func (s *Stream) ApplyDefaults() {
 	}
 	if s.KeylessTables == "" {
 		s.KeylessTables = KeylessRefuse
+	}
+	if s.Aggregation == "" {
+		s.Aggregation = AggregationNone
 	}
 	name := strings.ReplaceAll(s.Name, "-", "_")
 	if s.Publication == "" {

@@ -141,6 +141,12 @@ func (s *Stream) validate(p *problems, key string, clusters, streams map[string]
 	if s.Ordering != "UNORDERED" && s.Ordering != "ROW" {
 		bad(key+".ordering", "%q is not one of UNORDERED, ROW", s.Ordering)
 	}
+	switch {
+	case s.Aggregation != AggregationNone && s.Aggregation != AggregationKPL:
+		bad(key+".aggregation", "%q is not one of none, kpl", s.Aggregation)
+	case s.Aggregation == AggregationKPL && s.Ordering != "UNORDERED":
+		bad(key+".aggregation", `"kpl" needs ordering = "UNORDERED": an aggregate lands on one shard, so a row's records would change shards and lose their order`)
+	}
 	validKeyless(p, key+".keyless_tables", s.KeylessTables)
 	s.validateTarget(p, key)
 	s.validateDelivery(p, key)

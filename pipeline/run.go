@@ -306,7 +306,7 @@ func (r *streamRun) newHandler() (*sink.Sink, *handler, error) {
 	}
 	d := r.sc.Delivery
 	snk, err := sink.New(sink.Config{
-		StreamName: r.sc.Target.KinesisStream, Ordering: record.Ordering(r.sc.Ordering),
+		StreamName: r.sc.Target.KinesisStream, Ordering: record.Ordering(r.sc.Ordering), Aggregate: r.sc.Aggregation == config.AggregationKPL,
 		MaxRecordBytes: r.target.MaxRecordBytes, MaxRequestBytes: r.target.MaxRequestBytes(), MaxInFlight: d.MaxInFlight,
 		Linger: d.Linger.Duration, QueueBytes: d.QueueBytes, Report: r.reportSink,
 		Logger: r.log.With("component", "sink"), Metrics: r.met.sink,

@@ -44,7 +44,7 @@ type harness struct {
 	password   string
 }
 
-func newHarness(t *testing.T, ordering string, shards int32, tables []string) *harness {
+func newHarness(t *testing.T, ordering, aggregation string, shards int32, tables []string) *harness {
 	t.Helper()
 	env := testenv.Require(t)
 	// Slot names are global to the server, and other packages' tests (or
@@ -84,6 +84,7 @@ name = %q
 cluster = "src"
 tables = [%s]
 ordering = %q
+aggregation = %q
 set_replica_identity_full = true
 [stream.target]
 kinesis_stream = %q
@@ -91,7 +92,7 @@ kinesis_stream = %q
 status_interval = "1s"
 linger = "5ms"
 `, filepath.Join(t.TempDir(), "state"), env.Region, env.KinesisEndpoint, u.String(), h.stream,
-		strings.Join(quoted, ", "), ordering, h.kinesis)
+		strings.Join(quoted, ", "), ordering, aggregation, h.kinesis)
 	h.config = filepath.Join(t.TempDir(), "cdcd.toml")
 	if err := os.WriteFile(h.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
