@@ -26,7 +26,7 @@ type Info struct {
 	// SlotCreated is true when Prepare created the slot.
 	SlotCreated bool
 	// SnapshotPending is true when the stream's initial snapshot has not
-	// finished: Run then creates the slot (dropping one an interrupted
+	// finished: Run then creates the slot (or keeps the one an interrupted
 	// snapshot left) and reads the tables before streaming.
 	SnapshotPending bool
 	// ConfirmedFlush is the slot's confirmed_flush_lsn (0 while a snapshot
@@ -109,13 +109,15 @@ func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint6
 	}
 	f := prereqs{version: version, tables: tables, slot: slot, hasSlot: hasSlot, snapshot: s.cfg.Snapshot && resume == 0}
 	switch {
-	case hasSlot && !f.snapshot && slot.walStatus == "lost":
+	case hasSlot && slot.walStatus == "lost":
+		// Also for a pending snapshot: the slot it left must replay the
+		// deletes of rows an earlier attempt sent (snapshot.go).
 		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
 	case !hasSlot && resume > 0:
 		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q does not exist but the stream had delivered up to %s; changes after that may be gone, so delete the stream and create it again", ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(resume))
 	case !hasSlot || f.snapshot:
-		// The slot will be created (a leftover of a snapshot is replaced,
-		// which needs no extra slot).
+		// The slot will be created, or a snapshot's leftover reused, and
+		// a replication connection opened.
 		if err := checkHeadroom(ctx, conn, !hasSlot); err != nil {
 			return prereqs{}, err
 		}
@@ -184,8 +186,7 @@ func (s *Source) createSlot(ctx context.Context, rconn *pgconn.PgConn, info Info
 }
 
 // checkSlotOwner refuses a slot of the same name that cdcd cannot have
-// created for this stream; reusing it would read the wrong changes, and
-// dropping it (as a snapshot restart does) would break its owner.
+// created for this stream; reusing it would read the wrong changes.
 func (s *Source) checkSlotOwner(slot slotRow, database string) error {
 	if slot.plugin != "pgoutput" {
 		return unmet("slot", s.cfg.Slot, "replication slot %q uses plugin %q, not pgoutput: choose another slot name or drop it with SELECT pg_drop_replication_slot('%s')", s.cfg.Slot, slot.plugin, s.cfg.Slot)

@@ -130,9 +130,19 @@ func (p *handler) HandleSnapshot(ctx context.Context, batch *record.Txn) error {
 	return nil
 }
 
-// SnapshotDone waits until every snapshot row is accepted by Kinesis.
+// SnapshotDone waits until every snapshot row is accepted by Kinesis, and
+// makes the last batch's source.ts_ns the one the consistent point's
+// checkpoint carries: after a restart, the changes streamed from there
+// still order after every snapshot row, which a retried snapshot's rows,
+// read later than the changes it replays, need (docs/records.md#snapshot-retries).
 func (p *handler) SnapshotDone(ctx context.Context) error {
-	return p.sink.Drain(ctx)
+	if err := p.sink.Drain(ctx); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cp.TsNs = p.prevTs
+	p.mu.Unlock()
+	return nil
 }
 
 // Handle encodes and submits one transaction. An encoding error holds the
