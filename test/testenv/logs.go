@@ -163,8 +163,8 @@ func ScanLogs(dir string, forbidden []Forbidden) ([]Leak, error) {
 	return leaks, nil
 }
 
-// scanFile searches the whole file for each string, which is much faster
-// than matching line by line, and counts lines only for a hit.
+// scanFile searches the whole file for each string, so a line of any
+// length is searched, and counts lines only for a hit.
 func scanFile(path string, forbidden []Forbidden) ([]Leak, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
