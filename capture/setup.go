@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/retry"
 )
 
@@ -294,7 +295,7 @@ func (s *Source) slotState(ctx context.Context, conn *pgx.Conn) (slotRow, bool, 
 func (s *Source) connect(ctx context.Context) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(s.cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("parse source DSN: %w", err)
+		return nil, pgauth.DSNError(err)
 	}
 	if err := s.configure(ctx, &cfg.Config); err != nil {
 		return nil, err
@@ -344,7 +345,7 @@ func (s *Source) connectFailed(err error) {
 func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig(s.cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("parse source DSN: %w", err)
+		return nil, pgauth.DSNError(err)
 	}
 	if err := s.configure(ctx, cfg); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -336,13 +337,12 @@ func hasPassword(dsn string) bool {
 		}
 		return strings.Contains(dsn, "password=")
 	}
-	for _, f := range strings.Fields(dsn) {
-		if strings.HasPrefix(f, "password=") {
-			return true
-		}
-	}
-	return false
+	return kvPassword.MatchString(dsn)
 }
+
+// kvPassword finds a password keyword in a key=value DSN, which allows
+// spaces around the '='.
+var kvPassword = regexp.MustCompile(`(^|\s)password\s*=`)
 
 // StreamNamed returns the stream called name, nil if there is none. The
 // empty name stands for the only stream of a file that has one.

@@ -159,6 +159,8 @@ func TestHasPassword(t *testing.T) {
 		"postgres://h/db?password=pw":                true,
 		"host=h user=u dbname=d":                     false,
 		"host=h password=pw":                         true,
+		"host=h password = pw":                       true,
+		"host=h passfile=/x":                         false,
 		"postgres://u@h/db?application_name=a:b":     false,
 	} {
 		if got := hasPassword(dsn); got != want {

@@ -117,7 +117,7 @@ func (p *handler) HandleSnapshot(ctx context.Context, batch *record.Txn) error {
 	p.mu.Unlock()
 	enc, err := p.enc.Encode(batch, prev, p.now())
 	if err != nil {
-		err = fmt.Errorf("encode snapshot rows: %w", err)
+		err = fmt.Errorf("encode snapshot rows at %s: %w", state.FormatLSN(batch.CommitLSN), err)
 		_ = p.life.Fault(codes.InternalError, err)
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -26,7 +27,7 @@ import (
 // binary is the cdcd executable built once for the package.
 var binary string
 
-func TestMain(m *testing.M) { os.Exit(testenv.RunWithCdcd(m, &binary)) }
+func TestMain(m *testing.M) { os.Exit(testenv.RunCheckingLogs(m, &binary, logForbidden...)) }
 
 // harness is one test's database, Kinesis stream and config file.
 type harness struct {
@@ -232,7 +233,7 @@ func (h *harness) tailArgs(idle time.Duration, args ...string) []cdcRecord {
 	args = append([]string{"tail", "--from-start", "--idle-exit", idle.String(), "--poll", "50ms"}, args...)
 	cmd := exec.CommandContext(ctx, binary, args...)
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd.Stderr = io.MultiWriter(&stderr, testenv.LogFile(h.t, "tail"))
 	out, err := cmd.Output()
 	if err != nil {
 		h.t.Fatalf("cdcd tail: %v\n%s", err, stderr.String())

@@ -9,6 +9,7 @@ package roundtrip
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -28,7 +29,9 @@ import (
 // tail's reassembly fails the run too.
 var binary string
 
-func TestMain(m *testing.M) { os.Exit(testenv.RunWithCdcd(m, &binary)) }
+// TestMain also fails the suite if a process logged a value of the workload
+// (it writes testenv's markers) or a secret.
+func TestMain(m *testing.M) { os.Exit(testenv.RunCheckingLogs(m, &binary)) }
 
 // harness is one run's source and replica databases, Kinesis stream and
 // config file.
@@ -181,7 +184,7 @@ func (h *harness) startTail(idle time.Duration) *tailProc {
 	cmd := exec.Command(binary, "tail", "--config", h.config, "--stream", h.stream,
 		"--from-start", "--apply", h.replicaDSN, "--idle-exit", idle.String(), "--poll", "50ms")
 	p := &tailProc{cmd: cmd, stderr: &testenv.SyncBuffer{}, done: make(chan error, 1)}
-	cmd.Stderr = p.stderr // stdout (the printed records) goes to /dev/null
+	cmd.Stderr = io.MultiWriter(p.stderr, testenv.LogFile(h.t, "tail")) // stdout (the printed records) goes to /dev/null
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}
