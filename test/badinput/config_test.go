@@ -1,6 +1,7 @@
 package badinput
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -43,32 +44,32 @@ func TestMalformedTOML(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{noKinesis: true})
 	f.edit(`tables = ["public.t"]`, `tables = ["public.t"`)
-	wantErr(t, f.loadErr(), "?")
+	wantErr(t, f.loadErr(), fmt.Sprintf("CONFIG: toml: error: expected a comma (',') or array terminator (']'), but got 's'\n\nAt line 19, column 22:\n\n"+
+		"     17 | identifier = %q\n     18 | tables = [\"public.t\"\n     19 | slot = %q\n                               ^\n", f.stream, f.slot))
 }
 
 // TestUnknownKey: a misspelt key is refused, not ignored.
 func TestUnknownKey(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{noKinesis: true, stream: `set_replica_identity = true`})
-	wantErr(t, f.loadErr(), "?")
+	wantErr(t, f.loadErr(), "CONFIG: unknown key stream.set_replica_identity: check the spelling against config.example.toml")
 }
 
-// TestWrongValueTypes: a value of the wrong type names the key and the
-// type it needs, and every bad value is named at once.
+// TestWrongValueTypes: a value of the wrong type names its line, its key
+// and the type it needs, in TOML's words.
 func TestWrongValueTypes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{noKinesis: true})
 	f.edit(`tables = ["public.t"]`, `tables = "public.t"`)
-	wantErr(t, f.loadErr(), "?")
+	wantErr(t, f.loadErr(), "CONFIG: line 18: stream.tables must be an array, not a string")
 }
 
 // TestBadValues: values of the right type that cdcd cannot use are all
-// named at once, each with its key.
+// named at once, each with its key and what it must be.
 func TestBadValues(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, options{noKinesis: true})
-	f.edit(`linger = "5ms"`, `linger = "5 ms"`)
-	wantErr(t, f.loadErr(), "?")
+	f := newFixture(t, options{noKinesis: true, stream: `ordering = "SORTED"`, delivery: "max_in_flight = 100"})
+	wantErr(t, f.loadErr(), "CONFIG: stream[0].ordering: \"SORTED\" is not one of UNORDERED, ROW\nstream[0].delivery.max_in_flight: 100 is outside 1..64")
 }
 
 // TestBadRoleARN: a role ARN that is not one is refused before anything
@@ -77,7 +78,15 @@ func TestBadRoleARN(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{noKinesis: true, target: `role_arn = "arn:aws:iam::12345:role/cdcd"
 external_id = "x-1"`})
-	wantErr(t, f.loadErr(), "?")
+	wantErr(t, f.loadErr(), `CONFIG: stream[0].target.role_arn: role ARN "arn:aws:iam::12345:role/cdcd": account "12345" is not 12 digits, want arn:<partition>:iam::<12 digits>:role/<path/>name`)
+}
+
+// TestBadKinesisStreamARN: a Kinesis stream ARN that is not one is
+// refused before anything starts.
+func TestBadKinesisStreamARN(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{noKinesis: true, target: `kinesis_stream_arn = "arn:aws:kinesis:us-east-1:000000000000:orders"`})
+	wantErr(t, f.loadErr(), `CONFIG: stream[0].target.kinesis_stream_arn: "arn:aws:kinesis:us-east-1:000000000000:orders": want a Kinesis stream ARN, arn:<partition>:kinesis:<region>:<12 digits>:stream/<name>`)
 }
 
 // TestBadKeyARN: a cluster key ARN that is not one is refused before
@@ -85,7 +94,7 @@ external_id = "x-1"`})
 func TestBadKeyARN(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{noKinesis: true, cluster: `cluster_key_arn = "arn:aws:kms:us-east-1:000000000000:alias/cdcd"`})
-	wantErr(t, f.loadErr(), "?")
+	wantErr(t, f.loadErr(), `CONFIG: cluster[0].cluster_key_arn: "arn:aws:kms:us-east-1:000000000000:alias/cdcd" is not a KMS key ARN like arn:aws:kms:us-east-1:123456789012:key/…`)
 }
 
 // TestRoleNotAllowed: a role outside aws.role_arn_allow is refused.
@@ -97,5 +106,5 @@ external_id = "x-1"`})
 	f.exec(`CREATE TABLE t (id int PRIMARY KEY)`)
 	f.start()
 	v := f.waitStatus("FAILED")
-	wantReason(t, v, "ROLE_ACCESS_DENIED", "?")
+	wantReason(t, v, "ROLE_ACCESS_DENIED", `role ARN not allowed: "arn:aws:iam::000000000000:role/admin" matches no pattern in aws.role_arn_allow; add it or a matching pattern (see docs/runbook.md#role_access_denied)`)
 }
