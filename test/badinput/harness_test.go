@@ -387,6 +387,22 @@ func (f *fixture) waitFor(what string, cond func() bool) {
 	}
 }
 
+// waitConfirmed waits until the slot's confirmed position reaches the end
+// of the WAL written so far: cdcd has delivered every change before it.
+func (f *fixture) waitConfirmed() {
+	f.t.Helper()
+	var end string
+	if err := f.db.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&end); err != nil {
+		f.t.Fatal(err)
+	}
+	f.waitFor("the slot confirmed at "+end, func() bool {
+		var done bool
+		err := f.db.QueryRow(context.Background(), `SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots
+			WHERE slot_name = $2`, end, f.slot).Scan(&done)
+		return err == nil && done
+	})
+}
+
 // waitRecords waits until the Kinesis stream holds at least n records.
 func (f *fixture) waitRecords(n int) []testenv.Record {
 	f.t.Helper()
