@@ -95,6 +95,9 @@ func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint6
 	if err != nil {
 		return prereqs{}, err
 	}
+	if err := s.warnEncoding(ctx, conn); err != nil {
+		return prereqs{}, err
+	}
 	slot, hasSlot, err := s.slotState(ctx, conn)
 	if err != nil {
 		return prereqs{}, err
@@ -105,6 +108,9 @@ func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint6
 			return prereqs{}, fmt.Errorf("read database name: %w", err)
 		}
 		if err := s.checkSlotOwner(slot, db); err != nil {
+			return prereqs{}, err
+		}
+		if err := s.checkSlotFree(slot, apply); err != nil {
 			return prereqs{}, err
 		}
 	}
@@ -198,6 +204,34 @@ func (s *Source) checkSlotOwner(slot slotRow, database string) error {
 	return nil
 }
 
+// warnEncoding warns of a SQL_ASCII database: PostgreSQL stores its text
+// unchecked, and a value that is not UTF-8 stops replication at its
+// transaction (replicationError). Pure ASCII streams, so it is no refusal.
+func (s *Source) warnEncoding(ctx context.Context, conn *pgx.Conn) error {
+	var enc, db string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_encoding'), current_database()").Scan(&enc, &db); err != nil {
+		return fmt.Errorf("read server_encoding: %w", err)
+	}
+	if enc == "SQL_ASCII" {
+		s.log.Warn("the source database has server_encoding SQL_ASCII: a text value that is not UTF-8 will stop the stream before its transaction; convert the database to UTF8 to stream it safely",
+			"database", db)
+	}
+	return nil
+}
+
+// checkSlotFree refuses, when preparing (apply), a slot another session
+// streams from: START_REPLICATION would fail with PostgreSQL's "is active
+// for PID" after the stream had been made ACTIVE. Check leaves it out, as
+// the session is this cdcd's own while it runs. A walsender of an earlier
+// run of this stream that has not ended yet fails one attempt, which is
+// retried.
+func (s *Source) checkSlotFree(slot slotRow, apply bool) error {
+	if !apply || slot.activePID == 0 {
+		return nil
+	}
+	return unmet("slot", s.cfg.Slot, "replication slot %q is in use by another client (pid %d, application_name %q): stop that client, or end its session with SELECT pg_terminate_backend(%d), or choose another slot name; cdcd retries until the slot is free", s.cfg.Slot, slot.activePID, slot.activeApp, slot.activePID)
+}
+
 // checkHeadroom makes sure the server can take one more slot (newSlot) and
 // one more replication connection, so that a full server is a clear error
 // naming the setting rather than a failure halfway through creation.
@@ -256,7 +290,8 @@ func checkServer(ctx context.Context, conn *pgx.Conn) (int, error) {
 		return 0, fmt.Errorf("read role attributes: %w", err)
 	}
 	if !canReplicate {
-		return 0, unmet("replication", role, "the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
+		r := pgx.Identifier{role}.Sanitize()
+		return 0, unmet("replication", role, "the source role %s lacks REPLICATION: run ALTER ROLE %s REPLICATION (GRANT rds_replication TO %s on RDS)", r, r, r)
 	}
 	return version, nil
 }
@@ -264,14 +299,19 @@ func checkServer(ctx context.Context, conn *pgx.Conn) (int, error) {
 type slotRow struct {
 	plugin, database, walStatus string
 	confirmed                   uint64
+	// activePID is the session streaming from the slot (0 for none), and
+	// activeApp its application_name.
+	activePID int
+	activeApp string
 }
 
 func (s *Source) slotState(ctx context.Context, conn *pgx.Conn) (slotRow, bool, error) {
 	var r slotRow
 	var confirmed *string
 	var walStatus *string
-	err := conn.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, wal_status
-		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&r.plugin, &r.database, &confirmed, &walStatus)
+	err := conn.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, wal_status, COALESCE(active_pid, 0),
+			COALESCE((SELECT application_name FROM pg_stat_activity a WHERE a.pid = s.active_pid), '')
+		FROM pg_replication_slots s WHERE slot_name = $1`, s.cfg.Slot).Scan(&r.plugin, &r.database, &confirmed, &walStatus, &r.activePID, &r.activeApp)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, false, nil
 	}
@@ -303,7 +343,7 @@ func (s *Source) connect(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		s.connectFailed(err)
-		return nil, fmt.Errorf("connect to source: %w", err)
+		return nil, &connectError{what: "connect to source", err: err}
 	}
 	return conn, nil
 }
@@ -362,10 +402,25 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 		if errors.As(err, &pgErr) && pgErr.Code == "53300" {
 			return nil, fmt.Errorf("open replication connection: %w: raise max_wal_senders (or max_connections) in postgresql.conf and restart PostgreSQL, or stop a replication client (SELECT pid, application_name FROM pg_stat_replication)", err)
 		}
-		return nil, fmt.Errorf("open replication connection: %w", err)
+		return nil, &connectError{what: "open replication connection", err: err}
 	}
 	return conn, nil
 }
+
+// connectError is a connection that failed, in pgauth.Describe's words,
+// which name the cause and the fix (the host and port, the role, the
+// password source) and never a secret; it unwraps to pgx's error.
+type connectError struct {
+	what string
+	err  error
+}
+
+func (e *connectError) Error() string {
+	cause, msg := pgauth.Describe(e.err)
+	return e.what + " (" + cause + "): " + msg
+}
+
+func (e *connectError) Unwrap() error { return e.err }
 
 // Drop removes the stream's slot, and its publication unless that is
 // managed outside cdcd, from the source, for a stream that is being deleted; a missing slot or publication is not an

@@ -298,6 +298,9 @@ func parse(path, text string, overrides []Override) (*Config, error) {
 		if errors.As(err, &perr) && perr.Position.Line > 0 {
 			return nil, fmt.Errorf("%s: %s", path, perr.ErrorWithPosition())
 		}
+		if msg, ok := typeError(err); ok {
+			return nil, fmt.Errorf("%s: %s", path, msg)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
@@ -324,6 +327,48 @@ func parse(path, text string, overrides []Override) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &cfg, nil
+}
+
+// typeErrorRe matches the toml package's error for a value of the wrong
+// type, which names Go's types rather than TOML's.
+var typeErrorRe = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]+)"\): incompatible types: TOML value has type (.+); destination has type (.+)$`)
+
+// typeError says which key has a value of the wrong type, on which line,
+// and the type it needs, in TOML's words.
+func typeError(err error) (string, bool) {
+	m := typeErrorRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", false
+	}
+	where := ""
+	if m[1] != "" {
+		where = "line " + m[1] + ": "
+	}
+	return fmt.Sprintf("%s%s must be %s, not %s", where, m[2], tomlType(m[4]), tomlType(m[3])), true
+}
+
+// tomlType names a type of the toml package's errors (a Go type for the
+// value, a kind for the destination) as TOML does.
+func tomlType(t string) string {
+	switch t {
+	case "string", "primitive (string-like)":
+		return "a string"
+	case "int64", "integer":
+		return "an integer"
+	case "float64", "float":
+		return "a number"
+	case "bool", "boolean":
+		return "true or false"
+	case "[]any", "slice":
+		return "an array"
+	case "[]map[string]any":
+		return "an array of tables"
+	case "map[string]any", "map":
+		return "a table"
+	case "time.Time":
+		return "a date-time"
+	}
+	return t
 }
 
 // hasPassword reports whether a DSN (URL or key=value form) carries a password.

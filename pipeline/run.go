@@ -217,6 +217,7 @@ func (r *streamRun) prepareOnce(ctx context.Context) error {
 	target, err := sink.DescribeTarget(ctx, r.kin, r.sc.Target.KinesisStream, "")
 	if err != nil {
 		if code := classify(err); code.Denial() || code.Fatal() {
+			err = withFix(err, targetFix(code, r.sc, r.d.cfg.AWS.Region))
 			_ = r.st.Fault(code, err)
 			if r.st.View().Status == state.Failed {
 				return retry.Permanent(errFailed)
