@@ -71,8 +71,8 @@ type Config struct {
 	HealthInterval time.Duration
 	// Snapshot opts the stream in to an initial snapshot: when the slot is
 	// created, the rows the tables already hold are read at the slot's
-	// consistent point and handed to a SnapshotHandler before streaming
-	// starts.
+	// consistent point (a retry reads them later, on the same slot) and
+	// handed to a SnapshotHandler before streaming starts.
 	Snapshot bool
 	// SnapshotBatchRows is how many rows one snapshot batch holds.
 	// Default 5000.
@@ -136,8 +136,9 @@ type Handler interface {
 // Persist(consistent point) and starts streaming from there. A nonzero
 // Persisted() is therefore the durable mark that the snapshot finished: when
 // a stream with Config.Snapshot starts with Persisted() == 0, a snapshot was
-// interrupted (or never ran), so capture drops the slot it left, creates a
-// new one and reads everything again. For that mark to hold, the handler
+// interrupted (or never ran), so capture reads everything again on the slot
+// the interrupted attempt left, and streams from its consistent point
+// (docs/records.md#snapshot-retries). For that mark to hold, the handler
 // must not persist a nonzero position of its own before SnapshotDone
 // returns: snapshot batches carry EndLSN 0, so a handler that submits them
 // at their EndLSN to a position tracker never confirms them.
@@ -145,12 +146,20 @@ type SnapshotHandler interface {
 	Handler
 	// HandleSnapshot takes one batch of rows read by the initial snapshot,
 	// as a transaction whose changes are all record.Read with New holding
-	// the whole row (text format, as pgoutput sends it). CommitLSN is the
-	// slot's consistent point (every streamed transaction commits after
-	// it), CommitTime is the server's clock just before the slot was
-	// created (no streamed transaction committed earlier), Xid is 0 and
-	// EndLSN is 0: a batch is not a position to confirm. Every batch of a
-	// snapshot has the same CommitLSN; a retried snapshot has a new one.
+	// the whole row (text format, as pgoutput sends it). Xid is 0 and
+	// EndLSN is 0: a batch is not a position to confirm. Every batch of
+	// one attempt has the same CommitLSN and CommitTime. On the first
+	// attempt they are the slot's consistent point and the server's clock
+	// just before the slot was created, so every streamed transaction
+	// commits after them; on a retry, the WAL position and the clock when
+	// its read began, which differ from every earlier attempt's while
+	// streamed transactions replayed from the consistent point may commit
+	// before them. The handler must therefore order each batch after the
+	// batches handed before it, and every streamed transaction after the
+	// last batch (record.SourceTsNs does, given the previous value), also
+	// across a restart: the checkpoint Persist writes when the snapshot
+	// is done must carry the last batch's order. After a crash, the
+	// retry's later clock orders its batches after the earlier attempt's.
 	// It may block for backpressure.
 	HandleSnapshot(ctx context.Context, batch *record.Txn) error
 	// SnapshotDone is called once after the last batch. It returns when
@@ -171,8 +180,12 @@ type Source struct {
 	trouble trouble
 	// slotReady is set once a session has found or created the slot, so
 	// the health check treats a missing slot as lost from then on, and not
-	// while a snapshot is recreating it.
+	// while an initial snapshot creates it.
 	slotReady atomic.Bool
+	// snapshotSlot is set once an initial snapshot has created or found
+	// the slot (Run's goroutine only), so that a later attempt never
+	// replaces it (snapshot.go).
+	snapshotSlot bool
 
 	mu     sync.Mutex
 	health SlotHealth

@@ -263,7 +263,7 @@ func (ss *session) receive(ctx context.Context, txns chan<- *record.Txn, workErr
 		ss.lastRecv = time.Now()
 		switch msg := raw.(type) {
 		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("replication: %w", pgconn.ErrorResponseToPgError(msg))
+			return replicationError(pgconn.ErrorResponseToPgError(msg))
 		case *pgproto3.CopyData:
 			if err := ss.copyData(ctx, msg.Data, txns, workErr); err != nil {
 				return err
@@ -392,4 +392,15 @@ func (ss *session) sendStatus(ctx context.Context, reply bool) error {
 		ss.src.works()
 	}
 	return nil
+}
+
+// replicationError is an error the walsender sent. SQLSTATE 22021 is text
+// that is not valid UTF-8, which only a SQL_ASCII database can hold: the
+// walsender cannot convert it for cdcd's client_encoding and stops at the
+// transaction that holds it, every time (docs/bad-input.md#sql_ascii).
+func replicationError(e *pgconn.PgError) error {
+	if e.Code == "22021" {
+		return fmt.Errorf("replication: %w: a text value in the source is not UTF-8 (a SQL_ASCII database stores any bytes) and PostgreSQL cannot send it, so the stream stops before that transaction: correct the value, then delete the stream and create it again with snapshot = true, or convert the database to UTF8", e)
+	}
+	return fmt.Errorf("replication: %w", e)
 }

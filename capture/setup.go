@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/retry"
 )
 
@@ -26,7 +27,7 @@ type Info struct {
 	// SlotCreated is true when Prepare created the slot.
 	SlotCreated bool
 	// SnapshotPending is true when the stream's initial snapshot has not
-	// finished: Run then creates the slot (dropping one an interrupted
+	// finished: Run then creates the slot (or keeps the one an interrupted
 	// snapshot left) and reads the tables before streaming.
 	SnapshotPending bool
 	// ConfirmedFlush is the slot's confirmed_flush_lsn (0 while a snapshot
@@ -94,6 +95,9 @@ func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint6
 	if err != nil {
 		return prereqs{}, err
 	}
+	if err := s.warnEncoding(ctx, conn); err != nil {
+		return prereqs{}, err
+	}
 	slot, hasSlot, err := s.slotState(ctx, conn)
 	if err != nil {
 		return prereqs{}, err
@@ -106,10 +110,15 @@ func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint6
 		if err := s.checkSlotOwner(slot, db); err != nil {
 			return prereqs{}, err
 		}
+		if err := s.checkSlotFree(slot, apply); err != nil {
+			return prereqs{}, err
+		}
 	}
 	f := prereqs{version: version, tables: tables, slot: slot, hasSlot: hasSlot, snapshot: s.cfg.Snapshot && resume == 0}
 	switch {
-	case hasSlot && !f.snapshot && slot.walStatus == "lost":
+	case hasSlot && slot.walStatus == "lost":
+		// Also for a pending snapshot: the slot it left must replay the
+		// deletes of rows an earlier attempt sent (snapshot.go).
 		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
 	case !hasSlot && resume > 0:
 		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q does not exist but the stream had delivered up to %s; changes after that may be gone, so delete the stream and create it again", ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(resume))
@@ -118,8 +127,8 @@ func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint6
 			return prereqs{}, err
 		}
 	case !hasSlot || f.snapshot:
-		// The slot will be created (a leftover of a snapshot is replaced,
-		// which needs no extra slot).
+		// The slot will be created, or a snapshot's leftover reused, and
+		// a replication connection opened.
 		if err := checkHeadroom(ctx, conn, !hasSlot); err != nil {
 			return prereqs{}, err
 		}
@@ -197,8 +206,7 @@ func (s *Source) createSlot(ctx context.Context, rconn *pgconn.PgConn, info Info
 }
 
 // checkSlotOwner refuses a slot of the same name that cdcd cannot have
-// created for this stream; reusing it would read the wrong changes, and
-// dropping it (as a snapshot restart does) would break its owner.
+// created for this stream; reusing it would read the wrong changes.
 func (s *Source) checkSlotOwner(slot slotRow, database string) error {
 	if slot.plugin != "pgoutput" {
 		return unmet("slot", s.cfg.Slot, "replication slot %q uses plugin %q, not pgoutput: choose another slot name or drop it with SELECT pg_drop_replication_slot('%s')", s.cfg.Slot, slot.plugin, s.cfg.Slot)
@@ -207,6 +215,34 @@ func (s *Source) checkSlotOwner(slot slotRow, database string) error {
 		return unmet("slot", s.cfg.Slot, "replication slot %q belongs to database %q, not %q: choose another slot name", s.cfg.Slot, slot.database, database)
 	}
 	return nil
+}
+
+// warnEncoding warns of a SQL_ASCII database: PostgreSQL stores its text
+// unchecked, and a value that is not UTF-8 stops replication at its
+// transaction (replicationError). Pure ASCII streams, so it is no refusal.
+func (s *Source) warnEncoding(ctx context.Context, conn *pgx.Conn) error {
+	var enc, db string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_encoding'), current_database()").Scan(&enc, &db); err != nil {
+		return fmt.Errorf("read server_encoding: %w", err)
+	}
+	if enc == "SQL_ASCII" {
+		s.log.Warn("the source database has server_encoding SQL_ASCII: a text value that is not UTF-8 will stop the stream before its transaction; convert the database to UTF8 to stream it safely",
+			"database", db)
+	}
+	return nil
+}
+
+// checkSlotFree refuses, when preparing (apply), a slot another session
+// streams from: START_REPLICATION would fail with PostgreSQL's "is active
+// for PID" after the stream had been made ACTIVE. Check leaves it out, as
+// the session is this cdcd's own while it runs. A walsender of an earlier
+// run of this stream that has not ended yet fails one attempt, which is
+// retried.
+func (s *Source) checkSlotFree(slot slotRow, apply bool) error {
+	if !apply || slot.activePID == 0 {
+		return nil
+	}
+	return unmet("slot", s.cfg.Slot, "replication slot %q is in use by another client (pid %d, application_name %q): stop that client, or end its session with SELECT pg_terminate_backend(%d), or choose another slot name; cdcd retries until the slot is free", s.cfg.Slot, slot.activePID, slot.activeApp, slot.activePID)
 }
 
 // checkHeadroom makes sure the server can take one more slot (newSlot) and
@@ -267,7 +303,8 @@ func checkServer(ctx context.Context, conn *pgx.Conn) (int, error) {
 		return 0, fmt.Errorf("read role attributes: %w", err)
 	}
 	if !canReplicate {
-		return 0, unmet("replication", role, "the source role lacks REPLICATION: run ALTER ROLE <user> REPLICATION (GRANT rds_replication TO <user> on RDS)")
+		r := pgx.Identifier{role}.Sanitize()
+		return 0, unmet("replication", role, "the source role %s lacks REPLICATION: run ALTER ROLE %s REPLICATION (GRANT rds_replication TO %s on RDS)", r, r, r)
 	}
 	return version, nil
 }
@@ -275,14 +312,19 @@ func checkServer(ctx context.Context, conn *pgx.Conn) (int, error) {
 type slotRow struct {
 	plugin, database, walStatus string
 	confirmed                   uint64
+	// activePID is the session streaming from the slot (0 for none), and
+	// activeApp its application_name.
+	activePID int
+	activeApp string
 }
 
 func (s *Source) slotState(ctx context.Context, conn *pgx.Conn) (slotRow, bool, error) {
 	var r slotRow
 	var confirmed *string
 	var walStatus *string
-	err := conn.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, wal_status
-		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&r.plugin, &r.database, &confirmed, &walStatus)
+	err := conn.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, wal_status, COALESCE(active_pid, 0),
+			COALESCE((SELECT application_name FROM pg_stat_activity a WHERE a.pid = s.active_pid), '')
+		FROM pg_replication_slots s WHERE slot_name = $1`, s.cfg.Slot).Scan(&r.plugin, &r.database, &confirmed, &walStatus, &r.activePID, &r.activeApp)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, false, nil
 	}
@@ -306,7 +348,7 @@ func (s *Source) slotState(ctx context.Context, conn *pgx.Conn) (slotRow, bool, 
 func (s *Source) connect(ctx context.Context) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(s.cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("parse source DSN: %w", err)
+		return nil, pgauth.DSNError(err)
 	}
 	if err := s.configure(ctx, &cfg.Config); err != nil {
 		return nil, err
@@ -314,7 +356,7 @@ func (s *Source) connect(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		s.connectFailed(err)
-		return nil, fmt.Errorf("connect to source: %w", err)
+		return nil, &connectError{what: "connect to source", err: err}
 	}
 	return conn, nil
 }
@@ -356,7 +398,7 @@ func (s *Source) connectFailed(err error) {
 func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig(s.cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("parse source DSN: %w", err)
+		return nil, pgauth.DSNError(err)
 	}
 	if err := s.configure(ctx, cfg); err != nil {
 		return nil, err
@@ -373,10 +415,25 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 		if errors.As(err, &pgErr) && pgErr.Code == "53300" {
 			return nil, fmt.Errorf("open replication connection: %w: raise max_wal_senders (or max_connections) in postgresql.conf and restart PostgreSQL, or stop a replication client (SELECT pid, application_name FROM pg_stat_replication)", err)
 		}
-		return nil, fmt.Errorf("open replication connection: %w", err)
+		return nil, &connectError{what: "open replication connection", err: err}
 	}
 	return conn, nil
 }
+
+// connectError is a connection that failed, in pgauth.Describe's words,
+// which name the cause and the fix (the host and port, the role, the
+// password source) and never a secret; it unwraps to pgx's error.
+type connectError struct {
+	what string
+	err  error
+}
+
+func (e *connectError) Error() string {
+	cause, msg := pgauth.Describe(e.err)
+	return e.what + " (" + cause + "): " + msg
+}
+
+func (e *connectError) Unwrap() error { return e.err }
 
 // Drop removes the stream's slot, and its publication unless that is
 // managed outside cdcd, from the source, for a stream that is being deleted; a missing slot or publication is not an

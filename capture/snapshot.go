@@ -20,80 +20,153 @@ const snapshotCursor = "cdcd_snapshot"
 // progressEvery paces the snapshot's progress log lines.
 const progressEvery = 10 * time.Second
 
-// initialSnapshot creates the slot with an exported snapshot on rconn, reads
-// every table at the slot's consistent point through catalog while rconn
-// keeps the snapshot alive, hands the rows to h and returns the consistent
-// point, from which streaming continues: rows committed before it are in
-// the snapshot, changes committed after it come from the slot, so there is
-// neither a gap nor an overlap. A slot left by an interrupted snapshot is
-// dropped first: its snapshot cannot be imported any more.
+// initialSnapshot reads every table and hands the rows to h, then returns
+// the position streaming continues from: the consistent point of the
+// stream's slot. Nothing before the last batch is delivered is persisted
+// (a nonzero checkpoint is the mark that the snapshot finished), so a
+// snapshot cut short by an error or a crash runs again.
+//
+// The first attempt creates the slot with an exported snapshot and reads
+// the tables in it: rows committed before the consistent point are in the
+// snapshot, changes committed after it come from the slot, with neither a
+// gap nor an overlap. A later attempt keeps the slot the first one created
+// (docs/records.md#snapshot-retries): it reads the tables afresh, in a
+// transaction that starts after the slot exists, and streaming still starts
+// at the slot's consistent point. Every change since the first attempt is
+// therefore replayed after the fresh rows, deletes of rows an earlier
+// attempt already sent included; dropping the slot instead would skip
+// those deletes and leave consumers with rows the source no longer has.
 func (s *Source) initialSnapshot(ctx context.Context, catalog *pgx.Conn, rconn *pgconn.PgConn, version int, h SnapshotHandler) (uint64, error) {
-	s.slotReady.Store(false)
 	slot, found, err := s.slotState(ctx, catalog)
 	if err != nil {
 		return 0, err
 	}
-	if found {
-		var db string
-		if err := catalog.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
-			return 0, fmt.Errorf("read database name: %w", err)
-		}
-		if err := s.checkSlotOwner(slot, db); err != nil {
+	var snap snapshotRead
+	var start uint64
+	switch {
+	case found:
+		if start, err = s.resumeSlot(ctx, catalog, slot); err != nil {
 			return 0, err
 		}
-		s.log.Warn("dropping the replication slot of an unfinished initial snapshot; the snapshot starts over", "slot", s.cfg.Slot)
-		// WAIT: the walsender of an earlier session may still hold it for
-		// a moment. The timeout bounds a slot that someone else holds.
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := pglogrepl.DropReplicationSlot(dctx, rconn, s.cfg.Slot, pglogrepl.DropReplicationSlotOptions{Wait: true})
-		cancel()
-		if err != nil {
-			return 0, fmt.Errorf("drop replication slot %q of the unfinished snapshot: %w", s.cfg.Slot, err)
+		// A slot that existed before is lost if it goes (health.go). One
+		// created just now is not marked so until streaming starts: the
+		// health check may have read the slot's absence a moment before.
+		s.slotReady.Store(true)
+	case s.snapshotSlot:
+		// Gone since an earlier attempt of this Source created or found
+		// it: rows that attempt sent may have been deleted since, and
+		// only that slot could replay the deletes.
+		return 0, fmt.Errorf("%w: slot %q was dropped during the initial snapshot; delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
+	default:
+		if snap, err = s.createSnapshotSlot(ctx, catalog, rconn); err != nil {
+			return 0, err
 		}
+		start = snap.lsn
 	}
+	s.snapshotSlot = true
 
+	began := time.Now()
+	prog, err := s.readSnapshot(ctx, catalog, version, snap, h)
+	if err != nil {
+		return 0, err
+	}
+	if err := h.SnapshotDone(ctx); err != nil {
+		return 0, fmt.Errorf("finish initial snapshot: %w", err)
+	}
+	if err := h.Persist(ctx, start); err != nil {
+		return 0, fmt.Errorf("persist initial snapshot checkpoint: %w", err)
+	}
+	prog.done()
+	s.log.Info("initial snapshot done", "rows", prog.prog.Rows, "tables", len(s.cfg.Tables), "duration", time.Since(began).Round(time.Millisecond), "lsn", pglogrepl.LSN(start))
+	return start, nil
+}
+
+// createSnapshotSlot creates the stream's slot on rconn with an exported
+// snapshot, which rconn keeps alive until its next command, and returns that
+// snapshot.
+func (s *Source) createSnapshotSlot(ctx context.Context, catalog *pgx.Conn, rconn *pgconn.PgConn) (snapshotRead, error) {
 	// The server's clock before the slot exists is no later than the
 	// commit of any transaction the slot will stream, so snapshot rows
 	// order before every change that follows them.
 	var at time.Time
 	if err := catalog.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&at); err != nil {
-		return 0, fmt.Errorf("read server clock: %w", err)
+		return snapshotRead{}, fmt.Errorf("read server clock: %w", err)
 	}
 	res, err := pglogrepl.CreateReplicationSlot(ctx, rconn, s.cfg.Slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
 	if err != nil {
-		return 0, slotCreateError(s.cfg.Slot, err)
+		return snapshotRead{}, slotCreateError(s.cfg.Slot, err)
 	}
 	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
 	if err != nil {
-		return 0, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
+		return snapshotRead{}, fmt.Errorf("parse consistent point %q: %w", res.ConsistentPoint, err)
 	}
 	s.log.Info("created replication slot for the initial snapshot", "slot", s.cfg.Slot, "lsn", res.ConsistentPoint, "snapshot", res.SnapshotName)
-
-	start := time.Now()
-	prog, err := s.readSnapshot(ctx, catalog, version, snapshotRead{name: res.SnapshotName, lsn: uint64(lsn), at: at}, h)
-	if err != nil {
-		return 0, err
-	}
-	// Nothing is persisted before every row is delivered: a nonzero
-	// checkpoint is the mark that the snapshot finished.
-	if err := h.SnapshotDone(ctx); err != nil {
-		return 0, fmt.Errorf("finish initial snapshot: %w", err)
-	}
-	if err := h.Persist(ctx, uint64(lsn)); err != nil {
-		return 0, fmt.Errorf("persist initial snapshot checkpoint: %w", err)
-	}
-	prog.done()
-	s.log.Info("initial snapshot done", "rows", prog.prog.Rows, "tables", len(s.cfg.Tables), "duration", time.Since(start).Round(time.Millisecond), "lsn", res.ConsistentPoint)
-	return uint64(lsn), nil
+	return snapshotRead{name: res.SnapshotName, lsn: uint64(lsn), at: at}, nil
 }
 
-// snapshotRead is one snapshot: its exported name, consistent point and
-// commit time.
+// resumeSlot checks the slot an interrupted snapshot left (or one that
+// existed before the stream's first start) and returns its consistent
+// point, from which streaming will replay. Nothing confirms a position on
+// the slot before the snapshot finishes, so its confirmed_flush_lsn is
+// still the consistent point its creation reported.
+func (s *Source) resumeSlot(ctx context.Context, catalog *pgx.Conn, slot slotRow) (uint64, error) {
+	var db string
+	var pid *int32
+	err := catalog.QueryRow(ctx, `SELECT current_database(), (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1)`, s.cfg.Slot).Scan(&db, &pid)
+	if err != nil {
+		return 0, fmt.Errorf("read replication slot %q: %w", s.cfg.Slot, err)
+	}
+	if err := s.checkSlotOwner(slot, db); err != nil {
+		return 0, err
+	}
+	switch {
+	case slot.walStatus == "lost":
+		return 0, fmt.Errorf("%w: slot %q of the unfinished initial snapshot has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size), so deletes of rows already sent cannot be replayed; delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
+	case pid != nil:
+		// Checked before reading, so that a slot held elsewhere does
+		// not send every row again on each retry.
+		return 0, fmt.Errorf("replication slot %q is in use by process %d: stop whatever else reads it", s.cfg.Slot, *pid)
+	case slot.confirmed == 0:
+		return 0, fmt.Errorf("replication slot %q has no confirmed_flush_lsn", s.cfg.Slot)
+	}
+	s.log.Warn("resuming an unfinished initial snapshot: reading every table again on the existing slot, then replaying its changes from the slot's consistent point",
+		"slot", s.cfg.Slot, "lsn", pglogrepl.LSN(slot.confirmed))
+	return slot.confirmed, nil
+}
+
+// snapshotRead is what one snapshot attempt's batches carry: the exported
+// snapshot to read (empty: read the database as it is now) and the LSN
+// and commit time its batches are stamped with.
 type snapshotRead struct {
 	name string
 	lsn  uint64
 	at   time.Time
+}
+
+// begin makes tx read snap. Without an exported snapshot, tx's own
+// snapshot, taken by its first statement, is read, and the batches are
+// stamped with the WAL position and the server's clock of that moment:
+// a txId apart from every earlier attempt's, so that chunk ids and
+// partition keys never pair a row of one attempt with another's
+// (docs/records.md#snapshot-retries).
+func (snap *snapshotRead) begin(ctx context.Context, tx pgx.Tx) error {
+	if snap.name != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap.name, "'", "''")+"'"); err != nil {
+			return fmt.Errorf("import snapshot %s: %w", snap.name, err)
+		}
+		return nil
+	}
+	var lsn string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text, clock_timestamp()").Scan(&lsn, &snap.at); err != nil {
+		return fmt.Errorf("read WAL position and server clock: %w", err)
+	}
+	pos, err := pglogrepl.ParseLSN(lsn)
+	if err != nil {
+		return fmt.Errorf("parse WAL position %q: %w", lsn, err)
+	}
+	snap.lsn = uint64(pos)
+	return nil
 }
 
 // snapTable is a table to read and the relation its rows are described by.
@@ -109,8 +182,8 @@ func (s *Source) readSnapshot(ctx context.Context, conn *pgx.Conn, version int, 
 		return nil, fmt.Errorf("begin snapshot transaction: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
-	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap.name, "'", "''")+"'"); err != nil {
-		return nil, fmt.Errorf("import snapshot %s: %w", snap.name, err)
+	if err := snap.begin(ctx, tx); err != nil {
+		return nil, err
 	}
 	configured, err := configuredOIDs(ctx, tx, s.cfg.Tables)
 	if err != nil {

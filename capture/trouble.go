@@ -116,6 +116,10 @@ func Describe(err error) error {
 		errors.As(err, &pgErr)
 		return fmt.Errorf("%s (SQLSTATE %s): another client reads the slot, or a session of cdcd whose connection broke has not ended yet (PostgreSQL ends it within wal_sender_timeout); find it with SELECT pid, application_name, client_addr FROM pg_stat_replication, and stop it or end it with SELECT pg_terminate_backend(pid)", pgErr.Message, pgErr.Code)
 	case isSourceUnavailable(err), pgCode(err) == codeInsufficientPrivilege:
+		var ce *connectError
+		if errors.As(err, &ce) {
+			return err // in pgauth.Describe's words already
+		}
 		cause, msg := pgauth.Describe(err)
 		return fmt.Errorf("%s: %s", cause, msg)
 	}
@@ -137,9 +141,10 @@ func atOnce(err error, established bool) bool {
 	return Classify(err) == codes.SourcePrerequisiteUnmet || !established && isSourceUnavailable(err)
 }
 
-func (s *Source) report(kind reportKind, err error) {
+// report reports err as the code Classify gives it, in msg's words.
+func (s *Source) report(kind reportKind, err, msg error) {
 	s.trouble.reported = kind
-	s.cfg.Report(Classify(err), Describe(err))
+	s.cfg.Report(Classify(err), msg)
 }
 
 // prepared records the outcome of Prepare, which the pipeline retries:
@@ -150,7 +155,7 @@ func (s *Source) prepared(err error) {
 	case err == nil:
 		s.works()
 	case reportable(err):
-		s.report(reportedRefused, err)
+		s.report(reportedRefused, err, Describe(err))
 	}
 }
 
@@ -162,7 +167,7 @@ func (s *Source) failed(err error, established bool) {
 	}
 	s.trouble.failures++
 	if reportable(err) && atOnce(err, established) {
-		s.report(reportedRefused, err)
+		s.report(reportedRefused, err, Describe(err))
 	}
 }
 
@@ -173,8 +178,8 @@ func (s *Source) stillFailing(err error, wait time.Duration) {
 	if !reportable(err) || atOnce(err, true) || t.failures < 2 || time.Since(t.since)+wait < s.cfg.ImpairAfter {
 		return
 	}
-	s.report(reportedFailing, fmt.Errorf("replication failed %d times in a row over %s, and cdcd keeps retrying; the last error: %w",
-		t.failures, time.Since(t.since).Round(time.Second), err))
+	s.report(reportedFailing, err, fmt.Errorf("replication failed %d times in a row over %s, and cdcd keeps retrying; the last error: %w",
+		t.failures, time.Since(t.since).Round(time.Second), Describe(err)))
 }
 
 // established records a session that started streaming: a session that

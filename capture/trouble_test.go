@@ -28,7 +28,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{"unmet prerequisite", unmet("wal_level", "", "wal_level is replica"), codes.SourcePrerequisiteUnmet, true, true, true},
 		{"privilege refused 42501", &pgconn.PgError{Code: "42501", Message: "must be superuser or replication role to start walsender"}, codes.SourcePrerequisiteUnmet, true, true, true},
-		{"connect error", connectError(t), codes.SourceUnavailable, true, false, true},
+		{"connect error", refusedConnect(t), codes.SourceUnavailable, true, false, true},
 		{"password rejected 28P01", &pgconn.PgError{Code: "28P01"}, codes.SourceUnavailable, true, false, true},
 		{"terminated 57P01", &pgconn.PgError{Code: "57P01"}, codes.SourceUnavailable, true, false, true},
 		{"connection lost", fmt.Errorf("%w: eof", errConnLost), codes.SourceUnavailable, true, false, true},
@@ -99,7 +99,7 @@ func TestTroubleReports(t *testing.T) {
 		}
 		got = nil
 	}
-	refused := connectError(t)
+	refused := refusedConnect(t)
 	inUse := &pgconn.PgError{Code: "55006"}
 
 	s.established()
@@ -131,8 +131,8 @@ func TestTroubleReports(t *testing.T) {
 	expect("working on")
 }
 
-// connectError is what connecting to a port nothing listens on returns.
-func connectError(t *testing.T) error {
+// refusedConnect is what connecting to a port nothing listens on returns.
+func refusedConnect(t *testing.T) error {
 	t.Helper()
 	_, err := pgconn.Connect(context.Background(), "postgres://u@127.0.0.1:1/db?connect_timeout=5")
 	var ce *pgconn.ConnectError

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -119,15 +120,18 @@ type Cluster struct {
 
 // Stream is one publication + slot delivering to one Kinesis stream.
 type Stream struct {
-	Name                   string   `toml:"name"`
-	Cluster                string   `toml:"cluster"`
-	Identifier             string   `toml:"identifier"`
-	Tables                 []string `toml:"tables"`
-	Publication            string   `toml:"publication"`
-	Slot                   string   `toml:"slot"`
-	Ordering               string   `toml:"ordering"`
-	EmitTruncate           bool     `toml:"emit_truncate"`
-	SetReplicaIdentityFull bool     `toml:"set_replica_identity_full"`
+	Name        string   `toml:"name"`
+	Cluster     string   `toml:"cluster"`
+	Identifier  string   `toml:"identifier"`
+	Tables      []string `toml:"tables"`
+	Publication string   `toml:"publication"`
+	Slot        string   `toml:"slot"`
+	Ordering    string   `toml:"ordering"`
+	// Aggregation is "none" (default) or "kpl": pack records into KPL
+	// aggregates (docs/records.md#aggregation); UNORDERED only.
+	Aggregation            string `toml:"aggregation"`
+	EmitTruncate           bool   `toml:"emit_truncate"`
+	SetReplicaIdentityFull bool   `toml:"set_replica_identity_full"`
 	// OwnPublication, unset or true, lets cdcd create the publication and
 	// keep it exactly the stream's; false leaves it to its owner, and the
 	// stream refuses to start while it lacks anything (OwnsPublication).
@@ -142,6 +146,12 @@ type Stream struct {
 	Target   Target   `toml:"target"`
 	Delivery Delivery `toml:"delivery"`
 }
+
+// The values of aggregation.
+const (
+	AggregationNone = "none"
+	AggregationKPL  = "kpl"
+)
 
 // The values of keyless_tables.
 const (
@@ -216,6 +226,9 @@ func (s *Stream) ApplyDefaults() {
 	if s.KeylessTables == "" {
 		s.KeylessTables = KeylessRefuse
 	}
+	if s.Aggregation == "" {
+		s.Aggregation = AggregationNone
+	}
 	name := strings.ReplaceAll(s.Name, "-", "_")
 	if s.Publication == "" {
 		s.Publication = "cdcd_" + name
@@ -285,6 +298,9 @@ func parse(path, text string, overrides []Override) (*Config, error) {
 		if errors.As(err, &perr) && perr.Position.Line > 0 {
 			return nil, fmt.Errorf("%s: %s", path, perr.ErrorWithPosition())
 		}
+		if msg, ok := typeError(err); ok {
+			return nil, fmt.Errorf("%s: %s", path, msg)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
@@ -313,6 +329,48 @@ func parse(path, text string, overrides []Override) (*Config, error) {
 	return &cfg, nil
 }
 
+// typeErrorRe matches the toml package's error for a value of the wrong
+// type, which names Go's types rather than TOML's.
+var typeErrorRe = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]+)"\): incompatible types: TOML value has type (.+); destination has type (.+)$`)
+
+// typeError says which key has a value of the wrong type, on which line,
+// and the type it needs, in TOML's words.
+func typeError(err error) (string, bool) {
+	m := typeErrorRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", false
+	}
+	where := ""
+	if m[1] != "" {
+		where = "line " + m[1] + ": "
+	}
+	return fmt.Sprintf("%s%s must be %s, not %s", where, m[2], tomlType(m[4]), tomlType(m[3])), true
+}
+
+// tomlType names a type of the toml package's errors (a Go type for the
+// value, a kind for the destination) as TOML does.
+func tomlType(t string) string {
+	switch t {
+	case "string", "primitive (string-like)":
+		return "a string"
+	case "int64", "integer":
+		return "an integer"
+	case "float64", "float":
+		return "a number"
+	case "bool", "boolean":
+		return "true or false"
+	case "[]any", "slice":
+		return "an array"
+	case "[]map[string]any":
+		return "an array of tables"
+	case "map[string]any", "map":
+		return "a table"
+	case "time.Time":
+		return "a date-time"
+	}
+	return t
+}
+
 // hasPassword reports whether a DSN (URL or key=value form) carries a password.
 func hasPassword(dsn string) bool {
 	if strings.Contains(dsn, "://") {
@@ -324,13 +382,12 @@ func hasPassword(dsn string) bool {
 		}
 		return strings.Contains(dsn, "password=")
 	}
-	for _, f := range strings.Fields(dsn) {
-		if strings.HasPrefix(f, "password=") {
-			return true
-		}
-	}
-	return false
+	return kvPassword.MatchString(dsn)
 }
+
+// kvPassword finds a password keyword in a key=value DSN, which allows
+// spaces around the '='.
+var kvPassword = regexp.MustCompile(`(^|\s)password\s*=`)
 
 // StreamNamed returns the stream called name, nil if there is none. The
 // empty name stands for the only stream of a file that has one.

@@ -108,6 +108,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"unknown nested key", strings.Replace(minimal, `kinesis_stream = "k"`, "kinesis_stream = \"k\"\nrole = \"x\"", 1), []string{"unknown key", "stream.target.role"}},
 		{"syntax error", "state_dir = ", []string{"line 1"}},
 		{"bad ordering", strings.Replace(minimal, `tables = ["public.t"]`, "tables = [\"public.t\"]\nordering = \"SORTED\"", 1), []string{"stream[0].ordering", "SORTED", "UNORDERED, ROW"}},
+		{"bad aggregation", strings.Replace(minimal, `tables = ["public.t"]`, "tables = [\"public.t\"]\naggregation = \"zip\"", 1), []string{"stream[0].aggregation", "zip", "none, kpl"}},
+		{"kpl in ROW ordering", strings.Replace(minimal, `tables = ["public.t"]`, "tables = [\"public.t\"]\nordering = \"ROW\"\naggregation = \"kpl\"", 1), []string{"stream[0].aggregation", `needs ordering = "UNORDERED"`}},
 		{"unqualified table", strings.Replace(minimal, `"public.t"`, `"t"`, 1), []string{"stream[0].tables", "schema-qualified"}},
 		{"unknown cluster", strings.Replace(minimal, `cluster = "db"`, `cluster = "nope"`, 1), []string{"stream[0].cluster", "nope"}},
 		{"password in url", strings.Replace(minimal, "postgres://u@h/db", "postgres://u:secret@h/db", 1), []string{"cluster[0].dsn", "password_env"}},
@@ -157,6 +159,8 @@ func TestHasPassword(t *testing.T) {
 		"postgres://h/db?password=pw":                true,
 		"host=h user=u dbname=d":                     false,
 		"host=h password=pw":                         true,
+		"host=h password = pw":                       true,
+		"host=h passfile=/x":                         false,
 		"postgres://u@h/db?application_name=a:b":     false,
 	} {
 		if got := hasPassword(dsn); got != want {

@@ -212,7 +212,7 @@ func (c *Config) sourceRoleDocuments(base string) ([]Document, error) {
 func (c *Config) sourceStatements(cl *Cluster) ([]iam.Statement, error) {
 	pcfg, err := pgconn.ParseConfig(cl.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("cluster %s dsn: %w", cl.Name, err)
+		return nil, fmt.Errorf("cluster %s: %w", cl.Name, pgauth.DSNError(err))
 	}
 	st, err := cl.Source.Policy(pgauth.Account{Partition: c.AWS.Partition, Region: c.AWS.Region, ID: c.AWS.Account}, pcfg.User)
 	if err != nil {

@@ -141,6 +141,12 @@ func (s *Stream) validate(p *problems, key string, clusters, streams map[string]
 	if s.Ordering != "UNORDERED" && s.Ordering != "ROW" {
 		bad(key+".ordering", "%q is not one of UNORDERED, ROW", s.Ordering)
 	}
+	switch {
+	case s.Aggregation != AggregationNone && s.Aggregation != AggregationKPL:
+		bad(key+".aggregation", "%q is not one of none, kpl", s.Aggregation)
+	case s.Aggregation == AggregationKPL && s.Ordering != "UNORDERED":
+		bad(key+".aggregation", `"kpl" needs ordering = "UNORDERED": an aggregate lands on one shard, so a row's records would change shards and lose their order`)
+	}
 	validKeyless(p, key+".keyless_tables", s.KeylessTables)
 	s.validateTarget(p, key)
 	s.validateDelivery(p, key)
@@ -156,6 +162,16 @@ func (s *Stream) validateTarget(p *problems, key string) {
 	}
 	if d := s.Target.SessionDuration.Duration; d != 0 && (d < 15*time.Minute || d > 12*time.Hour) {
 		bad(key+".target.session_duration", "%s is outside STS's 15m..12h", d)
+	}
+	if s.Target.RoleARN != "" {
+		if _, err := ident.ParseRoleARN(s.Target.RoleARN); err != nil {
+			bad(key+".target.role_arn", "%v", err)
+		}
+	}
+	if s.Target.KinesisStreamARN != "" {
+		if _, err := ident.ParseKinesisStreamARN(s.Target.KinesisStreamARN); err != nil {
+			bad(key+".target.kinesis_stream_arn", "%q: %v", s.Target.KinesisStreamARN, err)
+		}
 	}
 	if s.Target.RoleARN != "" && s.Target.ExternalID == "" {
 		bad(key+".target.external_id", "is required with role_arn: the role's trust policy should demand it")

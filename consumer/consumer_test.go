@@ -177,6 +177,45 @@ func TestRunReassemblesAndDedupes(t *testing.T) {
 	}
 }
 
+// TestRunDeaggregates: records packed in KPL aggregates, chunked ones
+// included, are handed over one by one as if sent alone, beside records
+// that were.
+func TestRunDeaggregates(t *testing.T) {
+	recs := encode(t, 1, 6)
+	var agg []record.Record
+	for i, d := range recs {
+		agg = append(agg, record.Record{PartitionKey: fmt.Sprintf("%032d", i), Data: d})
+	}
+	first, _ := record.AppendKPLAggregate(nil, agg[:len(agg)/2])
+	second, _ := record.AppendKPLAggregate(nil, agg[len(agg)/2:])
+	plain := encode(t, 2, 2)
+	api := serve(t, map[string][][]byte{"a": {first, second}, "b": plain}, types.ShardIteratorTypeTrimHorizon)
+	got := collect(t, api, fast(Config{}))
+	if len(got) != 6+2 {
+		t.Fatalf("%d records, want the 6 aggregated rows and 2 plain ones", len(got))
+	}
+	rows := map[string]bool{}
+	for _, r := range got {
+		if r.Message == nil || r.Message.Type != record.MessageFull || record.IsKPLAggregate(r.Data) {
+			t.Fatalf("handed over %.80q, want one full record", r.Data)
+		}
+		rows[fmt.Sprintf("%s/%s", r.Message.Source.TxID, r.Message.After[0].Value)] = true
+	}
+	if len(rows) != 8 {
+		t.Errorf("distinct rows %v, want 8", rows)
+	}
+	raw := collect(t, api, fast(Config{Raw: true}))
+	aggregates := 0
+	for _, r := range raw {
+		if record.IsKPLAggregate(r.Data) {
+			aggregates++
+		}
+	}
+	if len(raw) != 2+len(plain) || aggregates != 2 {
+		t.Errorf("raw: %d records (%d aggregates), want the 2 aggregates and the %d plain records as they are", len(raw), aggregates, len(plain))
+	}
+}
+
 func TestRunRaw(t *testing.T) {
 	recs := encode(t, 1, 3)
 	got := collect(t, serve(t, map[string][][]byte{"a": recs}, types.ShardIteratorTypeTrimHorizon), fast(Config{Raw: true}))

@@ -95,8 +95,27 @@ func (r *run) atTip(shard string, tip bool) {
 	}
 }
 
-// emit turns one Kinesis record into at most one Record for the handler.
+// emit hands the records one Kinesis record carries to the handler: the
+// record itself, or each record of a KPL aggregate (docs/records.md#aggregation)
+// in order. Raw hands over the Kinesis record as it is.
 func (r *run) emit(ctx context.Context, data []byte) error {
+	if r.cfg.Raw || !record.IsKPLAggregate(data) {
+		return r.emitOne(ctx, data)
+	}
+	inner, err := record.Deaggregate(data)
+	if err != nil {
+		return fmt.Errorf("deaggregate record: %w", err)
+	}
+	for _, d := range inner {
+		if err := r.emitOne(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// emitOne turns one record into at most one Record for the handler.
+func (r *run) emitOne(ctx context.Context, data []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.last = time.Now()

@@ -206,6 +206,23 @@ func targetFix(code codes.Code, sc *config.Stream, region string) string {
 	return ""
 }
 
+// withFix ends err's message with fix, when there is one, keeping err for
+// errors.As; an AWS message's closing period gives way to the fix.
+func withFix(err error, fix string) error {
+	if fix == "" {
+		return err
+	}
+	return fixedError{err: err, fix: fix}
+}
+
+type fixedError struct {
+	err error
+	fix string
+}
+
+func (e fixedError) Error() string { return strings.TrimSuffix(e.err.Error(), ".") + ": " + e.fix }
+func (e fixedError) Unwrap() error { return e.err }
+
 // checkClusterKey probes the cluster key once, as the stream's key checker
 // does at start, under the stream's encryption context.
 func (d *Daemon) checkClusterKey(ctx context.Context, cl *config.Cluster, def state.Definition, idErr error) CheckResult {

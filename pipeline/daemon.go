@@ -58,8 +58,8 @@ var _ Runner = (*Daemon)(nil)
 // NewDaemon loads the AWS configuration and each cluster's credentials,
 // and resolves the cluster identifiers (which may need the source once).
 func NewDaemon(ctx context.Context, cfg *config.Config, version string, log *slog.Logger) (*Daemon, error) {
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state_dir: %w", err)
+	if err := writableDir(cfg.StateDir); err != nil {
+		return nil, err
 	}
 	awsCfg, err := config.LoadAWS(ctx, cfg.AWS.Region)
 	if err != nil {
@@ -91,6 +91,24 @@ func NewDaemon(ctx context.Context, cfg *config.Config, version string, log *slo
 		d.clusterIDs[cl.Name], d.clusterNames[id] = id, cl.Name
 	}
 	return d, nil
+}
+
+// writableDir creates state_dir and writes a file in it, so that a
+// state_dir cdcd cannot write stops the start with the fix, rather than
+// the first checkpoint.
+func writableDir(dir string) error {
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(dir, ".write-check-*"); err == nil {
+			f.Close()
+			err = os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("state_dir %s is not a directory cdcd can write: %w: create it, owned by the user cdcd runs as, mode 0700 (the systemd unit's StateDirectory= does), or set state_dir to one", dir, err)
+	}
+	return nil
 }
 
 // clusterID is the configured identifier, or one derived from the server's

@@ -2,14 +2,11 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/codes"
@@ -125,7 +122,7 @@ func (p *handler) HandleSnapshot(ctx context.Context, batch *record.Txn) error {
 	p.mu.Unlock()
 	enc, err := p.enc.Encode(batch, prev, p.now())
 	if err != nil {
-		err = fmt.Errorf("encode snapshot rows: %w", encodeCause(err))
+		err = fmt.Errorf("encode snapshot rows at %s: %w", state.FormatLSN(batch.CommitLSN), err)
 		_ = p.life.Fault(codes.InternalError, err)
 		return err
 	}
@@ -138,9 +135,19 @@ func (p *handler) HandleSnapshot(ctx context.Context, batch *record.Txn) error {
 	return nil
 }
 
-// SnapshotDone waits until every snapshot row is accepted by Kinesis.
+// SnapshotDone waits until every snapshot row is accepted by Kinesis, and
+// makes the last batch's source.ts_ns the one the consistent point's
+// checkpoint carries: after a restart, the changes streamed from there
+// still order after every snapshot row, which a retried snapshot's rows,
+// read later than the changes it replays, need (docs/records.md#snapshot-retries).
 func (p *handler) SnapshotDone(ctx context.Context) error {
-	return p.sink.Drain(ctx)
+	if err := p.sink.Drain(ctx); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cp.TsNs = p.prevTs
+	p.mu.Unlock()
+	return nil
 }
 
 // Handle encodes and submits one transaction. An encoding error holds the
@@ -233,35 +240,13 @@ func closeSpill(txn *record.Txn) error {
 // encodeFault impairs the stream for a transaction that cannot be encoded
 // and counts it in Lag.
 func (p *handler) encodeFault(txn *record.Txn, err error) error {
-	err = fmt.Errorf("transaction %d committed at %s cannot be encoded, so the stream holds there: %w",
-		txn.Xid, state.FormatLSN(txn.CommitLSN), encodeCause(err))
+	// record's errors name schema, table, column and type, never a value.
+	err = fmt.Errorf("encode transaction %d at %s: %w", txn.Xid, state.FormatLSN(txn.CommitLSN), err)
 	p.mu.Lock()
 	p.stuck = lsnTs{txn.EndLSN, txn.CommitTime.UnixNano()}
 	p.mu.Unlock()
 	_ = p.life.Fault(codes.InternalError, err)
 	return err
-}
-
-// valueErrors are the causes a *record.ValueError wraps.
-var valueErrors = []error{record.ErrValueOutOfRange, record.ErrMalformedValue, record.ErrBinaryUnsupported}
-
-// encodeCause words an encoding error for the status reason and the log
-// without the value it failed on: a value's error names its schema, table,
-// column and type, and its cause, and nothing of the row. Other encoding
-// errors name tables and columns only.
-func encodeCause(err error) error {
-	var ve *record.ValueError
-	if !errors.As(err, &ve) {
-		return err
-	}
-	cause := "value cannot be encoded"
-	for _, e := range valueErrors {
-		if errors.Is(ve.Err, e) {
-			cause = e.Error()
-		}
-	}
-	return fmt.Errorf("table %s column %s of type OID %d: %s", pgx.Identifier{ve.Schema, ve.Table}.Sanitize(),
-		pgx.Identifier{ve.Column}.Sanitize(), ve.TypeOID, cause)
 }
 
 func (p *handler) skipped(txn *record.Txn, rels []*record.Relation) {

@@ -198,7 +198,7 @@ func TestHandlerUnencodableCountsInLag(t *testing.T) {
 		t.Fatalf("faults %v, want one INTERNAL_ERROR", life.faults)
 	}
 	msg := life.errs[0].Error()
-	for _, want := range []string{`"public"."events"`, `"at"`, "type OID 1114", state.FormatLSN(bad.CommitLSN), "value out of range"} {
+	for _, want := range []string{`"public"."events" column "at"`, "type timestamp, OID 1114", state.FormatLSN(bad.CommitLSN), "value out of range"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message %q does not name %s", msg, want)
 		}

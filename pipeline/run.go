@@ -237,14 +237,16 @@ func (r *streamRun) prepareOnce(ctx context.Context) error {
 }
 
 // targetFailed reports a failed DescribeStreamSummary: a denial or a
-// missing target at once, anything else once it has failed for
-// capture.DefaultImpairAfter, the sink's delay for its transient codes.
+// missing target at once, with its fix, anything else once it has failed
+// for capture.DefaultImpairAfter, the sink's delay for its transient codes.
 func (r *streamRun) targetFailed(err error) error {
 	if r.targetFailing.IsZero() {
 		r.targetFailing = time.Now()
 	}
 	code := classify(err)
-	if !code.Denial() && !code.Fatal() && time.Since(r.targetFailing) < capture.DefaultImpairAfter {
+	if code.Denial() || code.Fatal() {
+		err = withFix(err, targetFix(code, r.sc, r.d.cfg.AWS.Region))
+	} else if time.Since(r.targetFailing) < capture.DefaultImpairAfter {
 		return err
 	}
 	_ = r.st.Fault(code, err)
@@ -332,7 +334,7 @@ func (r *streamRun) newHandler() (*sink.Sink, *handler, error) {
 	}
 	d := r.sc.Delivery
 	snk, err := sink.New(sink.Config{
-		StreamName: r.sc.Target.KinesisStream, Ordering: record.Ordering(r.sc.Ordering),
+		StreamName: r.sc.Target.KinesisStream, Ordering: record.Ordering(r.sc.Ordering), Aggregate: r.sc.Aggregation == config.AggregationKPL,
 		MaxRecordBytes: r.target.MaxRecordBytes, MaxRequestBytes: r.target.MaxRequestBytes(), MaxInFlight: d.MaxInFlight,
 		Linger: d.Linger.Duration, QueueBytes: d.QueueBytes, Report: r.reportSink,
 		Logger: r.log.With("component", "sink"), Metrics: r.met.sink,

@@ -52,7 +52,7 @@ func SourceAuth(cfg *config.Config, cl *config.Cluster, awsCfg aws.Config, log *
 func ConnectSource(ctx context.Context, cl *config.Cluster, auth *pgauth.Provider) (*pgx.Conn, error) {
 	pcfg, err := pgx.ParseConfig(cl.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("cluster %s dsn: %w", cl.Name, err)
+		return nil, fmt.Errorf("cluster %s: %w", cl.Name, pgauth.DSNError(err))
 	}
 	if err := auth.Configure(ctx, &pcfg.Config); err != nil {
 		return nil, err

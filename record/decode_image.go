@@ -121,14 +121,15 @@ func ParseKey(key string) (RowImage, error) {
 		return nil, fmt.Errorf("parse key: %w", err)
 	}
 	img := make(RowImage, 0, len(pairs))
-	for _, p := range pairs {
+	// Errors name the pair by position: a key is made of row values.
+	for i, p := range pairs {
 		var pair []json.RawMessage
 		var name string
 		if err := json.Unmarshal(p, &pair); err != nil || len(pair) != 2 {
-			return nil, fmt.Errorf("parse key: %s is not a [name, value] pair", p)
+			return nil, fmt.Errorf("parse key: element %d is not a [name, value] pair", i)
 		}
 		if err := json.Unmarshal(pair[0], &name); err != nil {
-			return nil, fmt.Errorf("parse key: column name %s: %w", pair[0], err)
+			return nil, fmt.Errorf("parse key: element %d: the column name is not a string", i)
 		}
 		img = append(img, ColumnValue{Name: name, Value: pair[1]})
 	}

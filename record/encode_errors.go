@@ -76,13 +76,20 @@ type ValueError struct {
 	Err    error
 }
 
+// Error names the table, column and type, never the value: it reaches the
+// log and the status reason (docs/lifecycle.md#status-reason), and the
+// pipeline adds the transaction's LSN.
 func (e *ValueError) Error() string {
 	format := "text"
 	if e.Format == DatumBinary {
 		format = "binary"
 	}
-	return fmt.Sprintf("encode %s.%s column %q (type OID %d, %s format): %v",
-		quoteIdent(e.Schema), quoteIdent(e.Table), e.Column, e.TypeOID, format, e.Err)
+	typ := fmt.Sprintf("type OID %d", e.TypeOID)
+	if name := builtinTypeName(e.TypeOID); name != "" {
+		typ = "type " + name + ", OID " + strconv.FormatUint(uint64(e.TypeOID), 10)
+	}
+	return fmt.Sprintf("encode %s.%s column %q (%s, %s format): %v",
+		quoteIdent(e.Schema), quoteIdent(e.Table), e.Column, typ, format, e.Err)
 }
 
 func (e *ValueError) Unwrap() error { return e.Err }
@@ -99,4 +106,52 @@ func quoteIdent(s string) string {
 		out = append(out, s[i])
 	}
 	return string(append(out, '"'))
+}
+
+// badValue is a decoder's refusal of a value: what is wrong with it and its
+// length, never its bytes (see ValueError).
+func badValue(sentinel error, what string, data []byte) error {
+	return fmt.Errorf("%w: %s (a value of %d bytes)", sentinel, what, len(data))
+}
+
+// builtinTypeName names the builtin types whose encoding can fail, for
+// errors; other types are named by OID only.
+func builtinTypeName(oid uint32) string {
+	switch oid {
+	case oidBool:
+		return "boolean"
+	case oidBytea:
+		return "bytea"
+	case oidChar:
+		return `"char"`
+	case oidInt8:
+		return "bigint"
+	case oidInt2:
+		return "smallint"
+	case oidInt4:
+		return "integer"
+	case oidOID:
+		return "oid"
+	case oidFloat4:
+		return "real"
+	case oidFloat8:
+		return "double precision"
+	case oidDate:
+		return "date"
+	case oidTime:
+		return "time"
+	case oidTimestamp:
+		return "timestamp"
+	case oidTimestamptz:
+		return "timestamptz"
+	case oidInterval:
+		return "interval"
+	case oidTimetz:
+		return "timetz"
+	case oidNumeric:
+		return "numeric"
+	case oidJSONB:
+		return "jsonb"
+	}
+	return ""
 }

@@ -141,7 +141,7 @@ func (p *arrayParser) element(dst []byte) ([]byte, error) {
 			break
 		}
 		if !quoted && (c == '{' || c == '"') {
-			return dst, p.errorf("unexpected %q", c)
+			return dst, p.errorf("unexpected quote or brace")
 		}
 		if c == '\\' {
 			if !escaped {

@@ -108,13 +108,13 @@ func appendBinaryNumeric(dst, data []byte) ([]byte, error) {
 		return append(dst, `"-Infinity"`...), nil
 	case numericPos, numericNeg:
 	default:
-		return dst, fmt.Errorf("%w: numeric sign 0x%04x", ErrMalformedValue, sign)
+		return dst, badValue(ErrMalformedValue, "numeric with an unknown sign field", data)
 	}
 	if ndigits < 0 || len(data) != 8+2*ndigits {
 		return dst, fmt.Errorf("%w: numeric of %d digits in %d bytes", ErrMalformedValue, ndigits, len(data))
 	}
 	if dscale&0x3FFF != dscale { // NUMERIC_DSCALE_MASK
-		return dst, fmt.Errorf("%w: numeric dscale %d", ErrMalformedValue, dscale)
+		return dst, badValue(ErrMalformedValue, "numeric with a display scale above 16383", data)
 	}
 	digits := data[8:]
 	digit := func(i int) int {
@@ -125,7 +125,7 @@ func appendBinaryNumeric(dst, data []byte) ([]byte, error) {
 	}
 	for i := range ndigits {
 		if digit(i) > 9999 {
-			return dst, fmt.Errorf("%w: numeric digit %d", ErrMalformedValue, digit(i))
+			return dst, badValue(ErrMalformedValue, fmt.Sprintf("numeric digit group %d above 9999", i), data)
 		}
 	}
 	dst = append(dst, '"')

@@ -23,7 +23,7 @@ func appendTextInteger(dst, data []byte, class valueClass) ([]byte, error) {
 		lo, hi = 0, 1<<32-1
 	}
 	if _, ok := parseDecimal(data, lo, hi); !ok {
-		return dst, fmt.Errorf("%w: integer %q out of range or not canonical", ErrMalformedValue, data)
+		return dst, badValue(ErrMalformedValue, "integer text out of range or not canonical", data)
 	}
 	return append(dst, data...), nil
 }
@@ -82,7 +82,7 @@ func appendTextFloat(dst, data []byte, bits int) ([]byte, error) {
 	}
 	f, err := strconv.ParseFloat(string(data), bits)
 	if err != nil {
-		return dst, fmt.Errorf("%w: float%d %q", ErrMalformedValue, bits/8, data)
+		return dst, badValue(ErrMalformedValue, fmt.Sprintf("float%d text does not parse", bits/8), data)
 	}
 	return appendJSONFloat(dst, f, bits), nil
 }
@@ -101,7 +101,7 @@ func appendTextNumeric(dst, data []byte) ([]byte, error) {
 	}
 	intPart, frac, hasDot := cutByte(digits, '.')
 	if !isDigits(intPart) || (hasDot && !isDigits(frac)) {
-		return dst, fmt.Errorf("%w: numeric %q", ErrMalformedValue, data)
+		return dst, badValue(ErrMalformedValue, "numeric text is not plain decimal", data)
 	}
 	dst = append(dst, '"')
 	dst = append(dst, data...)
@@ -125,7 +125,7 @@ func appendTextBool(dst, data []byte) ([]byte, error) {
 	case "f":
 		return append(dst, "false"...), nil
 	}
-	return dst, fmt.Errorf("%w: boolean %q", ErrMalformedValue, data)
+	return dst, badValue(ErrMalformedValue, `boolean text is neither "t" nor "f"`, data)
 }
 
 // appendTextBytea decodes bytea's text output, hex ("\x0a0b", the default
@@ -150,7 +150,7 @@ func decodeByteaText(buf, data []byte) ([]byte, error) {
 			hi, ok1 := unhex(hexText[i])
 			lo, ok2 := unhex(hexText[i+1])
 			if !ok1 || !ok2 {
-				return buf, fmt.Errorf("%w: bytea hex digit %q", ErrMalformedValue, hexText[i:i+2])
+				return buf, fmt.Errorf("%w: bytea hex with a non-hex digit at byte %d", ErrMalformedValue, 2+i)
 			}
 			buf = append(buf, hi<<4|lo)
 		}

@@ -2,7 +2,6 @@ package record
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 	"math/bits"
 	"strconv"
@@ -202,7 +201,7 @@ func appendTextDate(dst, data []byte) ([]byte, error) {
 	y, m, d, ok := c.date()
 	bc := c.bc()
 	if !ok || !c.done() {
-		return dst, fmt.Errorf("%w: date %q (DateStyle must be ISO)", ErrMalformedValue, data)
+		return dst, badValue(ErrMalformedValue, "date text does not parse (DateStyle must be ISO)", data)
 	}
 	return strconv.AppendInt(dst, date2j(astronomical(y, bc), m, d)-unixEpochJDate, 10), nil
 }
@@ -225,7 +224,7 @@ func appendTextTime(dst, data []byte) ([]byte, error) {
 	c := textCursor{s: data}
 	us, ok := c.clock(2)
 	if !ok || !c.done() || us > usPerDay {
-		return dst, fmt.Errorf("%w: time %q", ErrMalformedValue, data)
+		return dst, badValue(ErrMalformedValue, "time text does not parse", data)
 	}
 	return strconv.AppendInt(dst, us, 10), nil
 }
@@ -251,7 +250,7 @@ func appendTextTimetz(dst, data []byte) ([]byte, error) {
 	us, ok1 := c.clock(2)
 	east, ok2 := c.offset()
 	if !ok1 || !ok2 || !c.done() || us > usPerDay {
-		return dst, fmt.Errorf("%w: timetz %q", ErrMalformedValue, data)
+		return dst, badValue(ErrMalformedValue, "timetz text does not parse", data)
 	}
 	return strconv.AppendInt(dst, wrapDay(us-east*usPerSecond), 10), nil
 }
@@ -265,7 +264,7 @@ func appendBinaryTimetz(dst, data []byte) ([]byte, error) {
 	us := int64(binary.BigEndian.Uint64(data))
 	west := int64(int32(binary.BigEndian.Uint32(data[8:])))
 	if us < 0 || us > usPerDay {
-		return dst, fmt.Errorf("%w: timetz time %d", ErrMalformedValue, us)
+		return dst, badValue(ErrMalformedValue, "timetz time of day outside [0, 24h]", data)
 	}
 	return strconv.AppendInt(dst, wrapDay(us+west*usPerSecond), 10), nil
 }
@@ -292,7 +291,7 @@ func appendTextTimestamp(dst, data []byte) ([]byte, error) {
 	}
 	bc := c.bc()
 	if !ok || !okClock || !okOffset || !c.done() {
-		return dst, fmt.Errorf("%w: timestamp %q (DateStyle must be ISO)", ErrMalformedValue, data)
+		return dst, badValue(ErrMalformedValue, "timestamp text does not parse (DateStyle must be ISO)", data)
 	}
 	days := date2j(astronomical(y, bc), m, d) - unixEpochJDate
 	us, ok := mulAdd(days, usPerDay, clock)
@@ -324,7 +323,7 @@ func appendBinaryTimestamp(dst, data []byte) ([]byte, error) {
 // they overflow int64 or collide with the infinity sentinel.
 func appendTimestampUs(dst []byte, us int64, ok bool, data []byte) ([]byte, error) {
 	if !ok || us >= TimestampPosInfinity || us <= TimestampNegInfinity {
-		return dst, fmt.Errorf("%w: timestamp %q beyond microseconds since 1970 in int64", ErrValueOutOfRange, data)
+		return dst, badValue(ErrValueOutOfRange, "timestamp after year 294246 has no int64 microseconds since 1970", data)
 	}
 	return strconv.AppendInt(dst, us, 10), nil
 }
@@ -340,7 +339,7 @@ func appendTextInterval(dst, data []byte) ([]byte, error) {
 		return append(dst, "null"...), nil
 	}
 	bad := func() ([]byte, error) {
-		return dst, fmt.Errorf("%w: interval %q (IntervalStyle must be postgres)", ErrMalformedValue, data)
+		return dst, badValue(ErrMalformedValue, "interval text does not parse (IntervalStyle must be postgres)", data)
 	}
 	var months, days, us int64
 	c := textCursor{s: data}

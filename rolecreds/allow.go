@@ -9,7 +9,7 @@ import (
 )
 
 // AllowKey is the configuration key that holds the allow-list.
-const AllowKey = "role_arn_allow"
+const AllowKey = "aws.role_arn_allow"
 
 // ErrRoleNotAllowed is returned (wrapped) by AllowList.Check for a role ARN
 // that no pattern matches.

@@ -40,6 +40,10 @@ type Config struct {
 	StreamARN  string
 	// Ordering is record.Unordered or record.Row (docs/records.md#ordering); required.
 	Ordering record.Ordering
+	// Aggregate packs records into KPL aggregates (docs/records.md#aggregation);
+	// UNORDERED only: an aggregate goes to one shard, which would move a
+	// row's records between shards in ROW ordering.
+	Aggregate bool
 
 	MaxRecordsPerCall int           // default 500, at most 500
 	MaxRequestBytes   int           // default 5 MiB (10 MiB if MaxRecordBytes > 5 MiB), at most 10 MiB
@@ -144,6 +148,9 @@ func (c Config) Validate() error {
 	}
 	if c.Ordering != record.Unordered && c.Ordering != record.Row {
 		bad("ordering", fmt.Sprintf("%q", c.Ordering), `must be "UNORDERED" or "ROW"`)
+	}
+	if c.Aggregate && c.Ordering != record.Unordered {
+		bad("aggregation", `"kpl"`, `needs ordering = "UNORDERED": an aggregate lands on one shard, so rows would change shards and lose their order`)
 	}
 	if c.MaxRecordsPerCall < 1 || c.MaxRecordsPerCall > MaxRecordsPerCall {
 		bad("max_records_per_call", c.MaxRecordsPerCall, "must be 1 to 500")

@@ -22,6 +22,7 @@ type batch struct {
 	entries  []*entry // not yet accepted
 	sent     []*entry // entries of req, same order
 	req      []types.PutRecordsRequestEntry
+	ends     []int // req[j] carries sent[ends[j-1]:ends[j]]
 	accepted []*entry
 
 	bo        backoff.BackOff
@@ -35,6 +36,7 @@ func newBatch(n int) *batch {
 		entries:  make([]*entry, 0, n),
 		sent:     make([]*entry, 0, n),
 		req:      make([]types.PutRecordsRequestEntry, 0, n),
+		ends:     make([]int, 0, n),
 		accepted: make([]*entry, 0, n),
 	}
 }
@@ -45,7 +47,7 @@ func (b *batch) reset() {
 	clear(b.sent[:cap(b.sent)])
 	clear(b.req[:cap(b.req)])
 	clear(b.accepted[:cap(b.accepted)])
-	b.entries, b.sent, b.req, b.accepted = b.entries[:0], b.sent[:0], b.req[:0], b.accepted[:0]
+	b.entries, b.sent, b.req, b.ends, b.accepted = b.entries[:0], b.sent[:0], b.req[:0], b.ends[:0], b.accepted[:0]
 	b.failSince, b.attempts, b.impairing = time.Time{}, 0, false
 }
 
@@ -87,7 +89,7 @@ func (s *Sink) deliver(ctx context.Context, b *batch) bool {
 // attempt makes one PutRecords call for b's sendable entries, moves the
 // accepted ones out of b.entries and returns why the rest failed.
 func (s *Sink) attempt(ctx context.Context, b *batch) error {
-	b.sent, b.req = b.sent[:0], b.req[:0]
+	b.sent, b.req, b.ends = b.sent[:0], b.req[:0], b.ends[:0]
 	var fail error
 	for _, e := range b.entries {
 		if e.size > s.cfg.MaxRecordBytes {
@@ -97,10 +99,17 @@ func (s *Sink) attempt(ctx context.Context, b *batch) error {
 			continue
 		}
 		b.sent = append(b.sent, e)
-		b.req = append(b.req, types.PutRecordsRequestEntry{Data: e.rec.Data, PartitionKey: &e.rec.PartitionKey})
 	}
-	if len(b.req) == 0 {
+	if len(b.sent) == 0 {
 		return fail
+	}
+	if s.cfg.Aggregate {
+		s.aggregate(b)
+	} else {
+		for i, e := range b.sent {
+			b.req = append(b.req, types.PutRecordsRequestEntry{Data: e.rec.Data, PartitionKey: &e.rec.PartitionKey})
+			b.ends = append(b.ends, i+1)
+		}
 	}
 	out, err := s.call(ctx, b.req)
 	if err == nil && len(out.Records) != len(b.req) {
@@ -114,13 +123,16 @@ func (s *Sink) attempt(ctx context.Context, b *batch) error {
 	b.accepted = b.accepted[:0]
 	keep := b.entries[:0]
 	var recErr *RecordError
-	i := 0
+	i, j := 0, 0
 	for _, e := range b.entries {
 		if i >= len(b.sent) || b.sent[i] != e {
 			keep = append(keep, e) // refused as oversize
 			continue
 		}
-		r := out.Records[i]
+		for i >= b.ends[j] {
+			j++
+		}
+		r := out.Records[j] // an aggregate is accepted or refused whole
 		i++
 		code := aws.ToString(r.ErrorCode)
 		if code == "" {

@@ -258,7 +258,7 @@ func (s *Sink) work(ctx context.Context) {
 }
 
 // next waits for a batch: MaxRecordsPerCall ready entries, or
-// MaxRequestBytes of them, or entries older than Linger, or a Drain.
+// MaxRequestBytes of them (with aggregation, see takeLimits), or entries older than Linger, or a Drain.
 func (s *Sink) next(ctx context.Context, dst []*entry) ([]*entry, error) {
 	var timer *time.Timer
 	defer func() {
@@ -272,8 +272,9 @@ func (s *Sink) next(ctx context.Context, dst []*entry) ([]*entry, error) {
 		n, bytes, oldest := s.q.ready()
 		if n > 0 {
 			wait := s.cfg.Linger - time.Since(oldest)
-			if n >= s.cfg.MaxRecordsPerCall || bytes >= s.cfg.MaxRequestBytes || wait <= 0 || s.draining > 0 {
-				dst = s.q.take(dst, s.cfg.MaxRecordsPerCall, s.cfg.MaxRequestBytes)
+			maxRecords, maxBytes := s.cfg.takeLimits()
+			if n >= maxRecords || bytes >= maxBytes || wait <= 0 || s.draining > 0 {
+				dst = s.q.take(dst, maxRecords, maxBytes)
 				if n, _, _ := s.q.ready(); n > 0 {
 					s.broadcast(&s.wake) // more for an idle worker
 				}

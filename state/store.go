@@ -105,7 +105,7 @@ func (s *Store) load() error {
 		}
 		rec, err := readFile(path)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: restore the file from a backup, or move it out of %s: a stream of the config file then starts again from its slot's confirmed position, one created through the API is forgotten and its slot left to drop by hand", err, s.dir)
 		}
 		if id := strings.TrimSuffix(name, fileSuffix); rec.Definition.StreamID != id {
 			return fmt.Errorf("read %s: holds stream %q", path, rec.Definition.StreamID)

@@ -108,6 +108,25 @@ func describePg(e *pgconn.PgError, user, addr string) (string, string) {
 	return CauseUnknown, fmt.Sprintf("%s: SQLSTATE %s: %s", addrOr(addr), e.Code, server)
 }
 
+// DSNError is err with any connection string left out of its text, for
+// errors from parsing a DSN (pgconn.ParseConfigError). pgconn masks the
+// passwords it recognises in the string it quotes, but documents that as
+// best effort; only its explanation, which follows the quoted string, is
+// kept. Other errors are returned as they are.
+func DSNError(err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	why := "malformed"
+	// The explanation follows the last "`: ", which comes after the quoted
+	// string whatever that string holds.
+	if msg := pe.Error(); strings.Contains(msg, "`: ") {
+		why = msg[strings.LastIndex(msg, "`: ")+3:]
+	}
+	return errors.New("cannot parse the dsn: " + why)
+}
+
 // target digs the user and the address out of a connection error. The
 // ConnectError's Config also holds the password, which is why only these
 // two fields are read from it.

@@ -107,3 +107,32 @@ func TestDescribeRealConnectErrors(t *testing.T) {
 		t.Errorf("the password leaked: %q / %q", msg, err)
 	}
 }
+
+// TestDSNError parses connection strings that carry a password and do not
+// parse, including shapes pgconn's own masking cannot take apart: the
+// error keeps the explanation and never the password.
+func TestDSNError(t *testing.T) {
+	const pw = "hunter2-SECRET"
+	tests := []struct{ dsn, want string }{
+		{"postgres://u:" + pw + "@h:x/db", "invalid port"},
+		{"host=h password=" + pw + " sslmode=bogus", "sslmode is invalid"},
+		{"host=h password='" + pw + " port=5432", "cannot parse the dsn"},
+		{"postgres://u:" + pw + "%zz@h/db", "cannot parse the dsn"},
+		{"postgres://u:`: " + pw + "@h:x/db", "cannot parse the dsn"},
+		{"host=h password = " + pw + " bogus", "cannot parse the dsn"},
+	}
+	for _, tt := range tests {
+		_, perr := pgconn.ParseConfig(tt.dsn)
+		if perr == nil {
+			t.Fatalf("%q parsed", tt.dsn)
+		}
+		err := DSNError(fmt.Errorf("wrapped: %w", perr))
+		if strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("DSNError(%q) = %q; want %q and no password", tt.dsn, err, tt.want)
+		}
+	}
+	other := errors.New("not a parse error")
+	if DSNError(other) != other {
+		t.Errorf("DSNError changed an error that is not a parse error")
+	}
+}

@@ -98,7 +98,7 @@ func (p *Provider) applyTLS(cfg *pgconn.Config) error {
 func (s *Source) CheckDSN(dsn string) error {
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		return fmt.Errorf("parse dsn: %w", err)
+		return DSNError(err)
 	}
 	if s.CAFile != "" {
 		roots, err := LoadCAPool(s.CAFile)

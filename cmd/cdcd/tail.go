@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/config"
 	"github.com/cdcd-dev/cdcd/consumer"
 	"github.com/cdcd-dev/cdcd/record/pgapply"
@@ -61,7 +62,7 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *applyDSN != "" {
 		conn, err := pgx.Connect(ctx, *applyDSN)
 		if err != nil {
-			return fmt.Errorf("connect to --apply database: %w", err)
+			return fmt.Errorf("connect to --apply database: %w", pgauth.DSNError(err))
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
 		if apply, err = pgapply.New(ctx, conn, pgapply.Config{}); err != nil {

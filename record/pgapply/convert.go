@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -83,10 +84,10 @@ func sqlText(t *pgType, raw json.RawMessage) (text string, ok bool, err error) {
 		if raw[0] == 't' || raw[0] == 'f' || isNumber(raw) {
 			return string(raw), true, nil
 		}
-		return "", false, fmt.Errorf("invalid JSON value %.40s", raw)
+		return "", false, fmt.Errorf("a JSON value of %d bytes that is not a string, number, boolean, array or object", len(raw))
 	case kindArray:
 		if raw[0] != '[' {
-			return "", false, fmt.Errorf("array column: want a JSON array, got %.40s", raw)
+			return "", false, fmt.Errorf("array column: want a JSON array, got %s", jsonKind(raw))
 		}
 		var b strings.Builder
 		if err := appendArray(&b, t, raw, 0); err != nil {
@@ -94,11 +95,11 @@ func sqlText(t *pgType, raw json.RawMessage) (text string, ok bool, err error) {
 		}
 		return b.String(), true, nil
 	case kindBytea:
-		return "", false, fmt.Errorf("bytea column: want a base64 string, got %.40s", raw)
+		return "", false, fmt.Errorf("bytea column: want a base64 string, got %s", jsonKind(raw))
 	}
 	n, err := strconv.ParseInt(string(raw), 10, 64)
 	if err != nil {
-		return "", false, fmt.Errorf("want an integer, got %.40s", raw)
+		return "", false, fmt.Errorf("want an integer, got %s", jsonKind(raw))
 	}
 	s, err := temporalText(t.kind, n)
 	return s, err == nil, err
@@ -140,7 +141,7 @@ func temporalText(k kind, n int64) (string, error) {
 		return dateText(n), nil
 	case kindTime, kindTimetz:
 		if n < 0 || n > usPerDay {
-			return "", fmt.Errorf("time of day %d µs outside [0, 24h]", n)
+			return "", errors.New("time of day outside [0, 24h]")
 		}
 		s := clockText(n)
 		if k == kindTimetz {
@@ -282,3 +283,20 @@ func floorDiv(a, b int64) int64 {
 }
 
 func floorMod(a, b int64) int64 { return a - floorDiv(a, b)*b }
+
+// jsonKind describes a JSON value for an error without quoting it: values
+// never appear in errors, which reach the log.
+func jsonKind(raw json.RawMessage) string {
+	kind := "a number"
+	switch raw[0] {
+	case '{':
+		kind = "an object"
+	case '[':
+		kind = "an array"
+	case '"':
+		kind = "a string"
+	case 't', 'f':
+		kind = "a boolean"
+	}
+	return fmt.Sprintf("%s of %d bytes", kind, len(raw))
+}

@@ -72,6 +72,8 @@ func TestSQLText(t *testing.T) {
 	}
 }
 
+// TestSQLTextErrors: each error says what was wrong, never the value
+// (98765 in each input), since it reaches cdcd tail's log.
 func TestSQLTextErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -79,19 +81,23 @@ func TestSQLTextErrors(t *testing.T) {
 		in   string
 		want string
 	}{
-		{"bytea not base64", &pgType{kind: kindBytea}, `"!!"`, "bytea"},
-		{"bytea number", &pgType{kind: kindBytea}, `5`, "base64 string"},
-		{"date fraction", &pgType{kind: kindDate}, `1.5`, "want an integer"},
-		{"time out of range", &pgType{kind: kindTime}, `86400000001`, "outside"},
-		{"array not array", &pgType{kind: kindArray, elem: &pgType{}}, `5`, "want a JSON array"},
-		{"array too deep", &pgType{kind: kindArray, elem: &pgType{}}, `[[[[[[[[1]]]]]]]]`, "deeper"},
-		{"array bad element", &pgType{kind: kindArray, elem: &pgType{kind: kindDate}}, `[true]`, "element 0"},
+		{"bytea not base64", &pgType{kind: kindBytea}, `"!!98765"`, "bytea"},
+		{"bytea number", &pgType{kind: kindBytea}, `98765`, "base64 string, got a number of 5 bytes"},
+		{"date fraction", &pgType{kind: kindDate}, `1.98765`, "want an integer"},
+		{"time out of range", &pgType{kind: kindTime}, `86400098765`, "outside"},
+		{"array not array", &pgType{kind: kindArray, elem: &pgType{}}, `98765`, "want a JSON array"},
+		{"array too deep", &pgType{kind: kindArray, elem: &pgType{}}, `[[[[[[[[98765]]]]]]]]`, "deeper"},
+		{"array bad element", &pgType{kind: kindArray, elem: &pgType{kind: kindDate}}, `[true, "98765"]`, "element 0"},
+		{"text not JSON", &pgType{kind: kindText}, `x98765`, "not a string, number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, _, err := sqlText(tt.typ, []byte(tt.in))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "98765") {
+				t.Errorf("the error quotes the value: %v", err)
 			}
 		})
 	}

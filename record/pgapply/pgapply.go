@@ -30,6 +30,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cdcd-dev/cdcd/record"
 )
@@ -124,9 +125,32 @@ func (a *Applier) Apply(ctx context.Context, m *record.Message) (bool, error) {
 			// stale after DDL on the replica; reload next time.
 			a.Forget()
 		}
-		return false, fmt.Errorf("apply %s.%s op %q at source.ts_ns %d: %w", m.Source.Schema, m.Source.Table, m.Op, m.Source.TsNs, err)
+		return false, fmt.Errorf("apply %s.%s op %q at source.ts_ns %d: %w", m.Source.Schema, m.Source.Table, m.Op, m.Source.TsNs, redactDataException(err))
 	}
 	return applied, nil
+}
+
+// redactDataException keeps the value out of a PostgreSQL data exception
+// (SQLSTATE class 22), whose message quotes the input the replica refused
+// (`invalid input syntax for type integer: "…"`, `value "…" is out of
+// range`): the message is cut before its first quote or colon, and the
+// column and type are named where the server gives them.
+func redactDataException(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !strings.HasPrefix(pgErr.Code, "22") {
+		return err
+	}
+	msg := pgErr.Message
+	if i := strings.IndexAny(msg, `":`); i >= 0 {
+		msg = strings.TrimSpace(msg[:i]) + " …"
+	}
+	if pgErr.ColumnName != "" {
+		msg += " (column " + pgErr.ColumnName + ")"
+	}
+	if pgErr.DataTypeName != "" {
+		msg += " (type " + pgErr.DataTypeName + ")"
+	}
+	return fmt.Errorf("%s: %s (SQLSTATE %s; the value is left out)", pgErr.Severity, msg, pgErr.Code)
 }
 
 func (a *Applier) table(ctx context.Context, q querier, schema, name string) (*table, error) {
@@ -286,7 +310,7 @@ func (a *Applier) deleteAllBut(ctx context.Context, tx pgx.Tx, t *table, keep []
 			return err
 		}
 		if img, err = img.Project(t.pk); err != nil {
-			return fmt.Errorf("kept key %s: %w", k, err)
+			return fmt.Errorf("kept key of %s: %w", t.ident, err)
 		}
 		for i, cv := range img {
 			arg, err := value(t.cols[cv.Name], cv)

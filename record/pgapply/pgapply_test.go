@@ -283,7 +283,8 @@ func TestApplyErrors(t *testing.T) {
 		{"no table", msg(t, "public", "missing", "c", 1, "", `{"a":1}`), ErrNoTable, "public.missing"},
 		{"unknown column", msg(t, "public", "k", "c", 1, "", `{"id":1,"extra":2}`), nil, `column "extra"`},
 		{"keyless delete", msg(t, "public", "k", "d", 1, "", ""), record.ErrNoRowKey, "names no row"},
-		{"bad value", msg(t, "public", "k", "c", 1, "", `{"id":"x"}`), nil, "invalid input syntax"},
+		{"bad value", msg(t, "public", "k", "c", 1, "", `{"id":"x98765"}`), nil, "invalid input syntax for type integer … (SQLSTATE 22P02; the value is left out)"},
+		{"value out of range", msg(t, "public", "k", "c", 1, "", `{"id":"98765987659876"}`), nil, "SQLSTATE 22003"},
 		{"chunked", &record.Message{Type: record.MessageChunked, Op: "u"}, record.ErrNotReassembled, "not a full record"},
 	}
 	for _, tt := range tests {
@@ -291,6 +292,9 @@ func TestApplyErrors(t *testing.T) {
 			_, err := a.Apply(ctx, tt.m)
 			if err == nil || (tt.is != nil && !errors.Is(err, tt.is)) || !strings.Contains(err.Error(), tt.msg) {
 				t.Errorf("err = %v, want %v mentioning %q", err, tt.is, tt.msg)
+			}
+			if err != nil && strings.Contains(err.Error(), "98765") {
+				t.Errorf("the error quotes the value: %v", err)
 			}
 		})
 	}

@@ -107,8 +107,8 @@ func TestHealthConnectionTerminated(t *testing.T) {
 // stream: capture reports SOURCE_UNAVAILABLE while it is down, recovers
 // when it is back and loses nothing.
 func TestRestartMidStream(t *testing.T) {
-	c := startCluster(t, testenv.Require(t))
-	h := newHarness(t, c.createDB("restart"), "public.t")
+	c := testenv.StartCluster(t, testenv.Require(t))
+	h := newHarness(t, c.CreateDB("restart"), "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY)`)
 	h.start()
 	h.walsender()
@@ -118,9 +118,9 @@ func TestRestartMidStream(t *testing.T) {
 	h.waitChanges(5)
 
 	h.db.Close(h.ctx)
-	c.stop()
+	c.Stop()
 	h.waitFor(30*time.Second, "SOURCE_UNAVAILABLE", func() bool { return slices.Contains(h.reported(), codes.SourceUnavailable) })
-	c.start()
+	c.Start()
 	h.db = connectDB(t, h.ctx, h.dsn)
 	for i := 6; i <= 10; i++ {
 		h.exec(`INSERT INTO t VALUES ($1)`, i)
@@ -143,8 +143,8 @@ func TestRestartMidStream(t *testing.T) {
 // so the stop completes within 10 s. Once the server is back and the
 // Handler moves on, every change written before the stop arrives.
 func TestFastShutdownWithUndelivered(t *testing.T) {
-	c := startCluster(t, testenv.Require(t))
-	h := newHarness(t, c.createDB("shutdown"), "public.t")
+	c := testenv.StartCluster(t, testenv.Require(t))
+	h := newHarness(t, c.CreateDB("shutdown"), "public.t")
 	var logs testenv.SyncBuffer
 	h.cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	release, blocked := make(chan struct{}), make(chan struct{})
@@ -172,11 +172,11 @@ func TestFastShutdownWithUndelivered(t *testing.T) {
 
 	h.db.Close(h.ctx)
 	begin := time.Now()
-	if err := c.pg("pg_ctl", "-D", c.data, "-m", "fast", "-w", "-t", "10", "stop"); err != nil {
+	if err := c.PG("pg_ctl", "-D", c.Data, "-m", "fast", "-w", "-t", "10", "stop"); err != nil {
 		t.Fatalf("fast shutdown with undelivered changes did not complete within 10 s: %v", err)
 	}
 	t.Logf("fast shutdown took %v", time.Since(begin).Round(time.Millisecond))
-	c.start()
+	c.Start()
 	releaseOnce.Do(func() { close(release) })
 	h.db = connectDB(t, h.ctx, h.dsn)
 	h.waitChanges(rows)
@@ -194,8 +194,8 @@ func TestFastShutdownWithUndelivered(t *testing.T) {
 // confirmed meanwhile, and everything arrives once the Handler moves on.
 func TestBlockedHandlerKeepsSession(t *testing.T) {
 	const timeout = time.Second
-	c := startCluster(t, testenv.Require(t), fmt.Sprintf("wal_sender_timeout = '%dms'", timeout.Milliseconds()))
-	h := newHarness(t, c.createDB("blocked"), "public.t")
+	c := testenv.StartCluster(t, testenv.Require(t), fmt.Sprintf("wal_sender_timeout = '%dms'", timeout.Milliseconds()))
+	h := newHarness(t, c.CreateDB("blocked"), "public.t")
 	h.cfg.StatusInterval = 300 * time.Millisecond
 	release := make(chan struct{})
 	blocked := make(chan *record.Txn, 1)
@@ -258,8 +258,8 @@ func TestBlockedHandlerKeepsSession(t *testing.T) {
 // max_slot_wal_keep_size (wal_status lost); Run ends with ErrSlotLost and
 // Health says why. The Handler blocks, so the slot cannot advance.
 func TestSlotLost(t *testing.T) {
-	c := startCluster(t, testenv.Require(t), "max_slot_wal_keep_size = '1MB'")
-	h := newHarness(t, c.createDB("lost"), "public.t")
+	c := testenv.StartCluster(t, testenv.Require(t), "max_slot_wal_keep_size = '1MB'")
+	h := newHarness(t, c.CreateDB("lost"), "public.t")
 	h.rec.block = func(ctx context.Context, _ *record.Txn) error {
 		<-ctx.Done()
 		return ctx.Err()

@@ -160,8 +160,8 @@ func TestCheckChangesNothing(t *testing.T) {
 // before anything is created.
 func TestHeadroom(t *testing.T) {
 	env := testenv.Require(t)
-	c := startCluster(t, env, "max_replication_slots = 2", "max_wal_senders = 1")
-	h := newHarness(t, c.createDB("headroom"), "public.t")
+	c := testenv.StartCluster(t, env, "max_replication_slots = 2", "max_wal_senders = 1")
+	h := newHarness(t, c.CreateDB("headroom"), "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY)`)
 	h.exec(`SELECT pg_create_logical_replication_slot('other1', 'pgoutput')`)
 	h.exec(`SELECT pg_create_logical_replication_slot('other2', 'pgoutput')`)
@@ -173,7 +173,7 @@ func TestHeadroom(t *testing.T) {
 	h.exec(`SELECT pg_drop_replication_slot('other2')`)
 
 	// Hold the one walsender with a replication connection of our own.
-	busy := newHarness(t, c.createDB("busy"), "public.t")
+	busy := newHarness(t, c.CreateDB("busy"), "public.t")
 	busy.exec(`CREATE TABLE t (id int PRIMARY KEY)`)
 	busy.start()
 	busy.walsender()

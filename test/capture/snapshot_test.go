@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/record"
 )
 
@@ -68,6 +69,32 @@ func (h *harness) tableState(table string) map[string]string {
 		out[vals[0]] = strings.Join(vals, "|")
 	}
 	return out
+}
+
+// expectFolded fails unless the folded rows of each table equal the
+// table's rows, naming the first that differ.
+func (h *harness) expectFolded(got map[string]map[string]string, tables ...string) {
+	h.t.Helper()
+	for _, table := range tables {
+		want := h.tableState(table)
+		if maps.Equal(got[table], want) {
+			continue
+		}
+		diff := 0
+		for id, w := range want {
+			if got[table][id] != w && diff < 5 {
+				h.t.Errorf("%s row %s: got %q, want %q", table, id, got[table][id], w)
+				diff++
+			}
+		}
+		for id, g := range got[table] {
+			if _, ok := want[id]; !ok && diff < 10 {
+				h.t.Errorf("%s row %s: got %q, which the table does not have", table, id, g)
+				diff++
+			}
+		}
+		h.t.Fatalf("%s: %d rows folded, %d in the table", table, len(got[table]), len(want))
+	}
 }
 
 // TestSnapshotThenStream: 100k existing rows are read at the slot's
@@ -158,20 +185,7 @@ func TestSnapshotThenStream(t *testing.T) {
 		t.Errorf("persisted %X before the consistent point %X", h.rec.Persisted(), consistent)
 	}
 
-	got := apply(snapshot, txns)
-	for _, table := range []string{"big", "small"} {
-		want := h.tableState(table)
-		if !maps.Equal(got[table], want) {
-			diff := 0
-			for id, w := range want {
-				if got[table][id] != w && diff < 5 {
-					t.Errorf("%s row %s: got %q, want %q", table, id, got[table][id], w)
-					diff++
-				}
-			}
-			t.Fatalf("%s: %d rows folded, %d in the table", table, len(got[table]), len(want))
-		}
-	}
+	h.expectFolded(apply(snapshot, txns), "big", "small")
 	hl := h.src.Health().Snapshot
 	if !hl.Done || hl.Rows != 100003 {
 		t.Errorf("snapshot progress %+v", hl)
@@ -184,14 +198,20 @@ func TestSnapshotThenStream(t *testing.T) {
 	}
 }
 
-// TestSnapshotRestarts: a snapshot cut short, by a process that stops or
-// by a failing handler inside one Run, starts over on a new slot and then
-// completes; nothing was persisted before it did.
+// TestSnapshotRestarts: a snapshot cut short, by a process that stops or by
+// a failing handler inside one Run, runs again on the slot the first
+// attempt created, and streaming then replays every change from that
+// slot's consistent point (docs/records.md#snapshot-retries). Rows an
+// earlier attempt handed over and that were deleted or changed before the
+// retry are deleted or changed again, so folding every batch of every
+// attempt and then the stream gives the table: no ghost rows. Nothing was
+// persisted before the snapshot finished.
 func TestSnapshotRestarts(t *testing.T) {
 	h := newHarness(t, "", "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
 	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 5000) g`)
 	h.cfg.Snapshot, h.cfg.SnapshotBatchRows = true, 1000
+	side := connectDB(t, h.ctx, h.dsn) // for the hooks, which run on capture's goroutine
 
 	// First process: stops during the third batch.
 	third := make(chan uint64, 1)
@@ -212,15 +232,24 @@ func TestSnapshotRestarts(t *testing.T) {
 	if h.rec.Persisted() != 0 {
 		t.Fatalf("persisted %X during an unfinished snapshot", h.rec.Persisted())
 	}
+	h.rec.mu.Lock()
+	handed := h.rec.snapshot // ids 1 to 2000
+	h.rec.mu.Unlock()
+	// Between the processes: rows already handed over go or change.
+	h.exec(`DELETE FROM t WHERE id <= 10`)
+	h.exec(`UPDATE t SET v = -v WHERE id BETWEEN 11 AND 20`)
 	h.exec(`INSERT INTO t VALUES (5001, 5001)`)
 
-	// Second process: the handler fails once, Run retries by itself.
+	// Second process: the handler fails in its second batch, after a row
+	// its first batch handed over was deleted; Run retries by itself.
 	h.rec = &recorder{}
 	h.reg, h.cfg.Metrics = prometheus.NewRegistry(), nil
-	failed := false
-	h.rec.snapshotHook = func(_ context.Context, b *record.Txn) error {
-		if !failed {
-			failed = true
+	batches = 0
+	h.rec.snapshotHook = func(ctx context.Context, b *record.Txn) error {
+		if batches++; batches == 2 {
+			if _, err := side.Exec(ctx, `DELETE FROM t WHERE id = 500; UPDATE t SET v = 0 WHERE id = 600`); err != nil {
+				return err
+			}
 			return errors.New("injected failure")
 		}
 		return nil
@@ -234,24 +263,65 @@ func TestSnapshotRestarts(t *testing.T) {
 		return h.rec.snapDone
 	})
 	h.rec.mu.Lock()
-	snapshot := h.rec.snapshot
+	handed = append(handed, h.rec.snapshot...)
 	h.rec.mu.Unlock()
-	last := snapshot[len(snapshot)-1].CommitLSN
+	last := handed[len(handed)-1].CommitLSN
 	rows := 0
-	for _, b := range snapshot {
+	for _, b := range handed {
 		if b.CommitLSN == last {
 			rows += len(b.Changes)
 		}
 	}
-	if last <= first || rows != 5001 {
-		t.Fatalf("final snapshot at %X (first at %X) has %d rows, want 5001 on a new slot", last, first, rows)
+	// The retry's batches have their own txId: chunk ids and partition
+	// keys never pair them with an earlier attempt's.
+	if last <= first || rows != 4990 {
+		t.Fatalf("final snapshot at %X (first at %X) has %d rows, want 4990 under a txId of its own", last, first, rows)
 	}
 	if n := h.metric("cdcd_capture_reconnects_total"); n != 1 {
 		t.Errorf("reconnects %v, want 1 for the injected failure", n)
 	}
-	h.exec(`INSERT INTO t VALUES (5002, 5002)`)
-	got := h.waitChanges(1)
-	if len(got) != 1 || text(got[0].Rel, got[0].New, "id") != "5002" {
-		t.Fatalf("streamed after the snapshot: %+v", got)
+
+	h.exec(`INSERT INTO t VALUES (0, 0)`)
+	h.waitFor(30*time.Second, "the marker", func() bool {
+		ch := h.rec.changes()
+		return len(ch) > 0 && ch[len(ch)-1].New != nil && text(ch[len(ch)-1].Rel, ch[len(ch)-1].New, "id") == "0"
+	})
+	txns := h.rec.handled()
+	h.expectFolded(apply(handed, txns), "t")
+	// Streaming started at the first slot's consistent point: the first
+	// change it replays is the delete made between the processes.
+	if c := txns[0].Changes; txns[0].CommitLSN <= first || len(c) != 10 || c[0].Kind != record.Delete {
+		t.Errorf("first streamed transaction at %X with %d changes, want the 10 deletes made before the retry", txns[0].CommitLSN, len(c))
+	}
+}
+
+// TestSnapshotSlotDroppedMidwayIsLost: the slot of an unfinished snapshot is
+// dropped while its rows are being handed over. Only that slot could replay
+// the deletes of rows already handed over, so the retry does not create a
+// new one: Run ends with ErrSlotLost (docs/records.md#snapshot-retries).
+func TestSnapshotSlotDroppedMidwayIsLost(t *testing.T) {
+	h := newHarness(t, "", "public.t")
+	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
+	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 300) g`)
+	h.cfg.Snapshot, h.cfg.SnapshotBatchRows = true, 100
+	side := connectDB(t, h.ctx, h.dsn)
+	batches := 0
+	h.rec.snapshotHook = func(ctx context.Context, _ *record.Txn) error {
+		if batches++; batches == 2 {
+			if _, err := side.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, h.slot); err != nil {
+				return err
+			}
+			return errors.New("injected failure")
+		}
+		return nil
+	}
+	h.start()
+	if err := h.runErr(30 * time.Second); !errors.Is(err, capture.ErrSlotLost) {
+		t.Fatalf("Run ended with %v, want ErrSlotLost", err)
+	}
+	var n int
+	h.db.QueryRow(h.ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, h.slot).Scan(&n)
+	if n != 0 {
+		t.Fatal("capture created a new slot after the snapshot's was dropped")
 	}
 }

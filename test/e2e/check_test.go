@@ -19,7 +19,7 @@ func TestCheckOnline(t *testing.T) {
 	h := newHarness(t, harnessOptions{tables: []string{"public.items"}})
 	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	role := strings.ReplaceAll(h.slot, "cdcd_", "r_")
-	h.exec(`CREATE ROLE ` + role + ` LOGIN PASSWORD 'pw'`)
+	h.exec(`CREATE ROLE ` + role + ` LOGIN PASSWORD '` + checkPassword + `'`)
 	t.Cleanup(func() { h.exec(`DROP OWNED BY ` + role + `; DROP ROLE ` + role) })
 	cfg, err := os.ReadFile(h.config)
 	if err != nil {
@@ -34,8 +34,9 @@ func TestCheckOnline(t *testing.T) {
 	}
 	run := func() (string, error) {
 		cmd := exec.Command(binary, "check", "--online", "--config", h.config)
-		cmd.Env = append(os.Environ(), "CDCD_E2E_PG_PASSWORD=pw")
+		cmd.Env = append(os.Environ(), "CDCD_E2E_PG_PASSWORD="+checkPassword)
 		out, err := cmd.CombinedOutput()
+		_, _ = testenv.LogFile(t, "check").Write(out)
 		return string(out), err
 	}
 	out, err := run()
@@ -62,6 +63,7 @@ func (h *harness) checkOnline() (string, error) {
 	cmd := exec.Command(binary, "check", "--online", "--config", h.config)
 	cmd.Env = append(os.Environ(), "CDCD_E2E_PG_PASSWORD="+h.password)
 	out, err := cmd.CombinedOutput()
+	_, _ = testenv.LogFile(h.t, "check").Write(out)
 	return string(out), err
 }
 

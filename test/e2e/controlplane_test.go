@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -149,10 +151,18 @@ func TestControlPlane(t *testing.T) {
 // labelled stream=<stream>, by sample name.
 func (h *harness) streamSeries(stream string) map[string]int {
 	h.t.Helper()
-	_, b := h.get("/metrics")
+	resp, err := http.Get("http://" + h.listen + "/metrics")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	label := `stream="` + stream + `"`
 	out := map[string]int{}
-	for line := range strings.Lines(b) {
+	for line := range strings.Lines(string(b)) {
 		name, labels, ok := strings.Cut(line, "{")
 		if !ok || strings.HasPrefix(line, "#") {
 			continue

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -26,7 +27,7 @@ import (
 // binary is the cdcd executable built once for the package.
 var binary string
 
-func TestMain(m *testing.M) { os.Exit(testenv.RunWithCdcd(m, &binary)) }
+func TestMain(m *testing.M) { os.Exit(testenv.RunCheckingLogs(m, &binary, logForbidden...)) }
 
 // harness is one test's database, Kinesis stream and config file.
 type harness struct {
@@ -46,7 +47,6 @@ type harnessOptions struct {
 	tables   []string
 	ordering string
 	shards   int
-	top      string // top-level keys (failure_threshold, …)
 	extra    string // appended to the [[stream]] table
 	aws      string // appended to the [aws] table
 	target   string // appended to the [stream.target] table
@@ -97,7 +97,6 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 	cfg := fmt.Sprintf(`
 state_dir = %q
 listen = %q
-%s
 [log]
 level = "debug"
 [aws]
@@ -125,7 +124,7 @@ kinesis_stream = %q
 [stream.delivery]
 status_interval = "1s"
 linger = "5ms"
-`, h.stateDir, h.listen, opt.top, env.Region, opt.kinesisEndpoint, account, opt.aws, h.dsn, opt.cluster, strings.Join(quoted, ", "), h.slot, opt.ordering, opt.extra, h.kinesis, opt.target)
+`, h.stateDir, h.listen, env.Region, opt.kinesisEndpoint, account, opt.aws, h.dsn, opt.cluster, strings.Join(quoted, ", "), h.slot, opt.ordering, opt.extra, h.kinesis, opt.target)
 	h.config = filepath.Join(t.TempDir(), "cdcd.toml")
 	if err := os.WriteFile(h.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -234,7 +233,7 @@ func (h *harness) tailArgs(idle time.Duration, args ...string) []cdcRecord {
 	args = append([]string{"tail", "--from-start", "--idle-exit", idle.String(), "--poll", "50ms"}, args...)
 	cmd := exec.CommandContext(ctx, binary, args...)
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd.Stderr = io.MultiWriter(&stderr, testenv.LogFile(h.t, "tail"))
 	out, err := cmd.Output()
 	if err != nil {
 		h.t.Fatalf("cdcd tail: %v\n%s", err, stderr.String())

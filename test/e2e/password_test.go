@@ -18,7 +18,7 @@ func TestPasswordRotation(t *testing.T) {
 	h := newHarness(t, harnessOptions{tables: []string{"public.items"}})
 	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	role := strings.ReplaceAll(h.slot, "cdcd_", "r_")
-	h.exec(`CREATE ROLE ` + role + ` LOGIN REPLICATION PASSWORD 'first-secret'`)
+	h.exec(`CREATE ROLE ` + role + ` LOGIN REPLICATION PASSWORD '` + firstPassword + `'`)
 	h.exec(`GRANT CREATE ON DATABASE ` + h.dbName() + ` TO ` + role)
 	h.exec(`ALTER TABLE items OWNER TO ` + role)
 	t.Cleanup(func() {
@@ -31,7 +31,7 @@ func TestPasswordRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	writePW("first-secret")
+	writePW(firstPassword)
 	cfg, err := os.ReadFile(h.config)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func TestPasswordRotation(t *testing.T) {
 	h.waitIDs(id, 30*time.Second)
 
 	// Rotate in the database only, and end the session so cdcd reconnects.
-	h.exec(`ALTER ROLE ` + role + ` PASSWORD 'second-secret'`)
+	h.exec(`ALTER ROLE ` + role + ` PASSWORD '` + secondPassword + `'`)
 	h.exec(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, h.slot)
 	insert(5)
 	h.waitStatus("IMPAIRED", "SOURCE_UNAVAILABLE", 60*time.Second)
@@ -63,11 +63,11 @@ func TestPasswordRotation(t *testing.T) {
 	if !strings.Contains(logs, "password authentication failed") {
 		t.Errorf("the log does not name the cause (authentication):\n%s", logs)
 	}
-	if strings.Contains(logs, "second-secret") || strings.Contains(logs, "first-secret") {
+	if strings.Contains(logs, secondPassword) || strings.Contains(logs, firstPassword) {
 		t.Errorf("a password appears in the log")
 	}
 
-	writePW("second-secret")
+	writePW(secondPassword)
 	h.waitStatus("ACTIVE", "", 90*time.Second)
 	insert(5)
 	h.waitIDs(id, 60*time.Second)

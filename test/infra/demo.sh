@@ -22,9 +22,11 @@ STATE_DIR=$CACHE/demo-state
 . "$ENVFILE"
 [[ -x $BIN ]] || die "$BIN not found: run \`make build\`"
 mkdir -p "$LOGDIR"
-DSN_NOPW=${CDCD_TEST_PG_DSN/cdcd:cdcd@/cdcd@}
+PG_PASSWORD=${CDCD_TEST_PG_DSN#postgres://cdcd:}
+PG_PASSWORD=${PG_PASSWORD%%@*}
+DSN_NOPW=${CDCD_TEST_PG_DSN/cdcd:$PG_PASSWORD@/cdcd@}
 # The config names the variable that holds the password (password_env).
-export CDCD_PG_PASSWORD=cdcd
+export CDCD_PG_PASSWORD=$PG_PASSWORD
 PSQL=("$CDCD_TEST_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$CDCD_TEST_PG_DSN")
 
 kinesis() { node "$INFRA/util.js" post "$CDCD_TEST_KINESIS_ENDPOINT" "Kinesis_20131202.$1" "$2"; }

@@ -17,6 +17,9 @@ set -euo pipefail
 
 TIMEOUT=${CDCD_INFRA_TIMEOUT:-60}
 START=$SECONDS
+# The cdcd role's password. Distinctive, so that the end-to-end suites can
+# scan the logs for it (testenv.RunCheckingLogs).
+PG_PASSWORD=test-pw-k7Qx92
 
 command -v node >/dev/null 2>&1 || die "node is required (kinesalite and the health checks run on it); install nodejs"
 command -v npm >/dev/null 2>&1 || die "npm is required to install kinesalite; install npm"
@@ -177,7 +180,7 @@ start_pg() {
 		full_page_writes = off
 	EOF
 	# Trust on the socket (for setup); passwords over TCP, so tests exercise
-	# real password authentication with the DSN's cdcd:cdcd.
+	# real password authentication with the DSN's cdcd:$PG_PASSWORD.
 	as_pg tee "$PG_DATA/pg_hba.conf" >/dev/null <<-EOF
 		local all         all                trust
 		local replication all                trust
@@ -192,8 +195,8 @@ start_pg() {
 	}
 	wait_for PostgreSQL "$logf" "" "" "$PG_BIN/pg_isready" -q -h "$PG_SOCK" -p "$port" -t 2
 	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$port" -U postgres -d postgres \
-		>"$LOGDIR/pg-setup.log" 2>&1 <<-'EOF' || die "creating role and database cdcd failed; see $LOGDIR/pg-setup.log"
-			CREATE ROLE cdcd WITH LOGIN SUPERUSER REPLICATION PASSWORD 'cdcd';
+		>"$LOGDIR/pg-setup.log" 2>&1 <<-EOF || die "creating role and database cdcd failed; see $LOGDIR/pg-setup.log"
+			CREATE ROLE cdcd WITH LOGIN SUPERUSER REPLICATION PASSWORD '$PG_PASSWORD';
 			CREATE DATABASE cdcd OWNER cdcd;
 		EOF
 	wait_for PostgreSQL "$logf" "" "" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -d cdcd -U cdcd -t 2
@@ -204,6 +207,10 @@ start_pg() {
 
 if pg_healthy; then
 	log "PostgreSQL already running on 127.0.0.1:$(read_file "$RUN/pg.port")"
+	# It may have been started by an up.sh with another password.
+	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$(read_file "$RUN/pg.port")" -U postgres -d postgres \
+		-c "ALTER ROLE cdcd PASSWORD '$PG_PASSWORD'" >"$LOGDIR/pg-setup.log" 2>&1 ||
+		die "setting the password of role cdcd failed; see $LOGDIR/pg-setup.log"
 else
 	start_pg
 fi
@@ -306,7 +313,7 @@ KINESIS_PORT=$(read_file "$RUN/kinesalite.port")
 KMS_PORT=$(read_file "$RUN/local-kms.port")
 cat >"$ENVFILE.tmp" <<EOF
 # Written by test/infra/up.sh; source it to run the end-to-end tests by hand.
-export CDCD_TEST_PG_DSN='postgres://cdcd:cdcd@127.0.0.1:$PG_PORT/cdcd?sslmode=disable'
+export CDCD_TEST_PG_DSN='postgres://cdcd:$PG_PASSWORD@127.0.0.1:$PG_PORT/cdcd?sslmode=disable'
 export CDCD_TEST_PG_PORT='$PG_PORT'
 export CDCD_TEST_PG_BIN='$PG_BIN'
 export CDCD_TEST_PG_DATA='$PG_DATA'

@@ -16,18 +16,27 @@ import (
 
 // decodeShards decodes every record once, for the consumers and checks
 // below to share (a Reassembler does not modify what it is given).
-func decodeShards(shards [][][]byte) ([][]*record.Message, error) {
-	out := make([][]*record.Message, len(shards))
+func decodeShards(shards [][][]byte) (out [][]*record.Message, aggregates int, err error) {
+	out = make([][]*record.Message, len(shards))
 	for i, s := range shards {
-		for _, data := range s {
-			m, err := record.Decode(data)
-			if err != nil {
-				return nil, fmt.Errorf("shard %d: %w", i, err)
+		for _, kinesisData := range s {
+			if record.IsKPLAggregate(kinesisData) {
+				aggregates++
 			}
-			out[i] = append(out[i], m)
+			inner, err := record.Deaggregate(kinesisData)
+			if err != nil {
+				return nil, 0, fmt.Errorf("shard %d: %w", i, err)
+			}
+			for _, data := range inner {
+				m, err := record.Decode(data)
+				if err != nil {
+					return nil, 0, fmt.Errorf("shard %d: %w", i, err)
+				}
+				out[i] = append(out[i], m)
+			}
 		}
 	}
-	return out, nil
+	return out, aggregates, nil
 }
 
 // interleave merges the shards' records in a seeded random order that

@@ -9,6 +9,7 @@ package roundtrip
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -28,7 +29,9 @@ import (
 // tail's reassembly fails the run too.
 var binary string
 
-func TestMain(m *testing.M) { os.Exit(testenv.RunWithCdcd(m, &binary)) }
+// TestMain also fails the suite if a process logged a value of the workload
+// (it writes testenv's markers) or a secret.
+func TestMain(m *testing.M) { os.Exit(testenv.RunCheckingLogs(m, &binary)) }
 
 // harness is one run's source and replica databases, Kinesis stream and
 // config file.
@@ -44,7 +47,7 @@ type harness struct {
 	password   string
 }
 
-func newHarness(t *testing.T, ordering string, shards int32, tables []string) *harness {
+func newHarness(t *testing.T, ordering, aggregation string, shards int32, tables []string) *harness {
 	t.Helper()
 	env := testenv.Require(t)
 	// Slot names are global to the server, and other packages' tests (or
@@ -84,6 +87,7 @@ name = %q
 cluster = "src"
 tables = [%s]
 ordering = %q
+aggregation = %q
 set_replica_identity_full = true
 [stream.target]
 kinesis_stream = %q
@@ -91,7 +95,7 @@ kinesis_stream = %q
 status_interval = "1s"
 linger = "5ms"
 `, filepath.Join(t.TempDir(), "state"), env.Region, env.KinesisEndpoint, u.String(), h.stream,
-		strings.Join(quoted, ", "), ordering, h.kinesis)
+		strings.Join(quoted, ", "), ordering, aggregation, h.kinesis)
 	h.config = filepath.Join(t.TempDir(), "cdcd.toml")
 	if err := os.WriteFile(h.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -180,7 +184,7 @@ func (h *harness) startTail(idle time.Duration) *tailProc {
 	cmd := exec.Command(binary, "tail", "--config", h.config, "--stream", h.stream,
 		"--from-start", "--apply", h.replicaDSN, "--idle-exit", idle.String(), "--poll", "50ms")
 	p := &tailProc{cmd: cmd, stderr: &testenv.SyncBuffer{}, done: make(chan error, 1)}
-	cmd.Stderr = p.stderr // stdout (the printed records) goes to /dev/null
+	cmd.Stderr = io.MultiWriter(p.stderr, testenv.LogFile(h.t, "tail")) // stdout (the printed records) goes to /dev/null
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}

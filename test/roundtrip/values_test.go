@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
 // Value generators return PostgreSQL text input (cast in SQL with
@@ -18,9 +20,10 @@ import (
 
 // pieces are what random text is made of: ASCII, multi-byte letters, emoji
 // (one a ZWJ sequence), a combining mark, characters JSON must escape, and
-// text that array literals and CSV-minded code trip over.
+// text that array literals and CSV-minded code trip over; and the marker
+// that the suite's log scan looks for (testenv.RunCheckingLogs).
 var pieces = []string{
-	"a", "b", "q", "X", "Z", "0", "7", " ", "  ", "-", "_", ".",
+	"a", "b", "q", "X", "Z", "0", "7", " ", "  ", "-", "_", ".", testenv.MarkerText,
 	"é", "ß", "Ж", "ж", "ع", "漢", "字", "한", "😀", "🚀", "👩‍👩‍👧", "e\u0301",
 	"\"", "\\", "'", "\n", "\t", "\r", "\x01", "\x1f", "\u2028", "\u00a0", "\ufeff", "\U0010fffd",
 	"<", ">", "&", "{", "}", ",", ";", "(", ")", "[", "]", "NULL", "null",
@@ -95,6 +98,10 @@ func genInt(bits int) func(*rand.Rand) *string {
 			return ptr(strconv.FormatInt(-hi-1, 10))
 		case 2:
 			return ptr(pick(r, []string{"0", "-1", "1"}))
+		case 3:
+			if bits >= 32 { // the marker of the log scan
+				return ptr(strconv.Itoa(testenv.MarkerNumber))
+			}
 		}
 		return ptr(strconv.FormatInt(r.Int63n(hi)-r.Int63n(hi), 10))
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
 // --- public.typed ---
@@ -103,7 +105,9 @@ func (w *workload) bulkTyped() op {
 
 // --- rt.accounts ---
 
-var tenants = []string{"acme", "Zürich", "東京", "🚀 launch", "o'brien", `a"b\c`, "", " padded ", "NULL"}
+// tenants are text keys; one holds the marker of the log scan, which
+// partition keys are derived from.
+var tenants = []string{"acme", "Zürich", "東京", "🚀 launch", "o'brien", `a"b\c`, "", " padded ", "NULL", testenv.MarkerText}
 
 func (w *workload) insertAccount() op {
 	tenant, n := pick(w.r, tenants), w.nextAcct

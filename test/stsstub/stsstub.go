@@ -29,6 +29,13 @@ import (
 // DefaultCaller is the identity GetCallerIdentity reports until SetCaller.
 const DefaultCaller = "arn:aws:iam::111122223333:user/cdcd"
 
+// Every secret key and session token AssumeRole hands out starts with
+// these, so tests can look for them where they must not be.
+const (
+	SecretKeyPrefix    = "stub-secret-"
+	SessionTokenPrefix = "stub-session-token-"
+)
+
 // Role is one role's configuration: what its trust policy would allow.
 type Role struct {
 	// ExternalID the trust policy requires; "" requires none.
@@ -303,8 +310,8 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, req Request,
 	res.AssumedRoleUser.AssumedRoleID = fmt.Sprintf("AROA%017d:%s", seq, req.RoleSessionName)
 	res.AssumedRoleUser.Arn = "arn:" + roleARN.Partition + ":sts::" + roleARN.AccountID + ":assumed-role/" + roleARN.Name + "/" + req.RoleSessionName
 	res.Credentials.AccessKeyID = fmt.Sprintf("ASIA%016d", seq)
-	res.Credentials.SecretAccessKey = fmt.Sprintf("stub-secret-%d", seq)
-	res.Credentials.SessionToken = fmt.Sprintf("stub-session-token-%d", seq)
+	res.Credentials.SecretAccessKey = fmt.Sprintf("%s%d", SecretKeyPrefix, seq)
+	res.Credentials.SessionToken = fmt.Sprintf("%s%d", SessionTokenPrefix, seq)
 	res.Credentials.Expiration = stsTime(req.Expiration)
 	if req.Policy != "" || len(req.Tags) > 0 {
 		// STS reports the packed size as a percentage of its limit; the

@@ -30,13 +30,20 @@ func (e Env) DSN(database string) string {
 // WAL, and drops it.
 func CreateDB(t testing.TB, env Env) string {
 	t.Helper()
+	return CreateDBWith(t, env, "")
+}
+
+// CreateDBWith is CreateDB with options for CREATE DATABASE ("ENCODING
+// 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0").
+func CreateDBWith(t testing.TB, env Env, with string) string {
+	t.Helper()
 	name := UniqueName(t, maxIdentLen)
 	admin := connect(t, env.PGDSN)
 	defer admin.Close(context.Background())
 
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" "+with); err != nil {
 		t.Fatalf("testenv: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() { DropDB(t, env, name) })
@@ -88,7 +95,13 @@ func DropDB(t testing.TB, env Env, name string) {
 // name is conn.Config().Database; its DSN is env.DSN of that name.
 func NewDB(t testing.TB, env Env) *pgx.Conn {
 	t.Helper()
-	dsn := CreateDB(t, env)
+	return NewDBWith(t, env, "")
+}
+
+// NewDBWith is NewDB with options for CREATE DATABASE (CreateDBWith).
+func NewDBWith(t testing.TB, env Env, with string) *pgx.Conn {
+	t.Helper()
+	dsn := CreateDBWith(t, env, with)
 	conn := connect(t, dsn)
 	// Registered after CreateDB's cleanup, so it runs first.
 	t.Cleanup(func() { conn.Close(context.Background()) })

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,13 +52,16 @@ type Process struct {
 	err  error         // its exit status, once done is closed
 }
 
-// Start runs bin with args and extra environment variables. Cleanup stops it
-// with SIGTERM and prints its output if the test failed.
+// Start runs bin with args and extra environment variables. Its output also
+// goes to a LogFile. Cleanup stops it with SIGTERM and prints its output if
+// the test failed.
 func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	p := &Process{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
+	// One writer for both, so exec copies with one goroutine.
+	out := io.MultiWriter(&p.logs, LogFile(t, filepath.Base(bin)))
+	p.cmd.Stdout, p.cmd.Stderr = out, out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

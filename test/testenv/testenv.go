@@ -36,7 +36,7 @@ const opTimeout = 30 * time.Second
 
 // Env describes the local servers.
 type Env struct {
-	PGDSN           string // superuser with REPLICATION, password auth: postgres://cdcd:cdcd@127.0.0.1:PORT/cdcd?sslmode=disable
+	PGDSN           string // superuser with REPLICATION, password auth: postgres://cdcd:PASSWORD@127.0.0.1:PORT/cdcd?sslmode=disable
 	PGPort          int
 	PGBin           string // PostgreSQL's bin directory (pg_ctl, psql, pg_recvlogical)
 	PGData          string // the cluster's data directory

@@ -3,6 +3,7 @@ package testenv_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"regexp"
 	"runtime"
 	"strings"
@@ -141,7 +142,12 @@ func TestDatabase(t *testing.T) {
 
 func TestPasswordAuth(t *testing.T) {
 	env := testenv.Require(t)
-	bad := strings.Replace(env.PGDSN, "cdcd:cdcd@", "cdcd:wrong@", 1)
+	u, err := url.Parse(env.PGDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), "wrong")
+	bad := u.String()
 	conn, err := pgx.Connect(context.Background(), bad)
 	if err == nil {
 		conn.Close(context.Background())
