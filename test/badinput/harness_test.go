@@ -50,6 +50,7 @@ type fixture struct {
 
 // options change the configuration file of a case.
 type options struct {
+	top       string   // top-level keys (failure_threshold, …)
 	tables    []string // default public.t
 	stream    string   // lines added to [[stream]]
 	target    string   // lines added to [stream.target]
@@ -133,6 +134,7 @@ func (f *fixture) writeConfig(o options, password string) {
 	tables, _ := json.Marshal(o.tables)
 	f.write(fmt.Sprintf(`state_dir = %q
 listen = %q
+%s
 [aws]
 region = %q
 account = "000000000000"
@@ -159,7 +161,7 @@ kinesis_stream = %q
 status_interval = "200ms"
 linger = "5ms"
 %s
-`, f.stateDir, f.listen, f.env.Region, f.env.KinesisEndpoint, o.aws, f.cluster, f.dsn, o.cluster,
+`, f.stateDir, f.listen, o.top, f.env.Region, f.env.KinesisEndpoint, o.aws, f.cluster, f.dsn, o.cluster,
 		f.stream, tables, f.slot, !o.noFull, o.stream, f.kinesis, o.target, o.delivery))
 }
 
