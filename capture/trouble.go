@@ -46,7 +46,10 @@ type trouble struct {
 	// while it works.
 	since    time.Time
 	failures int
-	reported reportKind
+	// lastAtOnce is set when the last failure was reported at once, so
+	// that it is not reported again as one that keeps failing.
+	lastAtOnce bool
+	reported   reportKind
 	// cleared is set once a session of this Source was established and
 	// cleared the causes a previous run left (re-evaluation after a
 	// restart, docs/lifecycle.md#re-evaluation-after-a-restart).
@@ -166,7 +169,8 @@ func (s *Source) failed(err error, established bool) {
 		s.trouble.since = time.Now()
 	}
 	s.trouble.failures++
-	if reportable(err) && atOnce(err, established) {
+	s.trouble.lastAtOnce = reportable(err) && atOnce(err, established)
+	if s.trouble.lastAtOnce {
 		s.report(reportedRefused, err, Describe(err))
 	}
 }
@@ -175,7 +179,7 @@ func (s *Source) failed(err error, established bool) {
 // wait from now, would come ImpairAfter or more after the first failure.
 func (s *Source) stillFailing(err error, wait time.Duration) {
 	t := &s.trouble
-	if !reportable(err) || atOnce(err, true) || t.failures < 2 || time.Since(t.since)+wait < s.cfg.ImpairAfter {
+	if !reportable(err) || t.lastAtOnce || t.failures < 2 || time.Since(t.since)+wait < s.cfg.ImpairAfter {
 		return
 	}
 	s.report(reportedFailing, err, fmt.Errorf("replication failed %d times in a row over %s, and cdcd keeps retrying; the last error: %w",

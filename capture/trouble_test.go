@@ -113,6 +113,13 @@ func TestTroubleReports(t *testing.T) {
 	s.established()
 	expect("a walsender terminated and replaced")
 
+	s.trouble.since = time.Now().Add(-time.Minute)
+	s.failed(refused, false)
+	s.stillFailing(refused, time.Second)
+	expect("refused for ImpairAfter: reported once, at once", codes.SourceUnavailable)
+	s.established()
+	expect("established again, after a long outage", "")
+
 	s.works()
 	for range 3 {
 		s.failed(inUse, false)
