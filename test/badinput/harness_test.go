@@ -132,10 +132,12 @@ func (f *fixture) writeConfig(o options, password string) {
 		o.cluster = fmt.Sprintf("password_file = %q\n", pwFile) + o.cluster
 	}
 	tables, _ := json.Marshal(o.tables)
+	if o.top != "" {
+		o.top += "\n" // no line without it, so that the cases' line numbers hold
+	}
 	f.write(fmt.Sprintf(`state_dir = %q
 listen = %q
-%s
-[aws]
+%s[aws]
 region = %q
 account = "000000000000"
 kinesis_endpoint = %q
