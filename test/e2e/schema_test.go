@@ -26,9 +26,9 @@ import (
 // the stream reports SOURCE_TABLE_CHANGED naming the table and the fix;
 // never a record keyed by anything but the primary key of its change.
 //
-// One daemon runs every case: cases that converge share a stream per mode
-// (one for tables with a key, one with keyless_tables = "full"), the
-// others have a stream each, since their status is the stream's.
+// One daemon runs every case: cases that converge share a stream (one for
+// tables with a key, one with keyless_tables = "full"), the others have a
+// stream each, since their status is the stream's.
 
 // Every case's table starts as seedTable, with rows 1 to 5, and gets
 // beforeDDL's changes, its DDL, then changes of rows 3, 6, 7 and 8.
@@ -123,36 +123,14 @@ type schemaStream struct {
 	keyless             bool
 }
 
+// TestSchemaChanges runs every case of schemaCases in both modes on one
+// daemon: setup, then the stopped cases' DDL while it is stopped, then the
+// live ones' while it runs, each checked in its own subtest; then the
+// stopped rename and drop are settled by changing the stream's tables.
 func TestSchemaChanges(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	var runs []*schemaRun
-	streams := map[string]*schemaStream{}
-	kin := testenv.KinesisClient(t, h.env, "")
-	for _, mode := range []string{"live", "stopped"} {
-		for _, c := range schemaCases() {
-			r := &schemaRun{schemaCase: c, mode: mode, table: c.name + "_" + mode}
-			group := cmp.Or(c.group, c.name) + "_" + mode
-			if streams[group] == nil {
-				n := len(streams)
-				streams[group] = &schemaStream{name: group, slot: h.slot + "_" + strconv.Itoa(n),
-					kinesis: h.kinesis + "-" + strconv.Itoa(n), keyless: c.group == "keyless"}
-				testenv.CreateStream(t, kin, streams[group].kinesis, 1)
-			}
-			r.stream = streams[group]
-			r.stream.tables = append(r.stream.tables, "public."+r.table)
-			if strings.Contains(c.setup, "{t}_keep") {
-				r.stream.tables = append(r.stream.tables, "public."+r.table+"_keep")
-			}
-			if r.names == nil {
-				r.names = []string{"{t}"}
-			}
-			for i, n := range r.names {
-				r.names[i] = r.sql(n)
-			}
-			runs = append(runs, r)
-		}
-	}
-	h.writeSchemaConfig(slices.Collect(maps.Values(streams)))
+	runs, streams := h.planSchemaRuns()
+	h.writeSchemaConfig(streams)
 	for _, r := range runs {
 		h.exec(r.sql(cmp.Or(r.setup, seedTable)))
 		r.seed = h.keyedRows(r, r.table)
@@ -172,7 +150,6 @@ func TestSchemaChanges(t *testing.T) {
 	h.waitSlotsConfirmed(streams, func(s *schemaStream) bool {
 		return !slices.ContainsFunc(runs, func(r *schemaRun) bool { return r.stream == s && r.mode == "stopped" && r.refused != nil })
 	})
-
 	t.Run("ddl", func(t *testing.T) {
 		for _, r := range runs {
 			t.Run(r.name+"/"+r.mode, func(t *testing.T) {
@@ -188,10 +165,45 @@ func TestSchemaChanges(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-
-	// Settling a stopped rename or drop takes a change of the stream's
-	// tables and a restart.
 	d.stop(t)
+	h.settleByConfig(runs, streams)
+}
+
+// planSchemaRuns makes a run of every case in each mode, and the streams
+// they run on, each with its Kinesis stream.
+func (h *harness) planSchemaRuns() ([]*schemaRun, []*schemaStream) {
+	var runs []*schemaRun
+	streams := map[string]*schemaStream{}
+	kin := testenv.KinesisClient(h.t, h.env, "")
+	for _, mode := range []string{"live", "stopped"} {
+		for _, c := range schemaCases() {
+			r := &schemaRun{schemaCase: c, mode: mode, table: c.name + "_" + mode}
+			group := cmp.Or(c.group, c.name+"_"+mode)
+			if streams[group] == nil {
+				n := strconv.Itoa(len(streams))
+				streams[group] = &schemaStream{name: group, slot: h.slot + "_" + n, kinesis: h.kinesis + "-" + n, keyless: c.group == "keyless"}
+				testenv.CreateStream(h.t, kin, streams[group].kinesis, 1)
+			}
+			r.stream = streams[group]
+			r.stream.tables = append(r.stream.tables, "public."+r.table)
+			if strings.Contains(c.setup, "{t}_keep") {
+				r.stream.tables = append(r.stream.tables, "public."+r.table+"_keep")
+			}
+			if r.names = slices.Clone(r.names); r.names == nil {
+				r.names = []string{"{t}"}
+			}
+			for i, n := range r.names {
+				r.names[i] = r.sql(n)
+			}
+			runs = append(runs, r)
+		}
+	}
+	return runs, slices.SortedFunc(maps.Values(streams), func(a, b *schemaStream) int { return strings.Compare(a.name, b.name) })
+}
+
+// settleByConfig settles the stopped rename and drop as the stream's status
+// message says: change the stream's tables, restart cdcd.
+func (h *harness) settleByConfig(runs []*schemaRun, streams []*schemaStream) {
 	for _, r := range runs {
 		if r.mode == "stopped" && r.fixByConfig != nil {
 			r.stream.tables = nil
@@ -200,13 +212,14 @@ func TestSchemaChanges(t *testing.T) {
 			}
 		}
 	}
-	h.writeSchemaConfig(slices.Collect(maps.Values(streams)))
-	d = h.startNoWait()
+	h.writeSchemaConfig(streams)
+	d := h.startNoWait()
 	for _, r := range runs {
 		if r.mode != "stopped" || r.fixByConfig == nil {
 			continue
 		}
-		t.Run(r.name+"/stopped/fixed", func(t *testing.T) {
+		h.t.Run(r.name+"/stopped/fixed", func(t *testing.T) {
+			h := h.forSubtest(t)
 			want := r.expected()
 			if r.name == "drop_table" {
 				// Its changes left when it was dropped are not emitted:
@@ -218,10 +231,10 @@ func TestSchemaChanges(t *testing.T) {
 			h.waitStreamStatus(t, r.stream, state.Active, "", "")
 		})
 	}
-	d.stop(t)
 	if logs := d.Logs(); !strings.Contains(logs, "changes of a table that was dropped and that the stream no longer lists are not emitted") {
-		t.Errorf("the daemon did not warn that the dropped table's changes are not emitted")
+		h.t.Errorf("the daemon did not warn that the dropped table's changes are not emitted")
 	}
+	d.kill() // nothing is checked after: no need to wait for a drain
 }
 
 // forSubtest is h for a parallel subtest: its failures are t's, and it has
@@ -240,7 +253,7 @@ func (h *harness) runDDL(r *schemaRun) {
 	h.exec(r.sql(beforeDDL))
 	r.pre = h.keyedRows(r, r.table)
 	if r.mode == "live" {
-		h.waitSlotsConfirmed(map[string]*schemaStream{"": r.stream}, func(*schemaStream) bool { return true })
+		h.waitSlotsConfirmed([]*schemaStream{r.stream}, func(*schemaStream) bool { return true })
 	}
 	h.exec(r.sql(r.ddl))
 	h.exec(r.sql(cmp.Or(r.after, afterDDL)))
@@ -409,7 +422,7 @@ func (h *harness) streamFile(s *schemaStream) (state.File, bool) {
 
 // waitSlotsConfirmed waits until the slot of every stream that want picks
 // streams, and cdcd has confirmed everything written so far.
-func (h *harness) waitSlotsConfirmed(streams map[string]*schemaStream, want func(*schemaStream) bool) {
+func (h *harness) waitSlotsConfirmed(streams []*schemaStream, want func(*schemaStream) bool) {
 	h.t.Helper()
 	var slots []string
 	for _, s := range streams {
@@ -465,7 +478,6 @@ name = "src"
 dsn = %q
 password_env = "CDCD_E2E_PG_PASSWORD"
 `, h.stateDir, h.listen, h.env.Region, h.env.KinesisEndpoint, h.dsn)
-	slices.SortFunc(streams, func(a, b *schemaStream) int { return strings.Compare(a.name, b.name) })
 	for _, s := range streams {
 		quoted := make([]string, len(s.tables))
 		for i, tb := range s.tables {
