@@ -55,6 +55,11 @@ type Config struct {
 	EmitTruncate bool
 	// Tables are schema-qualified names of the published tables.
 	Tables []string
+	// EveryTable says Tables are every table of the database, listed anew
+	// at each start (a stream made through the API): a table dropped or
+	// renamed while it runs is then no fault, and the next start follows
+	// it (docs/records.md#schema-changes).
+	EveryTable bool
 	// SetReplicaIdentityFull lets Prepare run ALTER TABLE … REPLICA
 	// IDENTITY FULL on tables whose replica identity does not log what
 	// records need: values that may be TOASTed, or the primary key.
@@ -185,6 +190,14 @@ type Source struct {
 
 	mu     sync.Mutex
 	health SlotHealth
+	// tables are the stream's tables as the last Prepare found them
+	// (tablecheck.go).
+	tables []table
+	// refusedAt is set when the stream refuses a change
+	// (TableChangedError): the end of the transactions before it, until
+	// a transaction past it is handed over. Only the session's goroutine
+	// uses it.
+	refusedAt uint64
 	// endSession ends the running session early (shutdown.go); nil when
 	// none runs.
 	endSession context.CancelCauseFunc
@@ -275,6 +288,9 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		streamed, err := s.stream(ctx, h)
 		if ctx.Err() != nil || errors.Is(err, ErrSlotLost) {
 			return retry.Permanent(err)
+		}
+		if s.refused(err) {
+			streamed = false
 		}
 		if streamed {
 			// The source was back: a new outage starts from the

@@ -67,11 +67,14 @@ func (s *Source) stream(ctx context.Context, h Handler) (streamed bool, err erro
 	ss := &session{
 		src: s, conn: conn, h: h, confirmed: start,
 		asm: newAssembler(
-			func(relID uint32) ([]string, error) { return primaryKey(ctx, catalog, relID) },
+			func(relID uint32) (catalogRel, error) {
+				return s.lookupRel(ctx, catalog, relID, version >= pgPublishesGenerated)
+			},
 			func(oid uint32, refresh bool) error { return s.types.resolve(ctx, catalog, oid, refresh) },
 			s.met, s.log),
 	}
 	ss.asm.store, ss.asm.budget = s.spill, s.cfg.MemoryBudget
+	ss.asm.refuseKeyless = !s.cfg.KeylessTables
 	// After run, whose worker is done with what it was handed: the spills
 	// of transactions still open are received again next session.
 	defer ss.asm.discard()
@@ -104,16 +107,6 @@ func (s *Source) checkSlot(ctx context.Context, catalog *pgx.Conn) error {
 		return fmt.Errorf("%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
 	}
 	return nil
-}
-
-func primaryKey(ctx context.Context, conn *pgx.Conn, relID uint32) ([]string, error) {
-	rows, err := conn.Query(ctx, `SELECT a.attname FROM pg_index i
-		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-		WHERE i.indrelid = $1 AND i.indisprimary`, relID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // session is one replication connection's receive loop. Only its goroutine
@@ -260,9 +253,21 @@ func (ss *session) copyData(ctx context.Context, data []byte, txns chan<- *recor
 		}
 		txn, err := ss.asm.handle(msg)
 		if err != nil {
+			if _, ok := errors.AsType[*TableChangedError](err); ok {
+				// The refused transaction ends after everything handed
+				// over so far (XLogData inside a transaction carries no
+				// position of its own).
+				ss.src.refusedAt = max(ss.queued, ss.h.Delivered(), 1)
+			}
 			return fmt.Errorf("pgoutput at %s: %w", xld.WALStart, err)
 		}
 		if txn != nil {
+			if at := ss.src.refusedAt; at != 0 && txn.EndLSN > at {
+				// The change refused before is delivered now (its table
+				// got its primary key back, say).
+				ss.src.refusedAt = 0
+				ss.src.cfg.Report("", nil)
+			}
 			ss.src.log.Debug("transaction received", "xid", txn.Xid, "end_lsn", pglogrepl.LSN(txn.EndLSN), "changes", len(txn.Changes))
 			ss.src.met.transactions.Inc()
 			ss.src.met.changes.Add(float64(len(txn.Changes)))

@@ -22,6 +22,7 @@ const (
 	InternalError             Code = "INTERNAL_ERROR"
 	SourceUnavailable         Code = "SOURCE_UNAVAILABLE"
 	SourceSlotLost            Code = "SOURCE_SLOT_LOST"
+	SourceTableChanged        Code = "SOURCE_TABLE_CHANGED"
 )
 
 // Fatal reports whether the code fails a stream at once rather than
@@ -75,7 +76,7 @@ func (c Code) Owner() Owner {
 		return OwnerRole
 	case ClusterCMKInaccessible:
 		return OwnerClusterKey
-	case SourceUnavailable, SourceSlotLost:
+	case SourceUnavailable, SourceSlotLost, SourceTableChanged:
 		return OwnerCapture
 	}
 	return OwnerPipeline
@@ -95,6 +96,8 @@ func (c Code) Owner() Owner {
 //     never used);
 //   - an oversize record, which stalls delivery until the stream's record
 //     limit is raised;
+//   - a table of the stream that was dropped, renamed or lost its primary
+//     key: only a change of the stream's configuration settles it;
 //   - an unavailable source: nothing new is captured, though it often
 //     comes back by itself;
 //   - throttling: delivery goes on, only slower;
@@ -103,18 +106,20 @@ func (c Code) Owner() Owner {
 func (c Code) Severity() int {
 	switch c {
 	case KinesisStreamNotFound:
-		return 10
+		return 11
 	case SourceSlotLost:
-		return 9
+		return 10
 	case ClusterCMKInaccessible:
-		return 8
+		return 9
 	case RoleAccessDenied:
-		return 7
+		return 8
 	case KinesisAccessDenied:
-		return 6
+		return 7
 	case KinesisKMSAccessDenied:
-		return 5
+		return 6
 	case KinesisOversizeRecord:
+		return 5
+	case SourceTableChanged:
 		return 4
 	case SourceUnavailable:
 		return 3
@@ -129,7 +134,7 @@ func (c Code) Severity() int {
 // All lists every code, most severe first.
 func All() []Code {
 	return []Code{KinesisStreamNotFound, SourceSlotLost, ClusterCMKInaccessible, RoleAccessDenied,
-		KinesisAccessDenied, KinesisKMSAccessDenied, KinesisOversizeRecord, SourceUnavailable,
+		KinesisAccessDenied, KinesisKMSAccessDenied, KinesisOversizeRecord, SourceTableChanged, SourceUnavailable,
 		KinesisThroughputExceeded, InternalError}
 }
 
