@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cdcd-dev/cdcd/state"
+	"github.com/cdcd-dev/cdcd/test/faultproxy"
+	"github.com/cdcd-dev/cdcd/test/testenv"
+)
+
+// The size of TestMessagesBoundedDuringOutage. make test runs it small
+// (about 5 s); the issue's full run, 100k calls and a 60 s outage, is
+// `go test ./test/e2e -run MessagesBounded -emit 100000 -outage 60s`.
+var (
+	outage = flag.Duration("outage", 3*time.Second, "how long TestMessagesBoundedDuringOutage keeps Kinesis failing, at least while cdcd reads its workload")
+	emit   = flag.Int("emit", 10000, "pg_logical_emit_message calls of TestMessagesBoundedDuringOutage, at least 10000")
+)
+
+// TestMessagesBoundedDuringOutage: while Kinesis fails every PutRecords and
+// holds one transaction's record, pg_logical_emit_message calls (a tenth
+// in transactions of one message, a thousand outside any transaction, the
+// rest in transactions of a thousand) cost the sink's position tracker and
+// the pipeline's pending checkpoints a bounded number of entries, nothing
+// is confirmed past the held record, and once Kinesis is back everything
+// is delivered and the slot's confirmed position passes the end of the
+// workload (docs/delivery.md#bounded-memory).
+func TestMessagesBoundedDuringOutage(t *testing.T) {
+	h, proxy := proxiedHarness(t, 1)
+	d := h.start()
+	h.waitStatus("ACTIVE", "", 30*time.Second)
+	begin := time.Now()
+	proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: "InternalFailure"})
+	h.exec(`INSERT INTO items VALUES (1, 'held')`)
+	held := h.walInsertLSN()
+	txns := h.metric("cdcd_capture_transactions_total")
+
+	const perBatch = 1000
+	single := *emit / 10
+	batches := (*emit - single - perBatch) / perBatch
+	h.exec(fmt.Sprintf(`DO $$ BEGIN FOR i IN 1..%d LOOP PERFORM pg_logical_emit_message(true, 'cdcd-test', 'one'); COMMIT; END LOOP; END $$`, single))
+	for range batches {
+		h.exec(`SELECT count(pg_logical_emit_message(true, 'cdcd-test', 'many')) FROM generate_series(1, 1000)`)
+	}
+	h.exec(`SELECT count(pg_logical_emit_message(false, 'cdcd-test', 'outside')) FROM generate_series(1, 1000)`)
+	end := h.walInsertLSN()
+
+	// Sampled while capture works through the workload, and once more
+	// after it has handed every transaction on.
+	const bound = 10
+	worst := map[string]float64{}
+	sample := func() {
+		for _, name := range []string{"cdcd_sink_queued_transactions", "cdcd_unpersisted_transactions"} {
+			worst[name] = max(worst[name], h.gauge(name))
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for h.metric("cdcd_capture_transactions_total")-txns < float64(single+batches+1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("capture received %v of the workload's %d transactions within 2 minutes",
+				h.metric("cdcd_capture_transactions_total")-txns, single+batches+1)
+		}
+		sample()
+		time.Sleep(100 * time.Millisecond)
+	}
+	sample()
+	t.Logf("most entries during the outage: %v", worst)
+	for name, n := range worst {
+		if n > bound {
+			t.Errorf("%s reached %v during the outage, want at most %d", name, n, bound)
+		}
+	}
+	if n, want := h.metric("cdcd_capture_logical_messages_total"), single+batches*perBatch+perBatch; n < float64(want) {
+		t.Errorf("capture counted %v logical messages, want %d", n, want)
+	}
+
+	time.Sleep(time.Until(begin.Add(*outage)))
+	if slot, file := h.confirmed(); slot >= held || file >= held {
+		t.Fatalf("slot confirmed %s, checkpoint %s during the outage: at or past %s, beyond the record Kinesis refused",
+			state.FormatLSN(slot), state.FormatLSN(file), state.FormatLSN(held))
+	}
+	t.Logf("Kinesis down for %v", time.Since(begin).Round(time.Second))
+	proxy.Clear()
+	h.waitIDs(1, 60*time.Second)
+	h.waitConfirmedPast(end-1, 60*time.Second)
+	h.waitStatus("ACTIVE", "", 60*time.Second)
+	d.stop(t)
+}
+
+// walInsertLSN is the server's current WAL insert position: with
+// synchronous_commit off, the end of what has been written.
+func (h *harness) walInsertLSN() uint64 {
+	h.t.Helper()
+	var lsn int64
+	if err := h.db.QueryRow(context.Background(), `SELECT (pg_current_wal_insert_lsn() - '0/0')::int8`).Scan(&lsn); err != nil {
+		h.t.Fatal(err)
+	}
+	return uint64(lsn)
+}
+
+// gauge is the daemon's one sample of name, which must be exported.
+func (h *harness) gauge(name string) float64 {
+	h.t.Helper()
+	metrics, err := testenv.Metrics(h.listen)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	v := testenv.Samples(metrics, name)
+	if len(v) != 1 {
+		h.t.Fatalf("%d samples of %s, want 1", len(v), name)
+	}
+	return v[0]
+}
