@@ -22,6 +22,7 @@ const (
 	InternalError             Code = "INTERNAL_ERROR"
 	SourceUnavailable         Code = "SOURCE_UNAVAILABLE"
 	SourceSlotLost            Code = "SOURCE_SLOT_LOST"
+	SpillFull                 Code = "SPILL_FULL"
 )
 
 // Fatal reports whether the code fails a stream at once rather than
@@ -56,6 +57,8 @@ const (
 	OwnerClusterKey Owner = "cluster-key"
 	// OwnerCapture reads the source: the SOURCE_ codes.
 	OwnerCapture Owner = "capture"
+	// OwnerSpill stores transactions past the memory budget: SPILL_FULL.
+	OwnerSpill Owner = "spill"
 	// OwnerPipeline runs the stream: INTERNAL_ERROR and any code not
 	// listed here.
 	OwnerPipeline Owner = "pipeline"
@@ -63,7 +66,7 @@ const (
 
 // Owners lists every owner.
 func Owners() []Owner {
-	return []Owner{OwnerSink, OwnerRole, OwnerClusterKey, OwnerCapture, OwnerPipeline}
+	return []Owner{OwnerSink, OwnerRole, OwnerClusterKey, OwnerCapture, OwnerSpill, OwnerPipeline}
 }
 
 // Owner is the component that owns c.
@@ -77,6 +80,8 @@ func (c Code) Owner() Owner {
 		return OwnerClusterKey
 	case SourceUnavailable, SourceSlotLost:
 		return OwnerCapture
+	case SpillFull:
+		return OwnerSpill
 	}
 	return OwnerPipeline
 }
@@ -95,6 +100,7 @@ func (c Code) Owner() Owner {
 //     never used);
 //   - an oversize record, which stalls delivery until the stream's record
 //     limit is raised;
+//   - a full spill directory, which stalls capture until it has room;
 //   - an unavailable source: nothing new is captured, though it often
 //     comes back by itself;
 //   - throttling: delivery goes on, only slower;
@@ -103,18 +109,20 @@ func (c Code) Owner() Owner {
 func (c Code) Severity() int {
 	switch c {
 	case KinesisStreamNotFound:
-		return 10
+		return 11
 	case SourceSlotLost:
-		return 9
+		return 10
 	case ClusterCMKInaccessible:
-		return 8
+		return 9
 	case RoleAccessDenied:
-		return 7
+		return 8
 	case KinesisAccessDenied:
-		return 6
+		return 7
 	case KinesisKMSAccessDenied:
-		return 5
+		return 6
 	case KinesisOversizeRecord:
+		return 5
+	case SpillFull:
 		return 4
 	case SourceUnavailable:
 		return 3
@@ -129,7 +137,7 @@ func (c Code) Severity() int {
 // All lists every code, most severe first.
 func All() []Code {
 	return []Code{KinesisStreamNotFound, SourceSlotLost, ClusterCMKInaccessible, RoleAccessDenied,
-		KinesisAccessDenied, KinesisKMSAccessDenied, KinesisOversizeRecord, SourceUnavailable,
+		KinesisAccessDenied, KinesisKMSAccessDenied, KinesisOversizeRecord, SpillFull, SourceUnavailable,
 		KinesisThroughputExceeded, InternalError}
 }
 

@@ -19,10 +19,11 @@ func TestCodeProperties(t *testing.T) {
 		{KinesisAccessDenied, OwnerSink, 5, false, true},
 		{KinesisKMSAccessDenied, OwnerSink, 6, false, true},
 		{KinesisOversizeRecord, OwnerSink, 7, false, false},
-		{SourceUnavailable, OwnerCapture, 8, false, false},
-		{KinesisThroughputExceeded, OwnerSink, 9, false, false},
-		{InternalError, OwnerPipeline, 10, false, false},
-		{Code("SOMETHING_NEW"), OwnerPipeline, 11, false, false},
+		{SpillFull, OwnerSpill, 8, false, false},
+		{SourceUnavailable, OwnerCapture, 9, false, false},
+		{KinesisThroughputExceeded, OwnerSink, 10, false, false},
+		{InternalError, OwnerPipeline, 11, false, false},
+		{Code("SOMETHING_NEW"), OwnerPipeline, 12, false, false},
 	}
 	for i, tt := range tests {
 		t.Run(string(tt.code), func(t *testing.T) {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -216,7 +217,9 @@ func (p *handler) handleSpilled(ctx context.Context, txn *record.Txn, prev int64
 	}
 	if err != nil {
 		w.Abort()
-		if submitErr != nil || ctx.Err() != nil {
+		// A spill store without room has reported SPILL_FULL; the
+		// transaction is read again once the session reconnects.
+		if submitErr != nil || ctx.Err() != nil || errors.Is(err, record.ErrSpillFull) {
 			return err
 		}
 		return p.encodeFault(txn, err)
