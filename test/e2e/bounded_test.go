@@ -33,46 +33,17 @@ func TestMessagesBoundedDuringOutage(t *testing.T) {
 	h, proxy := proxiedHarness(t, 1)
 	d := h.start()
 	h.waitStatus("ACTIVE", "", 30*time.Second)
+	txns0 := h.metric("cdcd_capture_transactions_total") + 1 // and the held row's
 	begin := time.Now()
 	proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: "InternalFailure"})
 	h.exec(`INSERT INTO items VALUES (1, 'held')`)
 	held := h.walInsertLSN()
-	txns0 := h.metric("cdcd_capture_transactions_total")
 
-	const perBatch = 1000
-	single := *emit / 10
-	batches := (*emit - single - perBatch) / perBatch
-	h.exec(fmt.Sprintf(`DO $$ BEGIN FOR i IN 1..%d LOOP PERFORM pg_logical_emit_message(true, 'cdcd-test', 'one'); COMMIT; END LOOP; END $$`, single))
-	for range batches {
-		h.exec(`SELECT count(pg_logical_emit_message(true, 'cdcd-test', 'many')) FROM generate_series(1, 1000)`)
-	}
-	h.exec(`SELECT count(pg_logical_emit_message(false, 'cdcd-test', 'outside')) FROM generate_series(1, 1000)`)
+	txns, msgs := h.emitMessages(*emit)
 	end := h.walInsertLSN()
-
-	// Sampled while capture works through the workload, and once more
-	// after it has handed every transaction on.
-	const bound = 10
-	worst := map[string]float64{}
-	sample := func() {
-		for _, name := range []string{"cdcd_sink_queued_transactions", "cdcd_unpersisted_transactions"} {
-			worst[name] = max(worst[name], h.gauge(name))
-		}
-	}
-	wantTxns, wantMsgs := float64(single+batches+1), float64(single+batches*perBatch+perBatch)
-	received := func() (txns, msgs float64) {
-		return h.metric("cdcd_capture_transactions_total") - txns0, h.metric("cdcd_capture_logical_messages_total")
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for n, m := received(); n < wantTxns || m < wantMsgs; n, m = received() {
-		if time.Now().After(deadline) {
-			t.Fatalf("capture received %v of the workload's %v transactions and %v of its %v messages within 2 minutes",
-				n, wantTxns, m, wantMsgs)
-		}
-		sample()
-		time.Sleep(100 * time.Millisecond)
-	}
-	sample()
+	worst := h.watchPositions(txns0+txns, msgs)
 	t.Logf("most entries during the outage: %v", worst)
+	const bound = 10
 	for name, n := range worst {
 		if n > bound {
 			t.Errorf("%s reached %v during the outage, want at most %d", name, n, bound)
@@ -90,6 +61,50 @@ func TestMessagesBoundedDuringOutage(t *testing.T) {
 	h.waitConfirmedPast(end-1, 60*time.Second)
 	h.waitStatus("ACTIVE", "", 60*time.Second)
 	d.stop(t)
+}
+
+// emitMessages makes n pg_logical_emit_message calls in few statements: a
+// tenth in transactions of one message each, a thousand outside any
+// transaction, the rest in transactions of a thousand. It returns the
+// transactions and the messages capture receives.
+func (h *harness) emitMessages(n int) (txns, msgs float64) {
+	h.t.Helper()
+	const perBatch = 1000
+	single := n / 10
+	batches := (n - single - perBatch) / perBatch
+	h.exec(fmt.Sprintf(`DO $$ BEGIN FOR i IN 1..%d LOOP PERFORM pg_logical_emit_message(true, 'cdcd-test', 'one'); COMMIT; END LOOP; END $$`, single))
+	for range batches {
+		h.exec(`SELECT count(pg_logical_emit_message(true, 'cdcd-test', 'many')) FROM generate_series(1, 1000)`)
+	}
+	h.exec(`SELECT count(pg_logical_emit_message(false, 'cdcd-test', 'outside')) FROM generate_series(1, 1000)`)
+	return float64(single + batches), float64(single + batches*perBatch + perBatch)
+}
+
+// watchPositions samples the gauges of positions held for delivery and
+// for the checkpoint until capture has received txns transactions and
+// msgs logical messages in all, and once more after, and returns the
+// largest value of each.
+func (h *harness) watchPositions(txns, msgs float64) map[string]float64 {
+	h.t.Helper()
+	worst := map[string]float64{}
+	sample := func() {
+		for _, name := range []string{"cdcd_sink_queued_transactions", "cdcd_unpersisted_transactions"} {
+			worst[name] = max(worst[name], h.gauge(name))
+		}
+	}
+	received := func() (float64, float64) {
+		return h.metric("cdcd_capture_transactions_total"), h.metric("cdcd_capture_logical_messages_total")
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for n, m := received(); n < txns || m < msgs; n, m = received() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("capture received %v of %v transactions and %v of %v messages within 2 minutes", n, txns, m, msgs)
+		}
+		sample()
+		time.Sleep(100 * time.Millisecond)
+	}
+	sample()
+	return worst
 }
 
 // walInsertLSN is the server's current WAL insert position: with

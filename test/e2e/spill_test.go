@@ -33,36 +33,43 @@ func (h *harness) appendConfig(lines string) {
 	}
 }
 
-// writeSpilling commits one transaction of 150 rows of 10 kB (past the
-// 1 MiB budget) and then the row 151, and returns the WAL position
-// after the large one and after the last.
-func (h *harness) writeSpilling() (large, last uint64) {
+// impairBySpill starts the daemon, commits one transaction of 150 rows of
+// 10 kB (past the 1 MiB budget) and then the row 151, and checks that the
+// stream goes IMPAIRED with SPILL_FULL and a message holding each of want,
+// and that neither the slot nor the checkpoint reaches the end of the
+// large transaction. It returns the daemon and the WAL position after the
+// last row.
+func (h *harness) impairBySpill(want ...string) (*daemon, uint64) {
 	h.t.Helper()
+	d := h.start()
+	h.waitStatus("ACTIVE", "", 30*time.Second)
 	h.exec(`INSERT INTO items SELECT g, repeat('x', 10000) FROM generate_series(1, 150) g`)
-	large = h.walInsertLSN()
+	large := h.walInsertLSN()
 	h.exec(`INSERT INTO items VALUES (151, 'after')`)
-	return large, h.walInsertLSN()
-}
-
-// reason is the statusReason message in the state file, which GetStream
-// shows (the SDK's StatusReason has no message field).
-func (h *harness) reason() string {
-	h.t.Helper()
+	last := h.walInsertLSN()
+	h.waitStatus("IMPAIRED", "SPILL_FULL", 30*time.Second)
+	// GetStream shows the state file's reason; the SDK's StatusReason
+	// has no message field.
 	_, rec := h.stateFile()
-	if rec.StatusReason == nil {
-		return ""
+	for _, w := range want {
+		if rec.StatusReason == nil || !strings.Contains(rec.StatusReason.Message, w) {
+			h.t.Errorf("status reason %+v does not say %q", rec.StatusReason, w)
+		}
 	}
-	return rec.StatusReason.Message
+	if slot, file := h.confirmed(); slot >= large || file >= large {
+		h.t.Fatalf("slot confirmed %s, checkpoint %s: at or past %s, a transaction that was not delivered",
+			state.FormatLSN(slot), state.FormatLSN(file), state.FormatLSN(large))
+	}
+	return d, last
 }
 
-// expectNotConfirmed checks that neither the slot nor the checkpoint has
-// reached end, the end of a transaction that was not delivered.
-func (h *harness) expectNotConfirmed(end uint64) {
+// expectDelivered waits until every row and the last position are
+// delivered and the stream is ACTIVE.
+func (h *harness) expectDelivered(last uint64) {
 	h.t.Helper()
-	if slot, file := h.confirmed(); slot >= end || file >= end {
-		h.t.Fatalf("slot confirmed %s, checkpoint %s: at or past %s, a transaction that was not delivered",
-			state.FormatLSN(slot), state.FormatLSN(file), state.FormatLSN(end))
-	}
+	h.waitConfirmedPast(last-1, 60*time.Second)
+	h.waitIDs(151, 60*time.Second)
+	h.waitStatus("ACTIVE", "", 30*time.Second)
 }
 
 // TestSpillCap: a transaction that does not fit spill_max_bytes impairs the
@@ -73,14 +80,7 @@ func (h *harness) expectNotConfirmed(end uint64) {
 func TestSpillCap(t *testing.T) {
 	t.Parallel() // its own database, slot and Kinesis stream
 	h := spillHarness(t, "spill_max_bytes = 1048576")
-	d := h.start()
-	h.waitStatus("ACTIVE", "", 30*time.Second)
-	end, last := h.writeSpilling()
-	h.waitStatus("IMPAIRED", "SPILL_FULL", 30*time.Second)
-	if msg := h.reason(); !strings.Contains(msg, "spill_max_bytes = 1048576") || !strings.Contains(msg, "raise spill_max_bytes") {
-		t.Errorf("status reason %q does not name the cap and the fix", msg)
-	}
-	h.expectNotConfirmed(end)
+	d, last := h.impairBySpill("spill_max_bytes = 1048576", "raise spill_max_bytes")
 	d.stop(t)
 
 	cfg, err := os.ReadFile(h.config)
@@ -92,9 +92,7 @@ func TestSpillCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	d = h.start()
-	h.waitConfirmedPast(last-1, 60*time.Second)
-	h.waitIDs(151, 60*time.Second)
-	h.waitStatus("ACTIVE", "", 30*time.Second)
+	h.expectDelivered(last)
 	d.stop(t)
 }
 
@@ -123,20 +121,10 @@ func TestSpillDiskFull(t *testing.T) {
 	if err := os.WriteFile(filler, make([]byte, 3<<20+512<<10), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := h.start()
-	h.waitStatus("ACTIVE", "", 30*time.Second)
-	end, last := h.writeSpilling()
-	h.waitStatus("IMPAIRED", "SPILL_FULL", 30*time.Second)
-	if msg := h.reason(); !strings.Contains(msg, "filesystem is full") || !strings.Contains(msg, "free space") {
-		t.Errorf("status reason %q does not say the filesystem is full and what to do", msg)
-	}
-	h.expectNotConfirmed(end)
-
+	d, last := h.impairBySpill("filesystem is full", "free space")
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	h.waitConfirmedPast(last-1, 60*time.Second)
-	h.waitIDs(151, 60*time.Second)
-	h.waitStatus("ACTIVE", "", 30*time.Second)
+	h.expectDelivered(last)
 	d.stop(t)
 }
