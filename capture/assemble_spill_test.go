@@ -104,7 +104,7 @@ func TestAssemblerSpillsPastBudget(t *testing.T) {
 			}
 
 			dir := t.TempDir()
-			store, err := atrest.NewSpillStore(dir, nil)
+			store, err := atrest.NewSpillStore(dir, nil, atrest.SpillOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,7 +156,7 @@ func TestAssemblerSpillsPastBudget(t *testing.T) {
 // handed over in memory, as without one.
 func TestAssemblerUnderBudgetStaysInMemory(t *testing.T) {
 	dir := t.TempDir()
-	store, err := atrest.NewSpillStore(dir, nil)
+	store, err := atrest.NewSpillStore(dir, nil, atrest.SpillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

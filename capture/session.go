@@ -78,7 +78,11 @@ func (s *Source) stream(ctx context.Context, h Handler) (streamed bool, err erro
 	// After run, whose worker is done with what it was handed: the spills
 	// of transactions still open are received again next session.
 	defer ss.asm.discard()
-	return true, ss.run(ctx)
+	err = ss.run(ctx)
+	// A session that ended for want of spill space (SPILL_FULL, which the
+	// store reported) got nowhere: the next one waits longer, and reads
+	// the same transaction again.
+	return !errors.Is(err, record.ErrSpillFull), err
 }
 
 // pluginArgs are pgoutput's options. Protocol version 2 with streaming sends

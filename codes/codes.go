@@ -23,6 +23,7 @@ const (
 	SourceUnavailable         Code = "SOURCE_UNAVAILABLE"
 	SourceSlotLost            Code = "SOURCE_SLOT_LOST"
 	SourceTableChanged        Code = "SOURCE_TABLE_CHANGED"
+	SpillFull                 Code = "SPILL_FULL"
 )
 
 // Fatal reports whether the code fails a stream at once rather than
@@ -57,6 +58,8 @@ const (
 	OwnerClusterKey Owner = "cluster-key"
 	// OwnerCapture reads the source: the SOURCE_ codes.
 	OwnerCapture Owner = "capture"
+	// OwnerSpill stores transactions past the memory budget: SPILL_FULL.
+	OwnerSpill Owner = "spill"
 	// OwnerPipeline runs the stream: INTERNAL_ERROR and any code not
 	// listed here.
 	OwnerPipeline Owner = "pipeline"
@@ -64,7 +67,7 @@ const (
 
 // Owners lists every owner.
 func Owners() []Owner {
-	return []Owner{OwnerSink, OwnerRole, OwnerClusterKey, OwnerCapture, OwnerPipeline}
+	return []Owner{OwnerSink, OwnerRole, OwnerClusterKey, OwnerCapture, OwnerSpill, OwnerPipeline}
 }
 
 // Owner is the component that owns c.
@@ -78,6 +81,8 @@ func (c Code) Owner() Owner {
 		return OwnerClusterKey
 	case SourceUnavailable, SourceSlotLost, SourceTableChanged:
 		return OwnerCapture
+	case SpillFull:
+		return OwnerSpill
 	}
 	return OwnerPipeline
 }
@@ -98,6 +103,7 @@ func (c Code) Owner() Owner {
 //     limit is raised;
 //   - a table of the stream that was dropped, renamed or lost its primary
 //     key: only a change of the stream's configuration settles it;
+//   - a full spill directory, which stalls capture until it has room;
 //   - an unavailable source: nothing new is captured, though it often
 //     comes back by itself;
 //   - throttling: delivery goes on, only slower;
@@ -106,20 +112,22 @@ func (c Code) Owner() Owner {
 func (c Code) Severity() int {
 	switch c {
 	case KinesisStreamNotFound:
-		return 11
+		return 12
 	case SourceSlotLost:
-		return 10
+		return 11
 	case ClusterCMKInaccessible:
-		return 9
+		return 10
 	case RoleAccessDenied:
-		return 8
+		return 9
 	case KinesisAccessDenied:
-		return 7
+		return 8
 	case KinesisKMSAccessDenied:
-		return 6
+		return 7
 	case KinesisOversizeRecord:
-		return 5
+		return 6
 	case SourceTableChanged:
+		return 5
+	case SpillFull:
 		return 4
 	case SourceUnavailable:
 		return 3
@@ -134,7 +142,7 @@ func (c Code) Severity() int {
 // All lists every code, most severe first.
 func All() []Code {
 	return []Code{KinesisStreamNotFound, SourceSlotLost, ClusterCMKInaccessible, RoleAccessDenied,
-		KinesisAccessDenied, KinesisKMSAccessDenied, KinesisOversizeRecord, SourceTableChanged, SourceUnavailable,
+		KinesisAccessDenied, KinesisKMSAccessDenied, KinesisOversizeRecord, SourceTableChanged, SpillFull, SourceUnavailable,
 		KinesisThroughputExceeded, InternalError}
 }
 

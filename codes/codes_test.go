@@ -20,10 +20,11 @@ func TestCodeProperties(t *testing.T) {
 		{KinesisKMSAccessDenied, OwnerSink, 6, false, true},
 		{KinesisOversizeRecord, OwnerSink, 7, false, false},
 		{SourceTableChanged, OwnerCapture, 8, false, false},
-		{SourceUnavailable, OwnerCapture, 9, false, false},
-		{KinesisThroughputExceeded, OwnerSink, 10, false, false},
-		{InternalError, OwnerPipeline, 11, false, false},
-		{Code("SOMETHING_NEW"), OwnerPipeline, 12, false, false},
+		{SpillFull, OwnerSpill, 9, false, false},
+		{SourceUnavailable, OwnerCapture, 10, false, false},
+		{KinesisThroughputExceeded, OwnerSink, 11, false, false},
+		{InternalError, OwnerPipeline, 12, false, false},
+		{Code("SOMETHING_NEW"), OwnerPipeline, 13, false, false},
 	}
 	for i, tt := range tests {
 		t.Run(string(tt.code), func(t *testing.T) {
