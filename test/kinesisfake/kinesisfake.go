@@ -103,7 +103,8 @@ type Server struct {
 	calls   atomic.Int64
 	records atomic.Int64
 	bytes   atomic.Int64
-	last    atomic.Int64 // unix nanoseconds of the last PutRecords answered
+	first   atomic.Int64 // unix nanoseconds of the first PutRecords answered
+	last    atomic.Int64 // and of the last
 	seq     atomic.Int64
 
 	bufs sync.Pool // *bytes.Buffer for request bodies
@@ -171,9 +172,13 @@ func (s *Server) Records() int64 { return s.records.Load() }
 // accepted entries.
 func (s *Server) Bytes() int64 { return s.bytes.Load() }
 
+// First is when the fake first answered PutRecords with 200; zero before.
+func (s *Server) First() time.Time { return unixTime(s.first.Load()) }
+
 // Last is when the fake last answered PutRecords with 200; zero before.
-func (s *Server) Last() time.Time {
-	ns := s.last.Load()
+func (s *Server) Last() time.Time { return unixTime(s.last.Load()) }
+
+func unixTime(ns int64) time.Time {
 	if ns == 0 {
 		return time.Time{}
 	}

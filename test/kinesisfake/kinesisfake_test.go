@@ -99,8 +99,8 @@ func TestPutRecords(t *testing.T) {
 				if fake.Records() != int64(len(b.in)) || fake.Bytes() != int64(size) || fake.Calls() != 1 {
 					t.Errorf("records/bytes/calls = %d/%d/%d, want %d/%d/1", fake.Records(), fake.Bytes(), fake.Calls(), len(b.in), size)
 				}
-				if last := fake.Last(); last.Before(before) || last.After(after) {
-					t.Errorf("Last %v, not within the call (%v to %v)", last, before, after)
+				if last := fake.Last(); last.Before(before) || last.After(after) || !fake.First().Equal(last) {
+					t.Errorf("First %v, Last %v, want the same time within the call (%v to %v)", fake.First(), last, before, after)
 				}
 
 				got := fake.Entries()

@@ -43,8 +43,9 @@ func (s *Server) putRecords(w http.ResponseWriter, r *http.Request, body []byte)
 	if !ok {
 		return
 	}
-	// Last before Records: a caller that sees the count it waits for also
-	// sees the time of the call that completed it.
+	// First and Last before Records: a caller that sees the count it waits
+	// for also sees the time of the call that completed it.
+	s.first.CompareAndSwap(0, now.UnixNano())
 	s.last.Store(now.UnixNano())
 	s.calls.Add(1)
 	s.bytes.Add(int64(size))
