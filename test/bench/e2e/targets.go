@@ -5,8 +5,9 @@ import (
 	"strings"
 )
 
-// target is one of issue 14's goals as this run found it. Targets are
-// reported, never asserted: the machine is shared and the figures move.
+// target is one of the goals in BENCHMARKS.md (Targets) as this run found
+// it. Targets are reported, never asserted: the machine is shared and the
+// figures move.
 type target struct {
 	Name   string `json:"name"`
 	Want   string `json:"want"`
