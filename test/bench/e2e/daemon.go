@@ -38,7 +38,7 @@ type daemon struct {
 }
 
 // config writes the run's configuration: cdcd's defaults but for the
-// endpoints and, when given, -budget and -queue. The password goes to the
+// endpoints and, when given, -budget, -queue and -delivery. The password goes to the
 // environment, never to the file.
 func (b *bench) config(dir string, s streamSpec, listen string) (string, error) {
 	quoted := make([]string, len(s.tables))
@@ -51,6 +51,9 @@ func (b *bench) config(dir string, s streamSpec, listen string) (string, error) 
 	}
 	if b.o.queue > 0 {
 		fmt.Fprintf(&delivery, "queue_bytes = %d\n", b.o.queue)
+	}
+	for _, line := range b.o.delivery {
+		delivery.WriteString(line + "\n")
 	}
 	text := fmt.Sprintf(`state_dir = %q
 listen = %q

@@ -51,9 +51,10 @@ type options struct {
 	clients     int
 	bigSize     int64
 	bigRow      int64
-	budget      int64 // the stream's memory_budget, 0: cdcd's default
-	queue       int64 // queue_bytes, likewise
-	expectSpill bool  // fail unless the large transaction spilled (tests)
+	budget      int64    // the stream's memory_budget, 0: cdcd's default
+	queue       int64    // queue_bytes, likewise
+	delivery    []string // more [stream.delivery] lines
+	expectSpill bool     // fail unless the large transaction spilled (tests)
 
 	bin, dsn, pgBin, pgSocket string
 	out, profile, work        string
@@ -105,6 +106,10 @@ func parseOptions(args []string) (options, error) {
 	fs.Func("big-row", "payload bytes per row of the large transaction (default 1000)", bytesFlag(&o.bigRow))
 	fs.Func("budget", "the streams' memory_budget (default: cdcd's)", bytesFlag(&o.budget))
 	fs.Func("queue", "the streams' queue_bytes (default: cdcd's)", bytesFlag(&o.queue))
+	fs.Func("delivery", "a line for the streams' [stream.delivery], such as 'max_in_flight = 8' (repeatable)", func(s string) error {
+		o.delivery = append(o.delivery, s)
+		return nil
+	})
 	fs.StringVar(&o.bin, "cdcd", "", "cdcd binary (default: go build ./cmd/cdcd into the work directory)")
 	fs.StringVar(&o.dsn, "dsn", os.Getenv(testenv.VarPGDSN), "PostgreSQL DSN of a superuser, with password (default $"+testenv.VarPGDSN+")")
 	fs.StringVar(&o.pgBin, "pg-bin", os.Getenv(testenv.VarPGBin), "PostgreSQL's bin directory, for pg_recvlogical and pgbench")
