@@ -178,15 +178,8 @@ func (b *bench) drainCdcd(ctx context.Context, s streamSpec, label string, want 
 		return cdcdRun{}, err
 	}
 	defer d.stop()
-	seen, since := int64(-1), time.Now()
-	err = poll(ctx, b.o.timeout, 20*time.Millisecond, fmt.Sprintf("%d records", want), d.done, func() (bool, error) {
-		if n := s.fake.Records(); n != seen {
-			seen, since = n, time.Now()
-		}
-		return seen >= want && time.Since(since) >= quiet, nil
-	})
-	if err != nil {
-		return cdcdRun{}, fmt.Errorf("%w: %d of %d records; %s", err, s.fake.Records(), want, d.logTail())
+	if err := waitRecords(ctx, s.fake, want, b.o.timeout, d); err != nil {
+		return cdcdRun{}, err
 	}
 	u, err := readUsage(d.pid())
 	if err != nil {
@@ -206,6 +199,22 @@ func (b *bench) drainCdcd(ctx context.Context, s streamSpec, label string, want 
 	run.Records, run.RecordBytes = s.fake.Records(), s.fake.Bytes()
 	run.Duplicates = run.Records - want
 	return run, nil
+}
+
+// waitRecords waits until fake has accepted want records and then none
+// for quiet, or limit passes or cdcd exits.
+func waitRecords(ctx context.Context, fake *kinesisfake.Server, want int64, limit time.Duration, d *daemon) error {
+	seen, since := int64(-1), time.Now()
+	err := poll(ctx, limit, 20*time.Millisecond, fmt.Sprintf("%d records", want), d.done, func() (bool, error) {
+		if n := fake.Records(); n != seen {
+			seen, since = n, time.Now()
+		}
+		return seen >= want && time.Since(since) >= quiet, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %d of %d records; %s", err, fake.Records(), want, d.logTail())
+	}
+	return nil
 }
 
 // waitStreaming waits until cdcd reads from its slot.

@@ -81,11 +81,8 @@ func (b *bench) latencyAt(ctx context.Context, fake *kinesisfake.Server, lat *la
 	}
 	to := time.Now()
 	res.Committed, res.LagMs = pb.tps, pb.lagMs
-	err = poll(ctx, time.Minute, 20*time.Millisecond, "the load's records", d.done, func() (bool, error) {
-		return fake.Records() >= before+pb.processed, nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("%w: %d of %d; %s", err, fake.Records()-before, pb.processed, d.logTail())
+	if err := waitRecords(ctx, fake, before+pb.processed, time.Minute, d); err != nil {
+		return res, err
 	}
 	samples, bad := lat.window(from.UnixNano(), to.UnixNano())
 	if bad > 0 {
