@@ -28,6 +28,9 @@ type latencyResult struct {
 	P95Ms     float64 `json:"p95_ms"`
 	P99Ms     float64 `json:"p99_ms"`
 	MaxMs     float64 `json:"max_ms"`
+	// CPUPerChangeUs is cdcd's CPU time over the load, per change: single-row
+	// transactions cost more than the drains' 100-row ones.
+	CPUPerChangeUs float64 `json:"cdcd_cpu_us_per_change"`
 }
 
 // latency runs one cdcd on a table that pgbench fills at each offered load
@@ -73,6 +76,10 @@ func (b *bench) latencyAt(ctx context.Context, fake *kinesisfake.Server, lat *la
 	res := latencyResult{Offered: rate}
 	secs := int64(math.Ceil(b.o.latDur.Seconds()))
 	before := fake.Records()
+	cpu0, err := readUsage(d.pid())
+	if err != nil {
+		return res, err
+	}
 	from := time.Now().Add(b.o.warmup)
 	fmt.Fprintf(os.Stderr, "e2e: offering %d changes/s for %ds\n", rate, secs)
 	pb, err := b.pgbench(ctx, script, rate, secs)
@@ -84,6 +91,11 @@ func (b *bench) latencyAt(ctx context.Context, fake *kinesisfake.Server, lat *la
 	if err := waitRecords(ctx, fake, before+pb.processed, time.Minute, d); err != nil {
 		return res, err
 	}
+	cpu1, err := readUsage(d.pid())
+	if err != nil {
+		return res, err
+	}
+	res.CPUPerChangeUs = (cpu1.cpu - cpu0.cpu).Seconds() / float64(max(pb.processed, 1)) * 1e6
 	samples, bad := lat.window(from.UnixNano(), to.UnixNano())
 	if bad > 0 {
 		return res, fmt.Errorf("%d records without a source.ts_ns", bad)

@@ -64,9 +64,10 @@ func (r *report) text() string {
 	}
 	if len(r.Latency) > 0 {
 		b.WriteString("\ncommit→acknowledgement latency (pgbench single-row transactions, synchronous_commit on; receipt − source.ts_ns)\n")
-		rows := [][]string{{"offered/s", "committed/s", "pgbench lag", "records", "p50", "p95", "p99", "max"}}
+		rows := [][]string{{"offered/s", "committed/s", "pgbench lag", "records", "p50", "p95", "p99", "max", "cdcd CPU per change"}}
 		for _, l := range r.Latency {
-			rows = append(rows, []string{count(l.Offered), rate(l.Committed), ms(l.LagMs), fmt.Sprint(l.Samples), ms(l.P50Ms), ms(l.P95Ms), ms(l.P99Ms), ms(l.MaxMs)})
+			rows = append(rows, []string{count(l.Offered), rate(l.Committed), ms(l.LagMs), fmt.Sprint(l.Samples),
+				ms(l.P50Ms), ms(l.P95Ms), ms(l.P99Ms), ms(l.MaxMs), fmt.Sprintf("%.1f µs", l.CPUPerChangeUs)})
 		}
 		b.WriteString(renderTable(rows))
 		for _, l := range r.Latency {
