@@ -13,6 +13,8 @@
 #   make fuzz            every fuzz target for FUZZTIME each (default 5m)
 #   make fuzz-short      every fuzz target for FUZZ_SHORT each, as make test does
 #   make soak            the soak test for SOAK_DURATION (10m), seed SOAK_SEED (test/soak)
+#   make bench           the micro-benchmarks (go test -bench)
+#   make bench-e2e       the end-to-end benchmark, flags in BENCH_E2E_FLAGS (BENCHMARKS.md)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -43,7 +45,7 @@ FUZZ_SHORT ?= 3s
 FUZZ_PARALLEL ?= 2
 FUZZ_MINIMIZE ?= 2s
 
-.PHONY: test lint build demo soak infra-up infra-down bench fuzz fuzz-short fuzz-run fuzz-targets fmt fmt-check tidy-check vet docker clean distclean
+.PHONY: test lint build demo soak infra-up infra-down bench bench-e2e fuzz fuzz-short fuzz-run fuzz-targets fmt fmt-check tidy-check vet docker clean distclean
 
 # The servers stop at the end, pass or fail, if this run started them: not
 # with KEEP_INFRA=1, nor when `make infra-up` started them (its developer
@@ -100,6 +102,13 @@ infra-down:
 bench:
 	@if [ -f $(ENVFILE) ]; then set -a; . ./$(ENVFILE); set +a; fi; \
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# The end-to-end benchmark (test/bench/e2e; method and results in
+# BENCHMARKS.md) with bin/cdcd, servers as for `make test`
+# (test/infra/with-servers.sh); BENCH_E2E_FLAGS='-big 2GB' for the large run.
+BENCH_E2E_FLAGS ?=
+bench-e2e: build
+	KEEP_INFRA='$(KEEP_INFRA)' bash $(INFRA)/with-servers.sh $(GO) run ./test/bench/e2e -cdcd bin/cdcd $(BENCH_E2E_FLAGS)
 
 # go test -fuzz takes one target of one package, so the fuzz targets run one
 # after another. New inputs that widen coverage stay in the Go build cache;

@@ -82,7 +82,7 @@ func bigTxn() *record.Txn {
 // to Encode's records; no file ever holds plaintext, and none is left.
 func TestEncryptedRunsMatchEncode(t *testing.T) {
 	dir := t.TempDir()
-	st, err := NewSpillStore(dir, nil)
+	st, err := NewSpillStore(dir, nil, SpillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestEncryptedRunsMatchEncode(t *testing.T) {
 // rolled back) or closed unread leaves nothing; Sweep clears leftovers.
 func TestAbandonedSpillIsDeleted(t *testing.T) {
 	dir := t.TempDir()
-	st, err := NewSpillStore(dir, nil)
+	st, err := NewSpillStore(dir, nil, SpillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -23,8 +24,14 @@ type assembler struct {
 	types typeResolver
 	met   *StreamMetrics
 	log   *slog.Logger
+	// refuseKeyless refuses a relation without a key (keyless_tables =
+	// "refuse"): its changes could not be keyed.
+	refuseKeyless bool
 
-	rels  map[uint32]*record.Relation
+	rels map[uint32]*record.Relation
+	// skip holds the relations whose changes are not emitted
+	// (relationKey).
+	skip  map[*record.Relation]bool
 	txn   *record.Txn
 	inTxn bool
 	bytes int // approximate bytes of the open transaction's tuples
@@ -46,11 +53,6 @@ type assembler struct {
 	streams   map[uint32]*streamTxn
 }
 
-// KeyLookup returns the primary key column names of a table. pgoutput's key
-// flags cannot be trusted for compaction: under REPLICA IDENTITY FULL every
-// column is flagged, so the catalog is asked instead.
-type KeyLookup func(relID uint32) (cols []string, err error)
-
 // typeResolver makes sure a type outside the builtin table can be looked up
 // by the encoder; refresh re-reads a type the server announced again.
 type typeResolver func(oid uint32, refresh bool) error
@@ -66,7 +68,7 @@ func newAssembler(keys KeyLookup, types typeResolver, met *StreamMetrics, log *s
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &assembler{keys: keys, types: types, met: met, log: log,
-		rels: make(map[uint32]*record.Relation), streams: make(map[uint32]*streamTxn)}
+		rels: make(map[uint32]*record.Relation), skip: make(map[*record.Relation]bool), streams: make(map[uint32]*streamTxn)}
 }
 
 // handle consumes one pgoutput message. It returns a transaction when msg is
@@ -170,7 +172,12 @@ func (a *assembler) message(m *pglogrepl.LogicalDecodingMessage) {
 }
 
 func (a *assembler) typeMessage(m *pglogrepl.TypeMessage) error {
-	if err := a.types(m.DataType, true); err != nil {
+	err := a.types(m.DataType, true)
+	if errors.Is(err, errTypeGone) {
+		// Its columns say so when their Relation message comes.
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("look up type %s.%s: %w", m.Namespace, m.Name, err)
 	}
 	return nil
@@ -184,25 +191,65 @@ func (a *assembler) relation(m *pglogrepl.RelationMessage) (*record.Relation, er
 		ReplicaIdentity: m.ReplicaIdentity,
 		Columns:         make([]record.Column, len(m.Columns)),
 	}
-	pk, err := a.keys(m.RelationID)
+	cat, err := a.keys(m.RelationID)
 	if err != nil {
 		return nil, fmt.Errorf("look up primary key of %s.%s: %w", m.Namespace, m.RelationName, err)
 	}
-	isPK := make(map[string]bool, len(pk))
-	for _, c := range pk {
-		isPK[c] = true
+	// The key is the primary key, never the replica identity columns
+	// that pgoutput flags (docs/records.md#keys), as of the change
+	// (docs/records.md#schema-changes).
+	key, skip, err := relationKey(m, cat)
+	if err != nil {
+		return nil, err
+	}
+	if skip {
+		a.log.Warn("changes of a table that was dropped and that the stream no longer lists are not emitted",
+			"table", relName(m), "relation_id", m.RelationID)
+		a.skip[rel] = true
+		return rel, nil
 	}
 	for i, c := range m.Columns {
-		// The key is the primary key, never the replica identity columns
-		// that pgoutput flags (docs/records.md#keys).
-		key := isPK[c.Name]
-		rel.Columns[i] = record.Column{Name: c.Name, TypeOID: c.DataType, TypMod: c.TypeModifier, Key: key}
-		rel.HasKey = rel.HasKey || key
-		if err := a.types(c.DataType, false); err != nil {
-			return nil, fmt.Errorf("look up type of %s.%s.%s: %w", m.Namespace, m.RelationName, c.Name, err)
+		rel.Columns[i] = record.Column{Name: c.Name, TypeOID: c.DataType, TypMod: c.TypeModifier, Key: key[i]}
+		rel.HasKey = rel.HasKey || key[i]
+		if err := a.resolveType(m, c); err != nil {
+			return nil, err
 		}
 	}
+	if !rel.HasKey && a.refuseKeyless {
+		return nil, keylessRefused(m)
+	}
 	return rel, nil
+}
+
+// keylessRefused is the error for changes of a table without a primary key
+// on a stream that refuses such tables: its primary key was dropped while
+// the stream had changes of it to deliver.
+func keylessRefused(m *pglogrepl.RelationMessage) error {
+	name := relName(m)
+	fix := "delete the stream and create it again once the table has a primary key"
+	if m.ReplicaIdentity != 'd' {
+		// Under any other replica identity the key comes from today's
+		// catalog, so restoring the primary key keys these changes too.
+		fix = "run ALTER TABLE " + name + " ADD PRIMARY KEY (…)"
+	}
+	return tableChanged(name, "table %s has no primary key in changes cdcd has yet to deliver (was it dropped?), and the stream refuses tables without one, so they could not be keyed: %s, or set keyless_tables = \"full\" on the stream to stream them without a key under REPLICA IDENTITY FULL", name, fix)
+}
+
+// resolveType looks up the type of column c of m. A type that was dropped
+// since the change (say, an enum after ALTER COLUMN … TYPE text) can no
+// longer be looked up: its values are encoded as their text output
+// (docs/records.md#schema-changes), which for an enum is its label.
+func (a *assembler) resolveType(m *pglogrepl.RelationMessage, c *pglogrepl.RelationMessageColumn) error {
+	err := a.types(c.DataType, false)
+	if errors.Is(err, errTypeGone) {
+		a.log.Warn("the type of a column was dropped before cdcd decoded changes that use it: its values are encoded as their text output",
+			"table", relName(m), "column", c.Name, "type_oid", c.DataType)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up type of %s.%s.%s: %w", m.Namespace, m.RelationName, c.Name, err)
+	}
+	return nil
 }
 
 // shared looks a relation up in the cache shared by all transactions.
@@ -242,6 +289,9 @@ func (a *assembler) change(kind record.ChangeKind, relID uint32, rels relLookup,
 	rel, ok := rels(relID)
 	if !ok {
 		return 0, fmt.Errorf("change to relation %d before its Relation message", relID)
+	}
+	if a.skip[rel] {
+		return 0, nil
 	}
 	if kind == record.Delete && oldT == nil {
 		return 0, fmt.Errorf("delete from %s.%s without an old tuple", rel.Schema, rel.Table)

@@ -63,7 +63,7 @@ func FuzzAssemble(f *testing.F) {
 		wStreamStop(), wStreamAbort(9, 10), wStreamStart(9, 0), wInsert(9, true, "3", "c"), wStreamStop(), wStreamCommit(9, 0x300)))
 	f.Add(frame(wStreamStart(9, 1), wRel(9, true), wInsert(9, true, "1", "a"), wStreamStop(), wStreamAbort(9, 9)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a := newAssembler(func(uint32) ([]string, error) { return []string{"id"}, nil }, nil, nil, nil)
+		a := newAssembler(pkLookup("id"), nil, nil, nil)
 		for len(data) >= 2 {
 			n := int(binary.BigEndian.Uint16(data))
 			data = data[2:]

@@ -88,7 +88,7 @@ func TestAssemblerSpillsPastBudget(t *testing.T) {
 			open: 2,
 		},
 	}
-	keys := func(uint32) ([]string, error) { return []string{"id"}, nil }
+	keys := pkLookup("id")
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var want []*record.Txn
@@ -104,7 +104,7 @@ func TestAssemblerSpillsPastBudget(t *testing.T) {
 			}
 
 			dir := t.TempDir()
-			store, err := atrest.NewSpillStore(dir, nil)
+			store, err := atrest.NewSpillStore(dir, nil, atrest.SpillOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,11 +156,11 @@ func TestAssemblerSpillsPastBudget(t *testing.T) {
 // handed over in memory, as without one.
 func TestAssemblerUnderBudgetStaysInMemory(t *testing.T) {
 	dir := t.TempDir()
-	store, err := atrest.NewSpillStore(dir, nil)
+	store, err := atrest.NewSpillStore(dir, nil, atrest.SpillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAssembler(func(uint32) ([]string, error) { return []string{"id"}, nil }, nil, nil, nil)
+	a := newAssembler(pkLookup("id"), nil, nil, nil)
 	a.store, a.budget = store, 1<<20
 	txn := mustHandle(t, a, &pglogrepl.BeginMessage{Xid: 1}, relMsg(1, 'd', "id"),
 		&pglogrepl.InsertMessage{RelationID: 1, Tuple: tup("a")}, &pglogrepl.CommitMessage{TransactionEndLSN: 9})

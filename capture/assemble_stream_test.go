@@ -108,7 +108,7 @@ func TestAssemblerStreaming(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAssembler(func(uint32) ([]string, error) { return []string{"id"}, nil }, nil, nil, nil)
+			a := newAssembler(pkLookup("id"), nil, nil, nil)
 			var got []want
 			for i, m := range tc.msgs {
 				txn, err := a.handle(m)
@@ -139,7 +139,7 @@ func TestAssemblerStreaming(t *testing.T) {
 // commits, and an abort forgets it.
 func TestAssemblerStreamedRelationScope(t *testing.T) {
 	newA := func() *assembler {
-		a := newAssembler(func(uint32) ([]string, error) { return []string{"id"}, nil }, nil, nil, nil)
+		a := newAssembler(pkLookup("id"), nil, nil, nil)
 		mustHandle(t, a, &pglogrepl.BeginMessage{Xid: 1}, relMsg(1, 'd', "id"), &pglogrepl.CommitMessage{TransactionEndLSN: 10})
 		return a
 	}
@@ -183,7 +183,7 @@ func TestAssemblerStreamingProtocolErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAssembler(func(uint32) ([]string, error) { return []string{"id"}, nil }, nil, nil, nil)
+			a := newAssembler(pkLookup("id"), nil, nil, nil)
 			var err error
 			for _, m := range tc.msgs {
 				if _, err = a.handle(m); err != nil {

@@ -10,13 +10,25 @@ import (
 	"github.com/cdcd-dev/cdcd/record"
 )
 
+// relMsg is a Relation message whose first column is the primary key: as
+// pgoutput does, it flags every column under REPLICA IDENTITY FULL and the
+// identity's columns (here the first) otherwise.
 func relMsg(id uint32, ident uint8, cols ...string) *pglogrepl.RelationMessage {
 	m := &pglogrepl.RelationMessage{RelationID: id, Namespace: "public", RelationName: "t", ReplicaIdentity: ident}
-	for _, c := range cols {
-		m.Columns = append(m.Columns, &pglogrepl.RelationMessageColumn{Name: c, DataType: 23, Flags: 1})
+	for i, c := range cols {
+		var flags uint8
+		if ident == 'f' || i == 0 && ident != 'n' {
+			flags = 1
+		}
+		m.Columns = append(m.Columns, &pglogrepl.RelationMessageColumn{Name: c, DataType: 23, Flags: flags})
 	}
 	m.ColumnNum = uint16(len(cols))
 	return m
+}
+
+// pkLookup is a KeyLookup of a table whose primary key is cols.
+func pkLookup(cols ...string) KeyLookup {
+	return func(uint32) (catalogRel, error) { return catalogRel{pk: cols}, nil }
 }
 
 func tup(vals ...string) *pglogrepl.TupleData {
@@ -37,7 +49,7 @@ func tup(vals ...string) *pglogrepl.TupleData {
 
 func TestAssemblerBuildsCommittedTransactions(t *testing.T) {
 	keys := map[uint32][]string{1: {"id"}}
-	a := newAssembler(func(id uint32) ([]string, error) { return keys[id], nil }, nil, nil, nil)
+	a := newAssembler(func(id uint32) (catalogRel, error) { return catalogRel{pk: keys[id]}, nil }, nil, nil, nil)
 	commit := time.Date(2024, 1, 15, 12, 0, 0, 123456000, time.UTC)
 	msgs := []pglogrepl.Message{
 		relMsg(1, 'f', "id", "v"),
@@ -91,7 +103,7 @@ func TestAssemblerBuildsCommittedTransactions(t *testing.T) {
 }
 
 func TestAssemblerRelationChangeMidStream(t *testing.T) {
-	a := newAssembler(func(uint32) ([]string, error) { return []string{"id"}, nil }, nil, nil, nil)
+	a := newAssembler(pkLookup("id"), nil, nil, nil)
 	steps := []pglogrepl.Message{
 		relMsg(1, 'd', "id"),
 		&pglogrepl.BeginMessage{Xid: 1},
@@ -114,14 +126,14 @@ func TestAssemblerRelationChangeMidStream(t *testing.T) {
 }
 
 func TestAssemblerNoKeyTable(t *testing.T) {
-	a := newAssembler(func(uint32) ([]string, error) { return nil, nil }, nil, nil, nil)
+	a := newAssembler(pkLookup(), nil, nil, nil)
 	if _, err := a.handle(relMsg(1, 'f', "a", "b")); err != nil {
 		t.Fatal(err)
 	}
 	if a.rels[1].HasKey {
 		t.Fatal("a FULL-identity table without a primary key must not be compacted by key")
 	}
-	a2 := newAssembler(func(uint32) ([]string, error) { return nil, nil }, nil, nil, nil)
+	a2 := newAssembler(pkLookup(), nil, nil, nil)
 	m := relMsg(1, 'i', "a", "b")
 	m.Columns[1].Flags = 0
 	if _, err := a2.handle(m); err != nil {
@@ -132,7 +144,7 @@ func TestAssemblerNoKeyTable(t *testing.T) {
 	}
 	// With a primary key, pgoutput's flags (here on b, the replica
 	// identity index) do not move the key off it.
-	a3 := newAssembler(func(uint32) ([]string, error) { return []string{"a"}, nil }, nil, nil, nil)
+	a3 := newAssembler(pkLookup("a"), nil, nil, nil)
 	m = relMsg(1, 'i', "a", "b")
 	m.Columns[0].Flags, m.Columns[1].Flags = 0, 1
 	if _, err := a3.handle(m); err != nil {
@@ -157,7 +169,7 @@ func TestAssemblerProtocolErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAssembler(func(uint32) ([]string, error) { return []string{"id"}, nil }, nil, nil, nil)
+			a := newAssembler(pkLookup("id"), nil, nil, nil)
 			var err error
 			for _, m := range tc.msgs {
 				if _, err = a.handle(m); err != nil {

@@ -53,6 +53,11 @@ type Config struct {
 	EmitTruncate bool
 	// Tables are schema-qualified names of the published tables.
 	Tables []string
+	// EveryTable says Tables are every table of the database, listed anew
+	// at each start (a stream made through the API): a table dropped or
+	// renamed while it runs is then no fault, and the next start follows
+	// it (docs/records.md#schema-changes).
+	EveryTable bool
 	// SetReplicaIdentityFull lets Prepare run ALTER TABLE … REPLICA
 	// IDENTITY FULL on tables whose replica identity does not log what
 	// records need: values that may be TOASTed, or the primary key.
@@ -189,6 +194,14 @@ type Source struct {
 
 	mu     sync.Mutex
 	health SlotHealth
+	// tables are the stream's tables as the last Prepare found them
+	// (tablecheck.go).
+	tables []table
+	// refusedAt is set when the stream refuses a change
+	// (TableChangedError): the end of the transactions before it, until
+	// a transaction past it is handed over. Only the session's goroutine
+	// uses it.
+	refusedAt uint64
 	// endSession ends the running session early (shutdown.go); nil when
 	// none runs.
 	endSession context.CancelCauseFunc
@@ -285,10 +298,14 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		if ctx.Err() != nil || errors.Is(err, ErrSlotLost) {
 			return retry.Permanent(err)
 		}
+		if s.refused(err) {
+			// The next session meets the same change.
+			got = min(got, sessionStreamed)
+		}
 		if got == sessionWorked {
 			// The source was back: a new outage starts from the
 			// shortest wait. A session that fails as soon as it
-			// streams (say, on a record it cannot decode) backs off.
+			// streams (say, on a change it cannot get) backs off.
 			bo.Reset()
 		}
 		s.failed(err, got != sessionRefused)

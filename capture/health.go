@@ -174,6 +174,9 @@ func (s *Source) checkHealth(ctx context.Context, connp **pgx.Conn, fail context
 	if err != nil {
 		return err
 	}
+	if err := s.checkConfigured(ctx, *connp); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	prev := s.health
 	h.Snapshot = prev.Snapshot

@@ -42,26 +42,32 @@ func (s *Source) stream(ctx context.Context, h Handler) (sessionOutcome, error) 
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	start, streaming, err := s.startReplication(ctx, catalog, conn, h)
+	start, version, err := s.startReplication(ctx, catalog, conn, h)
 	if err != nil {
 		return sessionRefused, err
 	}
-	s.log.Info("replication started", "slot", s.cfg.Slot, "from", pglogrepl.LSN(start), "streaming", streaming)
+	s.log.Info("replication started", "slot", s.cfg.Slot, "from", pglogrepl.LSN(start), "streaming", s.streamsInProgress(version))
 	s.established()
 
 	ss := &session{
 		src: s, conn: conn, h: h, confirmed: start, start: start, began: time.Now(),
 		asm: newAssembler(
-			func(relID uint32) ([]string, error) { return primaryKey(ctx, catalog, relID) },
+			func(relID uint32) (catalogRel, error) {
+				return s.lookupRel(ctx, catalog, relID, version >= pgPublishesGenerated)
+			},
 			func(oid uint32, refresh bool) error { return s.types.resolve(ctx, catalog, oid, refresh) },
 			s.met, s.log),
 	}
 	ss.asm.store, ss.asm.budget = s.spill, s.cfg.MemoryBudget
+	ss.asm.refuseKeyless = !s.cfg.KeylessTables
 	// After run, whose worker is done with what it was handed: the spills
 	// of transactions still open are received again next session.
 	defer ss.asm.discard()
 	err = ss.run(ctx)
-	if ss.worked {
+	// A session that ended for want of spill space (SPILL_FULL, which the
+	// store reported) got nowhere: the next one waits longer, and reads
+	// the same transaction again.
+	if ss.worked && !errors.Is(err, record.ErrSpillFull) {
 		return sessionWorked, err
 	}
 	return sessionStreamed, err
@@ -69,38 +75,43 @@ func (s *Source) stream(ctx context.Context, h Handler) (sessionOutcome, error) 
 
 // startReplication checks the slot, or takes the initial snapshot, and
 // starts streaming from the handler's persisted position, which it
-// returns with whether large transactions stream in progress.
-func (s *Source) startReplication(ctx context.Context, catalog *pgx.Conn, conn *pgconn.PgConn, h Handler) (uint64, bool, error) {
+// returns with the server's version (server_version_num).
+func (s *Source) startReplication(ctx context.Context, catalog *pgx.Conn, conn *pgconn.PgConn, h Handler) (uint64, int, error) {
 	var version int
 	if err := catalog.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return 0, false, fmt.Errorf("read server version: %w", err)
+		return 0, 0, fmt.Errorf("read server version: %w", err)
 	}
 	var start uint64
 	if sh, ok := h.(SnapshotHandler); ok && s.cfg.Snapshot && h.Persisted() == 0 {
 		var err error
 		if start, err = s.initialSnapshot(ctx, catalog, conn, version, snapshotHandler{sh}); err != nil {
-			return 0, false, err
+			return 0, 0, err
 		}
 	} else {
 		start = h.Persisted()
 		if err := s.checkSlot(ctx, catalog, start); err != nil {
-			return 0, false, err
+			return 0, 0, err
 		}
 	}
 	s.slotReady.Store(true)
 
-	streaming := version >= 140000 && !s.cfg.DisableStreaming
 	err := pglogrepl.StartReplication(ctx, conn, s.cfg.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
-		PluginArgs: pluginArgs(s.cfg.Publication, streaming),
+		PluginArgs: pluginArgs(s.cfg.Publication, s.streamsInProgress(version)),
 	})
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55000" && strings.Contains(pgErr.Message, "can no longer get changes")) {
-			return 0, false, fmt.Errorf("%w: %s", ErrSlotLost, pgErr.Message)
+			return 0, 0, fmt.Errorf("%w: %s", ErrSlotLost, pgErr.Message)
 		}
-		return 0, false, fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)
+		return 0, 0, fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)
 	}
-	return start, streaming, nil
+	return start, version, nil
+}
+
+// streamsInProgress says whether large transactions reach cdcd while in
+// progress (protocol version 2, PostgreSQL 14 and later).
+func (s *Source) streamsInProgress(version int) bool {
+	return version >= 140000 && !s.cfg.DisableStreaming
 }
 
 // pluginArgs are pgoutput's options. Protocol version 2 with streaming sends
@@ -144,16 +155,6 @@ func (s *Source) checkAdvanced(slot slotRow, checkpoint uint64) error {
 	}
 	return unmet("slot", s.cfg.Slot, "%w: slot %q has confirmed_flush_lsn %s, past the stream's checkpoint %s: something other than cdcd advanced it (pg_replication_slot_advance, or another client reading the slot), so the changes between the two are gone from it; delete the stream and create it again",
 		ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(slot.confirmed), pglogrepl.LSN(checkpoint))
-}
-
-func primaryKey(ctx context.Context, conn *pgx.Conn, relID uint32) ([]string, error) {
-	rows, err := conn.Query(ctx, `SELECT a.attname FROM pg_index i
-		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-		WHERE i.indrelid = $1 AND i.indisprimary`, relID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // session is one replication connection's receive loop. Only its goroutine
@@ -305,9 +306,21 @@ func (ss *session) copyData(ctx context.Context, data []byte, txns chan<- *recor
 		}
 		txn, err := ss.asm.handle(msg)
 		if err != nil {
+			if _, ok := errors.AsType[*TableChangedError](err); ok {
+				// The refused transaction ends after everything handed
+				// over so far (XLogData inside a transaction carries no
+				// position of its own).
+				ss.src.refusedAt = max(ss.queued, ss.h.Delivered(), 1)
+			}
 			return fmt.Errorf("pgoutput at %s: %w", xld.WALStart, err)
 		}
 		if txn != nil {
+			if at := ss.src.refusedAt; at != 0 && txn.EndLSN > at {
+				// The change refused before is delivered now (its table
+				// got its primary key back, say).
+				ss.src.refusedAt = 0
+				ss.src.cfg.Report("", nil)
+			}
 			ss.src.log.Debug("transaction received", "xid", txn.Xid, "end_lsn", pglogrepl.LSN(txn.EndLSN), "changes", len(txn.Changes))
 			ss.src.met.transactions.Inc()
 			ss.src.met.changes.Add(float64(len(txn.Changes)))

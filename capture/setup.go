@@ -160,8 +160,9 @@ func (s *Source) prepare(ctx context.Context, resume uint64) (Info, error) {
 	defer conn.Close(context.WithoutCancel(ctx))
 	f, err := s.prerequisites(ctx, conn, resume, true)
 	if err != nil {
-		return Info{}, err
+		return Info{}, s.tableRefused(err, resume)
 	}
+	s.setTables(f.tables)
 	if err := s.ensurePublication(ctx, conn, f.version, f.tables); err != nil {
 		return Info{}, err
 	}

@@ -27,6 +27,8 @@ type table struct {
 	rel        string
 	oid        uint32
 	hasPK      bool
+	// pk are its primary key columns.
+	pk []string
 	// partitioned is a partitioned table, published through its root.
 	partitioned bool
 	// generated lists its stored generated columns.
@@ -136,18 +138,19 @@ func coveredBy(ctx context.Context, q querier, oid uint32, configured []uint32) 
 func inspectTable(ctx context.Context, conn *pgx.Conn, name string) (table, error) {
 	var t table
 	err := conn.QueryRow(ctx, `SELECT c.oid, n.nspname, c.relname,
-			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), c.relkind = 'p',
+			ARRAY(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+				WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY a.attnum), c.relkind = 'p',
 			ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
 				AND NOT a.attisdropped AND a.attgenerated = 's' ORDER BY a.attnum)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass($1)`, name).Scan(&t.oid, &t.schema, &t.rel, &t.hasPK, &t.partitioned, &t.generated)
+		WHERE c.oid = to_regclass($1)`, name).Scan(&t.oid, &t.schema, &t.rel, &t.pk, &t.partitioned, &t.generated)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, unmet("table", name, "table %s does not exist in the source database: create it or remove it from the stream's tables", name)
 	}
 	if err != nil {
 		return t, fmt.Errorf("inspect table %s: %w", name, err)
 	}
-	t.configured, t.name = name, pgx.Identifier{t.schema, t.rel}.Sanitize()
+	t.configured, t.name, t.hasPK = name, pgx.Identifier{t.schema, t.rel}.Sanitize(), len(t.pk) > 0
 	return t, nil
 }
 

@@ -24,8 +24,8 @@ const DefaultImpairAfter = 30 * time.Second
 //     established (the source is down or refuses the login); such a report
 //     is cleared by the next session that is established;
 //   - after Config.ImpairAfter, for sessions that keep failing once
-//     established (the slot active for another process, a WAL record
-//     capture cannot decode); such a report is cleared only by a session
+//     established (the slot active for another process, a change the
+//     walsender cannot send); such a report is cleared only by a session
 //     that works: one that confirms a position past where it started, or
 //     runs for ImpairAfter.
 // A walsender that is terminated and replaced at once is never reported.
@@ -69,6 +69,12 @@ func fromHandler(err error) error {
 	}
 	return handlerError{err}
 }
+
+// reportedError marks an error capture has reported under a code of its
+// own (SOURCE_TABLE_CHANGED), which the reports here leave alone.
+type reportedError struct{ error }
+
+func (e reportedError) Unwrap() error { return e.error }
 
 // snapshotHandler marks the errors of a SnapshotHandler's snapshot calls
 // as the Handler's.
@@ -129,13 +135,17 @@ func Describe(err error) error {
 	return err
 }
 
-// reportable reports whether err is capture's to report: the slot's loss
-// ends Run and is reported by its caller, the Handler's errors by the
-// pipeline, and a server that shuts down is no fault.
+// reportable reports whether err is reported here: the slot's loss ends
+// Run and is reported by its caller, the Handler's errors by the
+// pipeline, a full spill by the spill store, a changed table as
+// SOURCE_TABLE_CHANGED (tablecheck.go), and a server that shuts down is
+// no fault.
 func reportable(err error) bool {
 	var he handlerError
-	return !errors.Is(err, ErrSlotLost) && !errors.As(err, &he) && !errors.Is(err, errSourceShutdown) &&
-		!errors.Is(err, context.Canceled)
+	var re reportedError
+	var tce *TableChangedError
+	return !errors.Is(err, ErrSlotLost) && !errors.As(err, &he) && !errors.As(err, &re) && !errors.As(err, &tce) &&
+		!errors.Is(err, record.ErrSpillFull) && !errors.Is(err, errSourceShutdown) && !errors.Is(err, context.Canceled)
 }
 
 // atOnce reports whether err is reported as soon as it happens: it needs

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cdcd-dev/cdcd/codes"
+	"github.com/cdcd-dev/cdcd/record"
 )
 
 // TestClassify: one case per kind of failure, with its code, whether it
@@ -39,6 +40,9 @@ func TestClassify(t *testing.T) {
 		{"handler error", handlerError{errors.New("encode failed")}, codes.SourceUnavailable, false, false, false},
 		{"shutting down", fmt.Errorf("%w: CopyDone", errSourceShutdown), codes.SourceUnavailable, false, false, false},
 		{"cancelled", context.Canceled, codes.SourceUnavailable, false, false, false},
+		{"table changed at start", reportedError{unmet("table", "public.t", "dropped")}, codes.SourcePrerequisiteUnmet, true, true, false},
+		{"table changed while streaming", &TableChangedError{}, codes.SourceUnavailable, false, false, false},
+		{"spill full", fmt.Errorf("spill: %w", record.ErrSpillFull), codes.SourceUnavailable, false, false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

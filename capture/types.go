@@ -40,6 +40,10 @@ func (c *typeCache) LookupType(oid uint32) (record.TypeInfo, bool) {
 	return t, ok
 }
 
+// errTypeGone is a type that is no longer in pg_type: it was dropped after
+// a change that uses it was made.
+var errTypeGone = errors.New("type is not in pg_type (dropped?)")
+
 // querier is what resolve needs of a connection or transaction.
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
@@ -82,7 +86,7 @@ func readType(ctx context.Context, q querier, oid uint32) (record.TypeInfo, erro
 	err := q.QueryRow(ctx, `SELECT typtype::text, typcategory::text, typbasetype, typelem FROM pg_type WHERE oid = $1`, oid).
 		Scan(&typType, &category, &base, &elem)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return record.TypeInfo{}, fmt.Errorf("type %d is not in pg_type", oid)
+		return record.TypeInfo{}, fmt.Errorf("%w: type %d", errTypeGone, oid)
 	}
 	if err != nil {
 		return record.TypeInfo{}, fmt.Errorf("read type %d: %w", oid, err)

@@ -22,6 +22,8 @@ const (
 	InternalError             Code = "INTERNAL_ERROR"
 	SourceUnavailable         Code = "SOURCE_UNAVAILABLE"
 	SourceSlotLost            Code = "SOURCE_SLOT_LOST"
+	SourceTableChanged        Code = "SOURCE_TABLE_CHANGED"
+	SpillFull                 Code = "SPILL_FULL"
 	// SourcePrerequisiteUnmet: the source lacks something the stream
 	// needs that only an operator can provide (a setting, a grant, a
 	// table's replica identity); cdcd retries until it is there.
@@ -60,6 +62,8 @@ const (
 	OwnerClusterKey Owner = "cluster-key"
 	// OwnerCapture reads the source: the SOURCE_ codes.
 	OwnerCapture Owner = "capture"
+	// OwnerSpill stores transactions past the memory budget: SPILL_FULL.
+	OwnerSpill Owner = "spill"
 	// OwnerPipeline runs the stream: INTERNAL_ERROR and any code not
 	// listed here.
 	OwnerPipeline Owner = "pipeline"
@@ -67,7 +71,7 @@ const (
 
 // Owners lists every owner.
 func Owners() []Owner {
-	return []Owner{OwnerSink, OwnerRole, OwnerClusterKey, OwnerCapture, OwnerPipeline}
+	return []Owner{OwnerSink, OwnerRole, OwnerClusterKey, OwnerCapture, OwnerSpill, OwnerPipeline}
 }
 
 // Owner is the component that owns c.
@@ -79,8 +83,10 @@ func (c Code) Owner() Owner {
 		return OwnerRole
 	case ClusterCMKInaccessible:
 		return OwnerClusterKey
-	case SourceUnavailable, SourceSlotLost, SourcePrerequisiteUnmet:
+	case SourceUnavailable, SourceSlotLost, SourcePrerequisiteUnmet, SourceTableChanged:
 		return OwnerCapture
+	case SpillFull:
+		return OwnerSpill
 	}
 	return OwnerPipeline
 }
@@ -101,6 +107,9 @@ func (c Code) Owner() Owner {
 //     an operator can fix, and which stops capture;
 //   - an oversize record, which stalls delivery until the stream's record
 //     limit is raised;
+//   - a table of the stream that was dropped, renamed or lost its primary
+//     key: only a change of the stream's configuration settles it;
+//   - a full spill directory, which stalls capture until it has room;
 //   - an unavailable source: nothing new is captured, though it often
 //     comes back by itself;
 //   - throttling: delivery goes on, only slower;
@@ -109,20 +118,24 @@ func (c Code) Owner() Owner {
 func (c Code) Severity() int {
 	switch c {
 	case KinesisStreamNotFound:
-		return 11
+		return 13
 	case SourceSlotLost:
-		return 10
+		return 12
 	case ClusterCMKInaccessible:
-		return 9
+		return 11
 	case RoleAccessDenied:
-		return 8
+		return 10
 	case KinesisAccessDenied:
-		return 7
+		return 9
 	case KinesisKMSAccessDenied:
-		return 6
+		return 8
 	case SourcePrerequisiteUnmet:
-		return 5
+		return 7
 	case KinesisOversizeRecord:
+		return 6
+	case SourceTableChanged:
+		return 5
+	case SpillFull:
 		return 4
 	case SourceUnavailable:
 		return 3
@@ -137,7 +150,7 @@ func (c Code) Severity() int {
 // All lists every code, most severe first.
 func All() []Code {
 	return []Code{KinesisStreamNotFound, SourceSlotLost, ClusterCMKInaccessible, RoleAccessDenied,
-		KinesisAccessDenied, KinesisKMSAccessDenied, SourcePrerequisiteUnmet, KinesisOversizeRecord, SourceUnavailable,
+		KinesisAccessDenied, KinesisKMSAccessDenied, SourcePrerequisiteUnmet, KinesisOversizeRecord, SourceTableChanged, SpillFull, SourceUnavailable,
 		KinesisThroughputExceeded, InternalError}
 }
 

@@ -20,10 +20,12 @@ func TestCodeProperties(t *testing.T) {
 		{KinesisKMSAccessDenied, OwnerSink, 6, false, true},
 		{SourcePrerequisiteUnmet, OwnerCapture, 7, false, false},
 		{KinesisOversizeRecord, OwnerSink, 8, false, false},
-		{SourceUnavailable, OwnerCapture, 9, false, false},
-		{KinesisThroughputExceeded, OwnerSink, 10, false, false},
-		{InternalError, OwnerPipeline, 11, false, false},
-		{Code("SOMETHING_NEW"), OwnerPipeline, 12, false, false},
+		{SourceTableChanged, OwnerCapture, 9, false, false},
+		{SpillFull, OwnerSpill, 10, false, false},
+		{SourceUnavailable, OwnerCapture, 11, false, false},
+		{KinesisThroughputExceeded, OwnerSink, 12, false, false},
+		{InternalError, OwnerPipeline, 13, false, false},
+		{Code("SOMETHING_NEW"), OwnerPipeline, 14, false, false},
 	}
 	for i, tt := range tests {
 		t.Run(string(tt.code), func(t *testing.T) {

@@ -185,6 +185,9 @@ type Delivery struct {
 	// spilled one; larger transactions spill to encrypted files under
 	// <state_dir>/spill/<stream id>.
 	MemoryBudget int `toml:"memory_budget"`
+	// SpillMaxBytes caps the bytes of the stream's spill files at once;
+	// 0 (the default) leaves only the filesystem's free space.
+	SpillMaxBytes int `toml:"spill_max_bytes"`
 }
 
 // Duration is a time.Duration written as "10s", "5m", "168h".

@@ -125,6 +125,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad cluster identifier", strings.Replace(minimal, `dsn = "postgres://u@h/db"`, "dsn = \"postgres://u@h/db\"\nidentifier = \"../etc\"", 1), []string{"cluster[0].identifier", "26 characters"}},
 		{"bad keyless_tables", strings.Replace(minimal, `tables = ["public.t"]`, "tables = [\"public.t\"]\nkeyless_tables = \"yes\"", 1), []string{"stream[0].keyless_tables", "refuse, full"}},
 		{"memory budget too small", minimal + "[stream.delivery]\nmemory_budget = 1000\n", []string{"stream[0].delivery.memory_budget", "1000", "1 MiB"}},
+		{"spill cap too small", minimal + "[stream.delivery]\nspill_max_bytes = 1000\n", []string{"stream[0].delivery.spill_max_bytes", "1000", "1 MiB"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -190,6 +190,9 @@ func (s *Stream) validateDelivery(p *problems, key string) {
 	if s.Delivery.MemoryBudget < 1<<20 {
 		bad(key+".delivery.memory_budget", "%d is below 1048576 (1 MiB)", s.Delivery.MemoryBudget)
 	}
+	if m := s.Delivery.SpillMaxBytes; m != 0 && m < 1<<20 {
+		bad(key+".delivery.spill_max_bytes", "%d is neither 0 (no cap) nor at least 1048576 (1 MiB)", m)
+	}
 	if s.Delivery.StatusInterval.Duration > 30*time.Second {
 		bad(key+".delivery.status_interval", "%s is too long: keep it well under the server's wal_sender_timeout (60s by default)", s.Delivery.StatusInterval)
 	}

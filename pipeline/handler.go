@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -84,7 +85,8 @@ type handler struct {
 	// after a reconnect up to it are already in the sink.
 	submitted uint64
 	// pending maps end LSNs of submitted, unpersisted transactions to their
-	// ts_ns, so a checkpoint records the ts_ns that belongs to its LSN.
+	// ts_ns, so a checkpoint records the ts_ns that belongs to its LSN. A
+	// run of transactions without records is one entry (submittedTxn).
 	pending []lsnTs
 	// streaming is the spilled transaction being submitted in parts, for
 	// Lag; zero when none.
@@ -102,6 +104,8 @@ type handler struct {
 type lsnTs struct {
 	lsn uint64
 	ts  int64
+	// empty says the transactions of the entry have no records.
+	empty bool
 }
 
 func newHandler(id string, cp state.Checkpoint, enc *record.Encoder, snk submitter, life lifecycle, met *pipelineMetrics, log *slog.Logger) *handler {
@@ -179,7 +183,7 @@ func (p *handler) Handle(ctx context.Context, txn *record.Txn) error {
 	if err := p.sink.Submit(ctx, txn.EndLSN, enc.Records); err != nil {
 		return err
 	}
-	p.submittedTxn(txn.EndLSN, enc.TsNs)
+	p.submittedTxn(txn.EndLSN, enc.TsNs, len(enc.Records) == 0)
 	if p.log.Enabled(ctx, slog.LevelDebug) { // the LSN's formatting is not free on the hot path
 		p.log.Debug("transaction submitted", "xid", txn.Xid, "end_lsn", state.FormatLSN(txn.EndLSN),
 			"changes", len(txn.Changes), "records", len(enc.Records))
@@ -201,7 +205,7 @@ func (p *handler) handleSpilled(ctx context.Context, txn *record.Txn, prev int64
 		return err
 	}
 	p.mu.Lock()
-	p.streaming = lsnTs{txn.EndLSN, record.SourceTsNs(txn.CommitTime, prev)}
+	p.streaming = lsnTs{lsn: txn.EndLSN, ts: record.SourceTsNs(txn.CommitTime, prev)}
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
@@ -218,13 +222,15 @@ func (p *handler) handleSpilled(ctx context.Context, txn *record.Txn, prev int64
 	}
 	if err != nil {
 		w.Abort()
-		if submitErr != nil || ctx.Err() != nil {
+		// A spill store without room has reported SPILL_FULL; the
+		// transaction is read again once the session reconnects.
+		if submitErr != nil || ctx.Err() != nil || errors.Is(err, record.ErrSpillFull) {
 			return err
 		}
 		return p.encodeFault(txn, err)
 	}
 	p.skipped(txn, enc.SkippedTruncates)
-	p.submittedTxn(txn.EndLSN, enc.TsNs)
+	p.submittedTxn(txn.EndLSN, enc.TsNs, false)
 	p.log.Info("spilled transaction submitted", "lsn", state.FormatLSN(txn.CommitLSN), "xid", txn.Xid)
 	return nil
 }
@@ -243,7 +249,7 @@ func (p *handler) encodeFault(txn *record.Txn, err error) error {
 	// record's errors name schema, table, column and type, never a value.
 	err = fmt.Errorf("encode transaction %d at %s: %w", txn.Xid, state.FormatLSN(txn.CommitLSN), err)
 	p.mu.Lock()
-	p.stuck = lsnTs{txn.EndLSN, txn.CommitTime.UnixNano()}
+	p.stuck = lsnTs{lsn: txn.EndLSN, ts: txn.CommitTime.UnixNano()}
 	p.mu.Unlock()
 	_ = p.life.Fault(codes.InternalError, err)
 	return err
@@ -257,11 +263,24 @@ func (p *handler) skipped(txn *record.Txn, rels []*record.Relation) {
 	}
 }
 
-// submittedTxn records a transaction the sink holds in full.
-func (p *handler) submittedTxn(end uint64, ts int64) {
+// submittedTxn records a transaction the sink holds in full. One without
+// records that follows another without records extends that one's entry
+// instead of adding its own, so that logical messages and empty
+// transactions cost no memory per transaction while Kinesis holds an
+// earlier record (docs/delivery.md#bounded-memory). A checkpoint that
+// falls inside such a run keeps the ts_ns of the entry before it: no
+// record is emitted in between, so that is still the ts_ns of the last
+// record before the checkpoint, and the lag of an undelivered run is that
+// of the record it waits for.
+func (p *handler) submittedTxn(end uint64, ts int64, empty bool) {
 	p.mu.Lock()
 	p.prevTs, p.submitted = ts, end
-	p.pending = append(p.pending, lsnTs{end, ts})
+	if n := len(p.pending); empty && n > 0 && p.pending[n-1].empty {
+		p.pending[n-1].lsn, p.pending[n-1].ts = end, ts
+	} else {
+		p.pending = append(p.pending, lsnTs{end, ts, empty})
+	}
+	p.met.pending.Set(float64(len(p.pending)))
 	if end >= p.stuck.lsn {
 		p.stuck = lsnTs{}
 	}
@@ -285,6 +304,7 @@ func (p *handler) Persist(_ context.Context, lsn uint64) error {
 		cp.TsNs = p.pending[i].ts
 	}
 	p.pending = p.pending[i:]
+	p.met.pending.Set(float64(len(p.pending)))
 	cp.LSN = max(cp.LSN, lsn)
 	p.cp = cp
 	p.mu.Unlock()

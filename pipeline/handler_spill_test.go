@@ -51,7 +51,7 @@ func (w *fakeWriter) Abort() { w.aborted = true }
 // would hand it over.
 func spilledTxn(t *testing.T, dir string, end uint64, commit time.Time, n int) *record.Txn {
 	t.Helper()
-	store, err := atrest.NewSpillStore(dir, nil)
+	store, err := atrest.NewSpillStore(dir, nil, atrest.SpillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func spillHandler(t *testing.T, cp state.Checkpoint) (*handler, *fakeSink, *fake
 	t.Helper()
 	p, snk, life := testHandler(t, cp)
 	dir := t.TempDir()
-	store, err := atrest.NewSpillStore(dir, nil)
+	store, err := atrest.NewSpillStore(dir, nil, atrest.SpillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

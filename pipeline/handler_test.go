@@ -219,3 +219,55 @@ func TestHandlerUnencodableCountsInLag(t *testing.T) {
 		t.Fatalf("lag %s after the transaction was delivered, want 0", lag)
 	}
 }
+
+// TestHandlerEmptyTransactionsBounded: transactions without records
+// behind an undelivered one add one pending entry per run of them, and
+// checkpoints within and after a run carry the ts_ns of the last
+// transaction at or before them.
+func TestHandlerEmptyTransactionsBounded(t *testing.T) {
+	p, snk, life := testHandler(t, state.Checkpoint{LSN: 100, TsNs: 5})
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	handle := func(txn *record.Txn) {
+		t.Helper()
+		if err := p.Handle(ctx, txn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle(txnAt(200, base))
+	end := uint64(200)
+	for i := range 10000 {
+		end += 10
+		handle(&record.Txn{Xid: 2, CommitLSN: end - 8, EndLSN: end, CommitTime: base.Add(time.Duration(i+1) * time.Millisecond)})
+	}
+	handle(txnAt(end+10, base.Add(time.Minute)))
+	if n := len(p.pending); n != 3 {
+		t.Fatalf("%d pending entries for 10002 transactions, two of them with records, want 3", n)
+	}
+	if len(snk.submitted) != 10002 {
+		t.Fatalf("submitted %d transactions, want every one", len(snk.submitted))
+	}
+	if lag := p.Lag(base.Add(2 * time.Minute)); lag != 2*time.Minute {
+		t.Fatalf("lag %s, want that of the first undelivered record, 2m", lag)
+	}
+	// Delivered inside the run: the checkpoint keeps the first
+	// transaction's ts_ns, the last emitted before it.
+	snk.delivered = 250
+	if err := p.Persist(ctx, 250); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := life.cps[len(life.cps)-1], (state.Checkpoint{LSN: 250, TsNs: base.UnixNano()}); got != want {
+		t.Fatalf("checkpoint %+v, want %+v", got, want)
+	}
+	snk.delivered = end
+	if err := p.Persist(ctx, end); err != nil {
+		t.Fatal(err)
+	}
+	want := state.Checkpoint{LSN: end, TsNs: base.Add(10000 * time.Millisecond).UnixNano()}
+	if got := life.cps[len(life.cps)-1]; got != want {
+		t.Fatalf("checkpoint %+v, want %+v", got, want)
+	}
+	if n := len(p.pending); n != 1 {
+		t.Fatalf("%d pending entries after the run was persisted, want 1", n)
+	}
+}

@@ -19,6 +19,7 @@ type metrics struct {
 	sink      *sink.Metrics
 	lag       *prometheus.GaugeVec
 	truncates *prometheus.CounterVec
+	pending   *prometheus.GaugeVec
 }
 
 // streamMetrics are one stream's series of metrics.
@@ -33,6 +34,7 @@ type streamMetrics struct {
 type pipelineMetrics struct {
 	lag       prometheus.Gauge
 	truncates prometheus.Counter
+	pending   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,8 +56,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "cdcd_truncates_skipped_total",
 			Help: "TRUNCATEs not emitted because the stream does not opt in to truncate records.",
 		}, []string{"stream"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cdcd_unpersisted_transactions",
+			Help: "Transactions submitted whose position is not yet in the checkpoint; a run of transactions without records counts once.",
+		}, []string{"stream"}),
 	}
-	if err := errors.Join(reg.Register(m.lag), reg.Register(m.truncates)); err != nil {
+	if err := errors.Join(reg.Register(m.lag), reg.Register(m.truncates), reg.Register(m.pending)); err != nil {
 		return nil, fmt.Errorf("register stream metrics: %w", err)
 	}
 	return m, nil
@@ -67,7 +73,8 @@ func (m *metrics) stream(name string) *streamMetrics {
 	return &streamMetrics{
 		capture: m.capture.Stream(name),
 		sink:    m.sink.Stream(name),
-		pipe:    &pipelineMetrics{lag: m.lag.WithLabelValues(name), truncates: m.truncates.WithLabelValues(name)},
+		pipe: &pipelineMetrics{lag: m.lag.WithLabelValues(name), truncates: m.truncates.WithLabelValues(name),
+			pending: m.pending.WithLabelValues(name)},
 	}
 }
 
@@ -78,4 +85,5 @@ func (m *metrics) forget(name string) {
 	m.sink.Delete(name)
 	m.lag.DeleteLabelValues(name)
 	m.truncates.DeleteLabelValues(name)
+	m.pending.DeleteLabelValues(name)
 }

@@ -178,7 +178,7 @@ func (r *streamRun) openSource(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if r.spill, err = r.d.spill(ring, r.def, r.log); err != nil {
+	if r.spill, err = r.d.spill(ring, r.st, r.sc.Delivery.SpillMaxBytes, r.log); err != nil {
 		return err
 	}
 	r.src, err = r.d.source(r.sc, r.cl, r.st, r.met, r.spill, r.log)

@@ -102,6 +102,18 @@ func (d *Daemon) Teardown(ctx context.Context, s *state.Stream) error {
 	return nil
 }
 
+// fromFile reports whether sc is a stream of the configuration file, as
+// opposed to one made through the API, whose tables are every table of
+// the database (streamConfig).
+func (d *Daemon) fromFile(sc *config.Stream) bool {
+	for _, c := range d.configured {
+		if c == sc {
+			return true
+		}
+	}
+	return false
+}
+
 // source is the capture side of a stream. st, met and sp may be nil for a
 // source that is only dropped.
 func (d *Daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream, met *streamMetrics, sp *spillConfig, log *slog.Logger) (*capture.Source, error) {
@@ -116,6 +128,7 @@ func (d *Daemon) source(sc *config.Stream, cl *config.Cluster, st *state.Stream,
 		SetReplicaIdentityFull: sc.SetReplicaIdentityFull, StatusInterval: sc.Delivery.StatusInterval.Duration,
 		ExternalPublication: !sc.OwnsPublication(), EmitTruncate: sc.EmitTruncate, KeylessTables: sc.KeylessTables == config.KeylessFull,
 		Snapshot: sc.Snapshot, Logger: log.With("component", "capture"),
+		EveryTable: !d.fromFile(sc),
 	}
 	if st != nil {
 		cfg.Report = func(code codes.Code, err error) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/cdcd-dev/cdcd/atrest"
+	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/state"
 )
 
@@ -26,9 +27,12 @@ func (d *Daemon) spillDir(streamID string) string {
 
 // spill prepares the stream's spill directory. Files an earlier run left
 // (a crash) are deleted first: the slot replays what they held, and
-// without a cluster key nothing could read them anyway.
-func (d *Daemon) spill(ring *atrest.Keyring, def state.Definition, log *slog.Logger) (*spillConfig, error) {
-	dir := d.spillDir(def.StreamID)
+// without a cluster key nothing could read them anyway. The store reports
+// SPILL_FULL to st while it has no room (docs/delivery.md#spill-cap); a
+// refusal from an earlier run is cleared, since the directory starts
+// empty, and reported again by the first write that meets it.
+func (d *Daemon) spill(ring *atrest.Keyring, st *state.Stream, maxBytes int, log *slog.Logger) (*spillConfig, error) {
+	dir := d.spillDir(st.ID())
 	n, err := atrest.Sweep(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spill directory: %w", err)
@@ -36,10 +40,11 @@ func (d *Daemon) spill(ring *atrest.Keyring, def state.Definition, log *slog.Log
 	if n > 0 {
 		log.Info("removed spill files left by an earlier run", "dir", dir, "files", n)
 	}
-	store, err := atrest.NewSpillStore(dir, ring)
+	store, err := atrest.NewSpillStore(dir, ring, atrest.SpillOptions{MaxBytes: int64(maxBytes), Reporter: st})
 	if err != nil {
 		return nil, err
 	}
+	_ = st.Recover(codes.OwnerSpill)
 	return &spillConfig{dir: dir, ring: ring, store: store}, nil
 }
 

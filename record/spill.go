@@ -25,6 +25,11 @@ import (
 // relation altered mid-transaction keeps both shapes, as in memory.
 
 // RunStore creates temporary runs of entries.
+//
+// A store may run out of room (a cap on its size, a full disk): Create,
+// Write and Finish then fail with an error matching ErrSpillFull, which
+// the store has reported to the stream. Nothing is lost: the transaction
+// that needed the room is read from the slot again.
 type RunStore interface {
 	Create() (RunWriter, error)
 }
@@ -58,6 +63,9 @@ type ChangeReader interface {
 	// Close releases the changes and deletes anything kept on disk.
 	Close() error
 }
+
+// ErrSpillFull is matched by the errors of a RunStore that has no room.
+var ErrSpillFull = errors.New("spill full")
 
 // ErrCorruptSpill means an entry read back is not what was written.
 var ErrCorruptSpill = errors.New("record: corrupt spill entry")

@@ -20,6 +20,7 @@ type Metrics struct {
 	inFlight         *prometheus.GaugeVec
 	queuedRecords    *prometheus.GaugeVec
 	queuedBytes      *prometheus.GaugeVec
+	queuedTxns       *prometheus.GaugeVec
 }
 
 // StreamMetrics are one stream's sink metrics: the series of Metrics whose
@@ -34,6 +35,7 @@ type StreamMetrics struct {
 	inFlight         prometheus.Gauge
 	queuedRecords    prometheus.Gauge
 	queuedBytes      prometheus.Gauge
+	queuedTxns       prometheus.Gauge
 }
 
 // NewMetrics creates the sink's metrics and registers them on reg. Every
@@ -79,6 +81,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "cdcd_sink_queued_bytes",
 			Help: "Bytes submitted and not yet accepted by Kinesis; bounded by queue_bytes.",
 		}, stream),
+		queuedTxns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cdcd_sink_queued_transactions",
+			Help: "Transactions submitted and not yet delivered; a run of transactions without records counts once.",
+		}, stream),
 	}
 	var errs []error
 	for _, v := range m.vecs() {
@@ -94,7 +100,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) vecs() []*prometheus.MetricVec {
 	return []*prometheus.MetricVec{m.publishedRecords.MetricVec, m.publishedBytes.MetricVec, m.callSeconds.MetricVec,
 		m.callRecords.MetricVec, m.failedRecords.MetricVec, m.retries.MetricVec, m.inFlight.MetricVec,
-		m.queuedRecords.MetricVec, m.queuedBytes.MetricVec}
+		m.queuedRecords.MetricVec, m.queuedBytes.MetricVec, m.queuedTxns.MetricVec}
 }
 
 // Stream returns stream's series. Those without a code exist from here on,
@@ -111,6 +117,7 @@ func (m *Metrics) Stream(stream string) *StreamMetrics {
 		inFlight:         m.inFlight.WithLabelValues(stream),
 		queuedRecords:    m.queuedRecords.WithLabelValues(stream),
 		queuedBytes:      m.queuedBytes.WithLabelValues(stream),
+		queuedTxns:       m.queuedTxns.WithLabelValues(stream),
 	}
 }
 
@@ -164,4 +171,10 @@ func (m *StreamMetrics) queued(records, bytes int) {
 	}
 	m.queuedRecords.Set(float64(records))
 	m.queuedBytes.Set(float64(bytes))
+}
+
+func (m *StreamMetrics) tracked(txns int) {
+	if m != nil {
+		m.queuedTxns.Set(float64(txns))
+	}
 }

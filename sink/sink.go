@@ -115,8 +115,9 @@ func (s *Sink) Run(ctx context.Context) error {
 // If ctx ends first it returns ctx.Err() with nothing enqueued. The sink
 // keeps recs' Data slices until they are accepted: do not modify them. A
 // transaction without records is allowed; it advances Delivered once
-// everything before it is delivered. While a TxnWriter is open, Submit
-// fails with ErrTxnOpen.
+// everything before it is delivered, and costs no memory of its own when
+// it follows another whose records are all accepted (tracker.coalesce).
+// While a TxnWriter is open, Submit fails with ErrTxnOpen.
 func (s *Sink) Submit(ctx context.Context, lsn uint64, recs []record.Record) error {
 	t := &txn{lsn: lsn, pending: len(recs), at: time.Now()}
 	bytes := 0
@@ -141,6 +142,10 @@ func (s *Sink) Submit(ctx context.Context, lsn uint64, recs []record.Record) err
 		return err
 	}
 	s.lastLSN = lsn
+	if len(recs) == 0 && s.tr.coalesce(lsn) {
+		s.mu.Unlock()
+		return nil
+	}
 	s.submitted++
 	s.tr.push(t)
 	for i := range t.entries {
@@ -153,6 +158,7 @@ func (s *Sink) Submit(ctx context.Context, lsn uint64, recs []record.Record) err
 	}
 	s.broadcast(&s.wake)
 	s.m.queued(s.queuedRecords, s.queuedBytes)
+	s.m.tracked(s.tr.txns.len())
 	s.mu.Unlock()
 	return nil
 }
@@ -236,6 +242,7 @@ func (s *Sink) broadcast(ch *chan struct{}) {
 // retired publishes a new Delivered. Caller holds mu.
 func (s *Sink) retired() {
 	s.delivered.Store(s.tr.delivered)
+	s.m.tracked(s.tr.txns.len())
 	s.broadcast(&s.progress)
 }
 

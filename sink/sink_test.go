@@ -346,6 +346,55 @@ func TestEmptyTransactions(t *testing.T) {
 	}
 }
 
+// TestEmptyTransactionsBounded: while Kinesis holds a transaction's
+// records, any number of transactions without records behind it cost one
+// tracker entry per run of them, and Delivered reaches each run's end only
+// once everything before it is accepted.
+func TestEmptyTransactionsBounded(t *testing.T) {
+	gate := make(chan struct{})
+	api := &fakeAPI{put: func(ctx context.Context, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+		<-gate
+		return accepted(in), nil
+	}}
+	reg := prometheus.NewRegistry()
+	cfg := testConfig(record.Unordered)
+	cfg.Metrics = streamMetrics(t, reg, "test")
+	s, _ := start(t, cfg, api)
+	ctx := context.Background()
+	lsn := uint64(0)
+	submit := func(rs []record.Record) {
+		t.Helper()
+		lsn++
+		if err := s.Submit(ctx, lsn, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	submit(recs("k", "held"))
+	for range 10000 {
+		submit(nil)
+	}
+	held := lsn
+	submit(recs("k", "second"))
+	for range 10000 {
+		submit(nil)
+	}
+	if n := metricValue(t, reg, "cdcd_sink_queued_transactions", nil); n != 4 {
+		t.Errorf("%v transactions tracked behind an undelivered one, want 4 (two with records, two runs without)", n)
+	}
+	if d := s.Delivered(); d != 0 {
+		t.Fatalf("Delivered = %d before Kinesis accepted anything, want 0", d)
+	}
+	close(gate)
+	eventually(t, "the first run delivered", func() bool { return s.Delivered() >= held })
+	drain(t, s, 5*time.Second)
+	if d := s.Delivered(); d != lsn {
+		t.Errorf("Delivered = %d after draining, want %d", d, lsn)
+	}
+	if n := metricValue(t, reg, "cdcd_sink_queued_transactions", nil); n != 0 {
+		t.Errorf("%v transactions tracked after draining, want 0", n)
+	}
+}
+
 // TestBatching: linger fills one request under light load; limits split
 // larger loads; the partition key counts toward the request bytes.
 func TestBatching(t *testing.T) {

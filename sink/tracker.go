@@ -25,6 +25,22 @@ type tracker struct {
 
 func (t *tracker) push(x *txn) { t.txns.push(x) }
 
+// coalesce moves the newest transaction's position up to lsn, for a
+// transaction without records, when every record of that newest one is
+// accepted already, and reports whether it did. The two then retire
+// together, once everything before them is delivered, which is exactly
+// when each alone would have: so a run of transactions without records
+// (logical messages, or empty ones from PostgreSQL 13 and 14) behind an
+// undelivered one costs one entry however long it is, and Delivered
+// never passes a record Kinesis has not accepted.
+func (t *tracker) coalesce(lsn uint64) bool {
+	if t.txns.len() == 0 || t.txns.back().pending != 0 {
+		return false
+	}
+	t.txns.back().lsn = lsn
+	return true
+}
+
 // advance retires completed transactions from the front and reports
 // whether Delivered moved.
 func (t *tracker) advance() bool {

@@ -56,6 +56,7 @@ func (s *Sink) Begin() (*TxnWriter, error) {
 	t := &txn{pending: 1, at: time.Now()}
 	s.open = t
 	s.tr.push(t)
+	s.m.tracked(s.tr.txns.len())
 	return &TxnWriter{s: s, t: t}, nil
 }
 
@@ -137,6 +138,7 @@ func (w *TxnWriter) Abort() {
 	s.open = nil
 	if s.tr.txns.len() > 0 && s.tr.txns.back() == w.t {
 		s.tr.txns.popBack()
+		s.m.tracked(s.tr.txns.len())
 	}
 	// Its queued records still count it down; it is in no tracker, so
 	// that moves nothing.

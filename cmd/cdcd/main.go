@@ -132,12 +132,23 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	path := fs.String("config", "", "configuration file")
 	listen := fs.String("listen", "", "address to serve on, replacing the config's listen and $"+config.ListenEnv)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to FILE at exit (for go tool pprof)")
+	memProfile := fs.String("memprofile", "", "write a heap profile (allocations since start, memory in use) to FILE at exit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *path == "" {
 		return usageError{"run needs --config FILE"}
 	}
+	stopProfiles, err := pipeline.StartProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopProfiles(); err != nil {
+			fmt.Fprintf(stderr, "cdcd: %v\n", err)
+		}
+	}()
 	cfg, err := config.Load(*path, config.Listen("--listen", *listen))
 	if err == nil {
 		err = cfg.ResolveAccount(ctx)

@@ -152,7 +152,7 @@ func newHarness(t *testing.T, dsn string, tables ...string) *harness {
 		},
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
-	spill, err := atrest.NewSpillStore(t.TempDir(), nil)
+	spill, err := atrest.NewSpillStore(t.TempDir(), nil, atrest.SpillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,28 +35,35 @@ type wireRecord struct {
 // each shard in its order.
 func (h *harness) readKinesis(ctx context.Context) [][]wireRecord {
 	h.t.Helper()
-	client := testenv.KinesisClient(h.t, h.env, "")
-	ls, err := client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(h.kinesis)})
+	return readKinesisStream(ctx, h.t, h.env, h.kinesis)
+}
+
+// readKinesisStream returns every record of Kinesis stream name, shard by
+// shard, each shard in its order.
+func readKinesisStream(ctx context.Context, t *testing.T, env testenv.Env, name string) [][]wireRecord {
+	t.Helper()
+	client := testenv.KinesisClient(t, env, "")
+	ls, err := client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(name)})
 	if err != nil {
-		h.t.Fatalf("list shards: %v", err)
+		t.Fatalf("list shards: %v", err)
 	}
 	var out [][]wireRecord
 	for _, s := range ls.Shards {
 		it, err := client.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-			StreamName: aws.String(h.kinesis), ShardId: s.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+			StreamName: aws.String(name), ShardId: s.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
 		if err != nil {
-			h.t.Fatalf("shard iterator: %v", err)
+			t.Fatalf("shard iterator: %v", err)
 		}
 		var recs []wireRecord
 		for iter := it.ShardIterator; iter != nil; {
 			res, err := client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
 			if err != nil {
-				h.t.Fatalf("get records: %v", err)
+				t.Fatalf("get records: %v", err)
 			}
 			for _, r := range res.Records {
 				var w wireRecord
 				if err := json.Unmarshal(r.Data, &w.cdcRecord); err != nil {
-					h.t.Fatalf("record is not JSON: %v: %q", err, r.Data)
+					t.Fatalf("record is not JSON: %v: %q", err, r.Data)
 				}
 				w.raw, w.partitionKey = string(r.Data), aws.ToString(r.PartitionKey)
 				recs = append(recs, w)

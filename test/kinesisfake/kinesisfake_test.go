@@ -42,7 +42,8 @@ func put(t *testing.T, c *kinesis.Client, stream string, in []types.PutRecordsRe
 
 // TestPutRecords sends the same batches to a counting and a keeping fake:
 // both accept every entry and count the same entries and data bytes, even
-// when partition keys look like the fields the counting fake looks for.
+// when partition keys look like the fields the counting fake looks for;
+// the counting fake's OnRaw sees each entry's data in base64.
 func TestPutRecords(t *testing.T) {
 	binary := string([]byte{0, 1, 2, '"', '\\', 0xff})
 	batches := []struct {
@@ -67,7 +68,15 @@ func TestPutRecords(t *testing.T) {
 	}{{"count", false}, {"keep", true}} {
 		for _, b := range batches {
 			t.Run(mode.name+"/"+b.name, func(t *testing.T) {
-				fake := kinesisfake.New(t, kinesisfake.Options{Stream: "s", Shards: 3, Keep: mode.keep})
+				var raw []string
+				var rawAt []time.Time
+				o := kinesisfake.Options{Stream: "s", Shards: 3, Keep: mode.keep}
+				if !mode.keep {
+					o.OnRaw = func(at time.Time, data []byte) {
+						raw, rawAt = append(raw, string(data)), append(rawAt, at)
+					}
+				}
+				fake := kinesisfake.New(t, o)
 				before := time.Now()
 				out := put(t, fake.Client(), "s", b.in)
 				after := time.Now()
@@ -90,8 +99,8 @@ func TestPutRecords(t *testing.T) {
 				if fake.Records() != int64(len(b.in)) || fake.Bytes() != int64(size) || fake.Calls() != 1 {
 					t.Errorf("records/bytes/calls = %d/%d/%d, want %d/%d/1", fake.Records(), fake.Bytes(), fake.Calls(), len(b.in), size)
 				}
-				if last := fake.Last(); last.Before(before) || last.After(after) {
-					t.Errorf("Last %v, not within the call (%v to %v)", last, before, after)
+				if last := fake.Last(); last.Before(before) || last.After(after) || !fake.First().Equal(last) {
+					t.Errorf("First %v, Last %v, want the same time within the call (%v to %v)", fake.First(), last, before, after)
 				}
 
 				got := fake.Entries()
@@ -99,6 +108,7 @@ func TestPutRecords(t *testing.T) {
 					if len(got) != 0 {
 						t.Errorf("a counting fake kept %d entries", len(got))
 					}
+					checkRaw(t, b.in, raw, rawAt, before, after)
 					return
 				}
 				if len(got) != len(b.in) {
@@ -113,6 +123,22 @@ func TestPutRecords(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// checkRaw compares what OnRaw saw with the entries sent.
+func checkRaw(t *testing.T, in []types.PutRecordsRequestEntry, raw []string, at []time.Time, before, after time.Time) {
+	t.Helper()
+	if len(raw) != len(in) {
+		t.Fatalf("OnRaw saw %d entries, want %d", len(raw), len(in))
+	}
+	for i, r := range raw {
+		if want := base64.StdEncoding.EncodeToString(in[i].Data); r != want {
+			t.Errorf("entry %d: OnRaw saw %q, want %q", i, r, want)
+		}
+		if at[i].Before(before) || at[i].After(after) {
+			t.Errorf("entry %d: OnRaw's time %v, not within the call", i, at[i])
 		}
 	}
 }

@@ -38,13 +38,14 @@ func (s *Server) putRecords(w http.ResponseWriter, r *http.Request, body []byte)
 	if s.decode {
 		out, n, size, ok = s.putDecoded(w, body, now)
 	} else {
-		out, n, size, ok = s.putCounted(w, body)
+		out, n, size, ok = s.putCounted(w, body, now)
 	}
 	if !ok {
 		return
 	}
-	// Last before Records: a caller that sees the count it waits for also
-	// sees the time of the call that completed it.
+	// First and Last before Records: a caller that sees the count it waits
+	// for also sees the time of the call that completed it.
+	s.first.CompareAndSwap(0, now.UnixNano())
 	s.last.Store(now.UnixNano())
 	s.calls.Add(1)
 	s.bytes.Add(int64(size))
@@ -64,13 +65,18 @@ var (
 // putCounted answers without decoding the request: it counts the entries
 // and their data bytes in the raw body and answers from a canned response
 // for that many entries, whose sequence numbers repeat from call to call.
-func (s *Server) putCounted(w http.ResponseWriter, body []byte) (out []byte, n, size int, ok bool) {
+// Options.OnRaw, when set, sees each entry's data as it is found.
+func (s *Server) putCounted(w http.ResponseWriter, body []byte, now time.Time) (out []byte, n, size int, ok bool) {
 	if s.opts.Stream != "" {
 		ref := streamRef{StreamName: stringField(body, streamNameField), StreamARN: stringField(body, streamARNField)}
 		if s.name(ref) == "" {
 			s.notFound(w, ref)
 			return nil, 0, 0, false
 		}
+	}
+	if s.opts.OnRaw != nil {
+		s.hookMu.Lock()
+		defer s.hookMu.Unlock()
 	}
 	for rest := body; ; {
 		i := bytes.Index(rest, dataField)
@@ -84,6 +90,9 @@ func (s *Server) putCounted(w http.ResponseWriter, body []byte) (out []byte, n, 
 		}
 		n++
 		size += decodedLen(rest[:end])
+		if s.opts.OnRaw != nil {
+			s.opts.OnRaw(now, rest[:end])
+		}
 		rest = rest[end+1:]
 	}
 	return s.cannedAnswer(n), n, size, true

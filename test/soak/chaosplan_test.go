@@ -263,7 +263,7 @@ func expectation(ep *episode) (code, exempt string, needs time.Duration) {
 	case walsender:
 		return "", "a dropped connection that reopens at once is not reported", 0
 	case spillFull:
-		return "", "docs/lifecycle.md#codes names no code for a spill that cannot be written", 0
+		return "SPILL_FULL", "", immediate
 	case pgRestart:
 		return "SOURCE_UNAVAILABLE", "", immediate
 	case accessDenied:

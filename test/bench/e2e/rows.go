@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // rowCheck marks the row id of each record the fake Kinesis accepts, so a
@@ -11,6 +13,8 @@ import (
 // the benchmark's transactions are larger than it should hold.
 type rowCheck struct {
 	rows int64
+
+	buf []byte // onRaw's
 
 	mu   sync.Mutex
 	seen []uint64 // bitset of row ids received
@@ -60,4 +64,17 @@ func (c *rowCheck) missing() (missing, dups, bad int64) {
 		}
 	}
 	return missing, c.dups, c.bad
+}
+
+// onRaw is the fake's OnRaw hook: it decodes each record and checks it.
+// The fake serialises its hooks, so one buffer serves.
+func (c *rowCheck) onRaw(_ time.Time, b64 []byte) {
+	var err error
+	if c.buf, err = base64.StdEncoding.AppendDecode(c.buf[:0], b64); err != nil {
+		c.mu.Lock()
+		c.bad++
+		c.mu.Unlock()
+		return
+	}
+	c.check(c.buf)
 }
