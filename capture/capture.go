@@ -17,14 +17,12 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/codes"
 	"github.com/cdcd-dev/cdcd/record"
 	"github.com/cdcd-dev/cdcd/retry"
@@ -99,11 +97,19 @@ type Config struct {
 	// keyring serve capture and the encoder's sorted runs. Nil with a
 	// positive budget is an error.
 	Spill record.RunStore
-	// Report receives SOURCE_UNAVAILABLE when the source cannot be reached
-	// and ("", nil) once streaming works again, and also when the first
-	// session streams: the stream may carry a SOURCE_ code from before a
-	// restart that only capture can clear.
+	// Report receives SOURCE_UNAVAILABLE or SOURCE_PREREQUISITE_UNMET
+	// when Prepare fails or a session cannot be established, or keeps
+	// failing for ImpairAfter (trouble.go), and ("", nil) once the source
+	// works again; also when the first session streams, since the stream
+	// may carry a SOURCE_ code from before a restart that only capture can
+	// clear. ErrSlotLost is the caller's to report.
 	Report func(code codes.Code, err error)
+	// ImpairAfter is how long sessions may keep failing once established
+	// before they are reported. Default 30 s.
+	ImpairAfter time.Duration
+	// Reconnect is the schedule of reconnects; zero means
+	// retry.Reconnect().
+	Reconnect retry.Schedule
 	// Metrics receives the source's metrics (Metrics.Stream); nil keeps
 	// them unregistered.
 	Metrics *StreamMetrics
@@ -174,11 +180,9 @@ type Source struct {
 	types *typeCache
 	spill record.RunStore // nil: never spill
 
-	// unavailable is set while a SOURCE_UNAVAILABLE report is outstanding,
-	// so recovery is reported once and only for what capture reported.
-	unavailable bool
-	// streamed is set once a session has streamed and reported so.
-	streamed bool
+	// trouble is the run of failures behind capture's reports
+	// (trouble.go).
+	trouble trouble
 	// slotReady is set once a session has found or created the slot, so
 	// the health check treats a missing slot as lost from then on, and not
 	// while an initial snapshot creates it.
@@ -220,6 +224,12 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.HealthInterval <= 0 {
 		cfg.HealthInterval = 10 * time.Second
+	}
+	if cfg.Reconnect.Initial <= 0 {
+		cfg.Reconnect = retry.Reconnect()
+	}
+	if cfg.ImpairAfter <= 0 {
+		cfg.ImpairAfter = DefaultImpairAfter
 	}
 	if cfg.SnapshotBatchRows <= 0 {
 		cfg.SnapshotBatchRows = 5000
@@ -280,37 +290,36 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		wg.Wait()
 	}()
 
-	bo := retry.Reconnect().BackOff()
-	failures := 0 // consecutive sessions that did not get to stream
+	bo := s.cfg.Reconnect.BackOff()
 	err := retry.DoWith(ctx, bo, func() error {
 		// A session always ends with an error, so only the slot's loss
 		// or the end of ctx ends the retries.
-		streamed, err := s.stream(ctx, h)
+		got, err := s.stream(ctx, h)
 		if ctx.Err() != nil || errors.Is(err, ErrSlotLost) {
 			return retry.Permanent(err)
 		}
 		if s.refused(err) {
-			streamed = false
+			// The next session meets the same change.
+			got = min(got, sessionStreamed)
 		}
-		if streamed {
+		if got == sessionWorked {
 			// The source was back: a new outage starts from the
-			// shortest wait.
+			// shortest wait. A session that fails as soon as it
+			// streams (say, on a change it cannot get) backs off.
 			bo.Reset()
-			failures = 0
-		} else {
-			failures++
-			s.reportUnavailable(err)
 		}
+		s.failed(err, got != sessionRefused)
 		return err
 	}, func(err error, wait time.Duration) {
 		s.met.reconnects.Inc()
+		s.stillFailing(err, wait)
 		if errors.Is(err, errSourceShutdown) {
 			return // the session logged it, and it is no fault
 		}
 		// A source that stays down logs its first failures and then every
 		// tenth; "replication started" marks the recovery.
-		if failures <= 3 || failures%10 == 0 {
-			s.log.Warn("replication interrupted; reconnecting", "err", err, "retry_in", wait, "failures", failures)
+		if n := s.trouble.failures; n <= 3 || n%10 == 0 {
+			s.log.Warn("replication interrupted; reconnecting", "err", err, "retry_in", wait, "failures", n)
 		}
 	})
 	if cause := context.Cause(ctx); errors.Is(cause, ErrSlotLost) {
@@ -320,37 +329,6 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		return parent.Err()
 	}
 	return err
-}
-
-// reportUnavailable reports SOURCE_UNAVAILABLE for a session that could not
-// be established. Only such a session impairs the stream: a walsender that
-// was terminated or a connection that dropped is simply reopened, and
-// reported only if that fails too.
-func (s *Source) reportUnavailable(err error) {
-	if !isSourceUnavailable(err) {
-		return
-	}
-	s.unavailable = true
-	// The status reason names the cause (DNS, TCP, TLS, authentication,
-	// permission) in words that carry no secret.
-	cause, msg := pgauth.Describe(err)
-	s.cfg.Report(codes.SourceUnavailable, fmt.Errorf("%s: %s", cause, msg))
-}
-
-// isSourceUnavailable reports errors that mean PostgreSQL cannot be reached
-// or refused the session, as opposed to errors of cdcd's own pipeline.
-func isSourceUnavailable(err error) bool {
-	var connErr *pgconn.ConnectError
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.As(err, &connErr):
-		return true
-	case errors.As(err, &pgErr):
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "28") || strings.HasPrefix(pgErr.Code, "57")
-	case pgconn.Timeout(err):
-		return true
-	}
-	return errors.Is(err, errConnLost)
 }
 
 var errConnLost = errors.New("replication connection lost")

@@ -16,56 +16,41 @@ import (
 	"github.com/cdcd-dev/cdcd/record"
 )
 
-// stream runs one replication session. streamed reports whether it got as
-// far as receiving data, which resets the reconnect backoff.
-func (s *Source) stream(ctx context.Context, h Handler) (streamed bool, err error) {
+// sessionOutcome is how far a session got before it ended.
+type sessionOutcome int
+
+const (
+	// sessionRefused: it failed before streaming.
+	sessionRefused sessionOutcome = iota
+	// sessionStreamed: it streamed, but did not work (session.worked).
+	sessionStreamed
+	// sessionWorked: it confirmed a position past its start or streamed
+	// for ImpairAfter, which resets the reconnect backoff.
+	sessionWorked
+)
+
+// stream runs one replication session and says how far it got.
+func (s *Source) stream(ctx context.Context, h Handler) (sessionOutcome, error) {
 	catalog, err := s.connect(ctx)
 	if err != nil {
-		return false, err
+		return sessionRefused, err
 	}
 	defer catalog.Close(context.WithoutCancel(ctx))
 	conn, err := s.connectReplication(ctx)
 	if err != nil {
-		return false, err
+		return sessionRefused, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	var version int
-	if err := catalog.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return false, fmt.Errorf("read server version: %w", err)
-	}
-	var start uint64
-	if sh, ok := h.(SnapshotHandler); ok && s.cfg.Snapshot && h.Persisted() == 0 {
-		if start, err = s.initialSnapshot(ctx, catalog, conn, version, sh); err != nil {
-			return false, err
-		}
-	} else {
-		if err := s.checkSlot(ctx, catalog); err != nil {
-			return false, err
-		}
-		start = h.Persisted()
-	}
-	s.slotReady.Store(true)
-
-	streaming := version >= 140000 && !s.cfg.DisableStreaming
-	err = pglogrepl.StartReplication(ctx, conn, s.cfg.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
-		PluginArgs: pluginArgs(s.cfg.Publication, streaming),
-	})
+	start, version, err := s.startReplication(ctx, catalog, conn, h)
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55000" && strings.Contains(pgErr.Message, "can no longer get changes")) {
-			return false, fmt.Errorf("%w: %s", ErrSlotLost, pgErr.Message)
-		}
-		return false, fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)
+		return sessionRefused, err
 	}
-	s.log.Info("replication started", "slot", s.cfg.Slot, "from", pglogrepl.LSN(start), "streaming", streaming)
-	if s.unavailable || !s.streamed {
-		s.unavailable, s.streamed = false, true
-		s.cfg.Report("", nil)
-	}
+	s.log.Info("replication started", "slot", s.cfg.Slot, "from", pglogrepl.LSN(start), "streaming", s.streamsInProgress(version))
+	s.established()
 
 	ss := &session{
-		src: s, conn: conn, h: h, confirmed: start,
+		src: s, conn: conn, h: h, confirmed: start, start: start, began: time.Now(),
 		asm: newAssembler(
 			func(relID uint32) (catalogRel, error) {
 				return s.lookupRel(ctx, catalog, relID, version >= pgPublishesGenerated)
@@ -82,7 +67,51 @@ func (s *Source) stream(ctx context.Context, h Handler) (streamed bool, err erro
 	// A session that ended for want of spill space (SPILL_FULL, which the
 	// store reported) got nowhere: the next one waits longer, and reads
 	// the same transaction again.
-	return !errors.Is(err, record.ErrSpillFull), err
+	if ss.worked && !errors.Is(err, record.ErrSpillFull) {
+		return sessionWorked, err
+	}
+	return sessionStreamed, err
+}
+
+// startReplication checks the slot, or takes the initial snapshot, and
+// starts streaming from the handler's persisted position, which it
+// returns with the server's version (server_version_num).
+func (s *Source) startReplication(ctx context.Context, catalog *pgx.Conn, conn *pgconn.PgConn, h Handler) (uint64, int, error) {
+	var version int
+	if err := catalog.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return 0, 0, fmt.Errorf("read server version: %w", err)
+	}
+	var start uint64
+	if sh, ok := h.(SnapshotHandler); ok && s.cfg.Snapshot && h.Persisted() == 0 {
+		var err error
+		if start, err = s.initialSnapshot(ctx, catalog, conn, version, snapshotHandler{sh}); err != nil {
+			return 0, 0, err
+		}
+	} else {
+		start = h.Persisted()
+		if err := s.checkSlot(ctx, catalog, start); err != nil {
+			return 0, 0, err
+		}
+	}
+	s.slotReady.Store(true)
+
+	err := pglogrepl.StartReplication(ctx, conn, s.cfg.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
+		PluginArgs: pluginArgs(s.cfg.Publication, s.streamsInProgress(version)),
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55000" && strings.Contains(pgErr.Message, "can no longer get changes")) {
+			return 0, 0, fmt.Errorf("%w: %s", ErrSlotLost, pgErr.Message)
+		}
+		return 0, 0, fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)
+	}
+	return start, version, nil
+}
+
+// streamsInProgress says whether large transactions reach cdcd while in
+// progress (protocol version 2, PostgreSQL 14 and later).
+func (s *Source) streamsInProgress(version int) bool {
+	return version >= 140000 && !s.cfg.DisableStreaming
 }
 
 // pluginArgs are pgoutput's options. Protocol version 2 with streaming sends
@@ -97,9 +126,10 @@ func pluginArgs(publication string, streaming bool) []string {
 	return append(args, "publication_names '"+strings.ReplaceAll(publication, "'", "''")+"'", "messages 'true'")
 }
 
-// checkSlot turns a slot that disappeared or lost its WAL into ErrSlotLost
-// before START_REPLICATION could silently start elsewhere.
-func (s *Source) checkSlot(ctx context.Context, catalog *pgx.Conn) error {
+// checkSlot turns a slot that disappeared, lost its WAL or was advanced
+// past the checkpoint into ErrSlotLost before START_REPLICATION could
+// silently start elsewhere.
+func (s *Source) checkSlot(ctx context.Context, catalog *pgx.Conn, checkpoint uint64) error {
 	slot, found, err := s.slotState(ctx, catalog)
 	if err != nil {
 		return err
@@ -110,7 +140,21 @@ func (s *Source) checkSlot(ctx context.Context, catalog *pgx.Conn) error {
 	if slot.walStatus == "lost" {
 		return fmt.Errorf("%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
 	}
-	return nil
+	return s.checkAdvanced(slot, checkpoint)
+}
+
+// checkAdvanced refuses a slot whose confirmed position is past the
+// stream's checkpoint. cdcd confirms only what it has checkpointed, so
+// something else moved the slot (pg_replication_slot_advance, or another
+// client reading it), and PostgreSQL would start from the slot's position,
+// skipping the changes in between. A checkpoint of 0 means nothing was
+// delivered yet: the stream starts where its new slot does.
+func (s *Source) checkAdvanced(slot slotRow, checkpoint uint64) error {
+	if checkpoint == 0 || slot.confirmed <= checkpoint {
+		return nil
+	}
+	return unmet("slot", s.cfg.Slot, "%w: slot %q has confirmed_flush_lsn %s, past the stream's checkpoint %s: something other than cdcd advanced it (pg_replication_slot_advance, or another client reading the slot), so the changes between the two are gone from it; delete the stream and create it again",
+		ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(slot.confirmed), pglogrepl.LSN(checkpoint))
 }
 
 // session is one replication connection's receive loop. Only its goroutine
@@ -123,6 +167,11 @@ type session struct {
 	asm  *assembler
 
 	confirmed uint64 // last flush position sent
+	start     uint64 // where the session started
+	began     time.Time
+	// worked is set once the session confirmed a position past start or
+	// ran for ImpairAfter: the source works (trouble.go).
+	worked    bool
 	queued    uint64 // end LSN of the last transaction given to the worker
 	serverEnd uint64 // WAL position of the last keepalive
 	lastRecv  time.Time
@@ -194,7 +243,7 @@ func (ss *session) receive(ctx context.Context, txns chan<- *record.Txn, workErr
 		}
 		select {
 		case err := <-workErr:
-			return fmt.Errorf("handle transaction: %w", err)
+			return fmt.Errorf("handle transaction: %w", handlerError{err})
 		default:
 		}
 		rctx, rcancel := context.WithDeadline(ctx, nextStatus)
@@ -305,7 +354,7 @@ func (ss *session) hand(ctx context.Context, txn *record.Txn, txns chan<- *recor
 			ss.lastRecv = time.Now()
 			return nil
 		case err := <-workErr:
-			return fmt.Errorf("handle transaction: %w", err)
+			return fmt.Errorf("handle transaction: %w", handlerError{err})
 		case <-tick.C:
 			// No reply requested: nothing reads the connection until the
 			// worker takes the transaction.
@@ -351,6 +400,10 @@ func (ss *session) sendStatus(ctx context.Context, reply bool) error {
 		return fmt.Errorf("%w: send standby status: %w", errConnLost, err)
 	}
 	ss.confirmed = pos
+	if !ss.worked && (pos > ss.start || time.Since(ss.began) >= ss.src.cfg.ImpairAfter) {
+		ss.worked = true
+		ss.src.works()
+	}
 	return nil
 }
 

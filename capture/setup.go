@@ -122,6 +122,10 @@ func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint6
 		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q has wal_status lost: PostgreSQL removed WAL it had not delivered (max_slot_wal_keep_size); delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
 	case !hasSlot && resume > 0:
 		return prereqs{}, unmet("slot", s.cfg.Slot, "%w: slot %q does not exist but the stream had delivered up to %s; changes after that may be gone, so delete the stream and create it again", ErrSlotLost, s.cfg.Slot, pglogrepl.LSN(resume))
+	case hasSlot && !f.snapshot:
+		if err := s.checkAdvanced(slot, resume); err != nil {
+			return prereqs{}, err
+		}
 	case !hasSlot || f.snapshot:
 		// The slot will be created, or a snapshot's leftover reused, and
 		// a replication connection opened.
@@ -139,7 +143,16 @@ func (s *Source) prerequisites(ctx context.Context, conn *pgx.Conn, resume uint6
 // slot with resume > 0 is ErrSlotLost, never a new slot. With
 // Config.Snapshot and resume == 0 the slot is left to Run, which must
 // create it on the connection that reads the snapshot.
+//
+// Every failure but ErrSlotLost is reported (Config.Report) as the code
+// Classify gives it, with Describe's words; the next success clears it.
 func (s *Source) Prepare(ctx context.Context, resume uint64) (Info, error) {
+	info, err := s.prepare(ctx, resume)
+	s.prepared(err)
+	return info, err
+}
+
+func (s *Source) prepare(ctx context.Context, resume uint64) (Info, error) {
 	conn, err := s.connect(ctx)
 	if err != nil {
 		return Info{}, err

@@ -93,7 +93,7 @@ func (s *Source) tableRefused(err error, resume uint64) error {
 		err = unmet(u.Check, u.Object, "table %s of the stream does not exist in the source database any more (dropped or renamed since the stream last ran): if it was renamed, change the stream's tables to its new name (and rename it on consumers); if it was dropped, remove it from the stream's tables (and drop it on consumers)", u.Object)
 	}
 	s.cfg.Report(codes.SourceTableChanged, err)
-	return err
+	return reportedError{err}
 }
 
 // refused reports a change the stream refuses (TableChangedError) and says

@@ -24,6 +24,10 @@ const (
 	SourceSlotLost            Code = "SOURCE_SLOT_LOST"
 	SourceTableChanged        Code = "SOURCE_TABLE_CHANGED"
 	SpillFull                 Code = "SPILL_FULL"
+	// SourcePrerequisiteUnmet: the source lacks something the stream
+	// needs that only an operator can provide (a setting, a grant, a
+	// table's replica identity); cdcd retries until it is there.
+	SourcePrerequisiteUnmet Code = "SOURCE_PREREQUISITE_UNMET"
 )
 
 // Fatal reports whether the code fails a stream at once rather than
@@ -79,7 +83,7 @@ func (c Code) Owner() Owner {
 		return OwnerRole
 	case ClusterCMKInaccessible:
 		return OwnerClusterKey
-	case SourceUnavailable, SourceSlotLost, SourceTableChanged:
+	case SourceUnavailable, SourceSlotLost, SourcePrerequisiteUnmet, SourceTableChanged:
 		return OwnerCapture
 	case SpillFull:
 		return OwnerSpill
@@ -99,6 +103,8 @@ func (c Code) Owner() Owner {
 //     (nothing is delivered while the cluster key is unusable; without the
 //     role no Kinesis call is made; without stream access the target key is
 //     never used);
+//   - a source prerequisite that is not met, which, like a denial, only
+//     an operator can fix, and which stops capture;
 //   - an oversize record, which stalls delivery until the stream's record
 //     limit is raised;
 //   - a table of the stream that was dropped, renamed or lost its primary
@@ -112,16 +118,18 @@ func (c Code) Owner() Owner {
 func (c Code) Severity() int {
 	switch c {
 	case KinesisStreamNotFound:
-		return 12
+		return 13
 	case SourceSlotLost:
-		return 11
+		return 12
 	case ClusterCMKInaccessible:
-		return 10
+		return 11
 	case RoleAccessDenied:
-		return 9
+		return 10
 	case KinesisAccessDenied:
-		return 8
+		return 9
 	case KinesisKMSAccessDenied:
+		return 8
+	case SourcePrerequisiteUnmet:
 		return 7
 	case KinesisOversizeRecord:
 		return 6
@@ -142,7 +150,7 @@ func (c Code) Severity() int {
 // All lists every code, most severe first.
 func All() []Code {
 	return []Code{KinesisStreamNotFound, SourceSlotLost, ClusterCMKInaccessible, RoleAccessDenied,
-		KinesisAccessDenied, KinesisKMSAccessDenied, KinesisOversizeRecord, SourceTableChanged, SpillFull, SourceUnavailable,
+		KinesisAccessDenied, KinesisKMSAccessDenied, SourcePrerequisiteUnmet, KinesisOversizeRecord, SourceTableChanged, SpillFull, SourceUnavailable,
 		KinesisThroughputExceeded, InternalError}
 }
 

@@ -18,13 +18,14 @@ func TestCodeProperties(t *testing.T) {
 		{RoleAccessDenied, OwnerRole, 4, false, true},
 		{KinesisAccessDenied, OwnerSink, 5, false, true},
 		{KinesisKMSAccessDenied, OwnerSink, 6, false, true},
-		{KinesisOversizeRecord, OwnerSink, 7, false, false},
-		{SourceTableChanged, OwnerCapture, 8, false, false},
-		{SpillFull, OwnerSpill, 9, false, false},
-		{SourceUnavailable, OwnerCapture, 10, false, false},
-		{KinesisThroughputExceeded, OwnerSink, 11, false, false},
-		{InternalError, OwnerPipeline, 12, false, false},
-		{Code("SOMETHING_NEW"), OwnerPipeline, 13, false, false},
+		{SourcePrerequisiteUnmet, OwnerCapture, 7, false, false},
+		{KinesisOversizeRecord, OwnerSink, 8, false, false},
+		{SourceTableChanged, OwnerCapture, 9, false, false},
+		{SpillFull, OwnerSpill, 10, false, false},
+		{SourceUnavailable, OwnerCapture, 11, false, false},
+		{KinesisThroughputExceeded, OwnerSink, 12, false, false},
+		{InternalError, OwnerPipeline, 13, false, false},
+		{Code("SOMETHING_NEW"), OwnerPipeline, 14, false, false},
 	}
 	for i, tt := range tests {
 		t.Run(string(tt.code), func(t *testing.T) {

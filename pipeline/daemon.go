@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cdcd-dev/cdcd/capture"
 	"github.com/cdcd-dev/cdcd/capture/pgauth"
 	"github.com/cdcd-dev/cdcd/config"
 	"github.com/cdcd-dev/cdcd/ident"
@@ -318,7 +319,8 @@ func (d *Daemon) allTables(ctx context.Context, cl *config.Cluster) ([]string, e
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
 	if len(tables) == 0 {
-		return nil, errors.New("the database has no tables to publish")
+		return nil, &capture.Unmet{Check: "table", Object: conn.Config().Database,
+			Err: errors.New("the database has no tables to publish: create the tables the stream is for; cdcd looks again every 5 s")}
 	}
 	return tables, nil
 }

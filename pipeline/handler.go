@@ -91,7 +91,12 @@ type handler struct {
 	// streaming is the spilled transaction being submitted in parts, for
 	// Lag; zero when none.
 	streaming lsnTs
-	cp        state.Checkpoint
+	// stuck is the transaction that could not be encoded, for Lag: it
+	// holds the stream where it is until it encodes when the slot hands
+	// it again, so its age counts towards the failure threshold; zero
+	// when none.
+	stuck lsnTs
+	cp    state.Checkpoint
 
 	persisted atomic.Uint64
 }
@@ -238,10 +243,15 @@ func closeSpill(txn *record.Txn) error {
 	return txn.Spilled.Close()
 }
 
-// encodeFault impairs the stream for a transaction that cannot be encoded.
+// encodeFault impairs the stream for a transaction that cannot be encoded
+// and counts it in Lag.
 func (p *handler) encodeFault(txn *record.Txn, err error) error {
+	// record's errors name schema, table, column and type, never a value.
 	err = fmt.Errorf("encode transaction %d at %s: %w", txn.Xid, state.FormatLSN(txn.CommitLSN), err)
-	p.life.Fault(codes.InternalError, err)
+	p.mu.Lock()
+	p.stuck = lsnTs{lsn: txn.EndLSN, ts: txn.CommitTime.UnixNano()}
+	p.mu.Unlock()
+	_ = p.life.Fault(codes.InternalError, err)
 	return err
 }
 
@@ -271,6 +281,9 @@ func (p *handler) submittedTxn(end uint64, ts int64, empty bool) {
 		p.pending = append(p.pending, lsnTs{end, ts, empty})
 	}
 	p.met.pending.Set(float64(len(p.pending)))
+	if end >= p.stuck.lsn {
+		p.stuck = lsnTs{}
+	}
 	p.mu.Unlock()
 }
 
@@ -302,8 +315,9 @@ func (p *handler) Persist(_ context.Context, lsn uint64) error {
 	return nil
 }
 
-// Lag is the age of the oldest submitted transaction that is not yet
-// delivered, measured from its commit time, or zero when all are delivered.
+// Lag is the age of the oldest transaction not yet delivered, measured
+// from its commit time: submitted, being submitted, or held because it
+// cannot be encoded; zero when all are delivered.
 func (p *handler) Lag(now time.Time) time.Duration {
 	delivered := p.sink.Delivered()
 	p.mu.Lock()
@@ -313,8 +327,10 @@ func (p *handler) Lag(now time.Time) time.Duration {
 			return now.Sub(time.Unix(0, e.ts))
 		}
 	}
-	if p.streaming.lsn != 0 {
-		return now.Sub(time.Unix(0, p.streaming.ts))
+	for _, e := range []lsnTs{p.streaming, p.stuck} {
+		if e.lsn != 0 {
+			return now.Sub(time.Unix(0, e.ts))
+		}
 	}
 	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,13 +43,15 @@ func (f *fakeSink) Delivered() uint64 {
 type fakeLife struct {
 	cps    []state.Checkpoint // the checkpoints written
 	faults []codes.Code
+	errs   []error // the faults' errors
 	// cpErr, when set, fails Checkpoint: the checkpoint is not written.
 	cpErr error
 }
 
 func (f *fakeLife) Created() error { return nil }
-func (f *fakeLife) Fault(c codes.Code, _ error) error {
+func (f *fakeLife) Fault(c codes.Code, err error) error {
 	f.faults = append(f.faults, c)
+	f.errs = append(f.errs, err)
 	return nil
 }
 func (f *fakeLife) Checkpoint(cp state.Checkpoint) error {
@@ -167,6 +170,53 @@ func TestHandlerLagIsAgeOfOldestUndelivered(t *testing.T) {
 	snk.delivered = 300
 	if lag := p.Lag(now); lag != 0 {
 		t.Fatalf("lag %s, want 0 when everything is delivered", lag)
+	}
+}
+
+// TestHandlerUnencodableCountsInLag: a transaction that cannot be encoded
+// impairs the stream with a message that names its table, column, type and
+// LSN but not the value, and counts in lag from its commit time (so the
+// failure threshold applies) until it encodes when handed again.
+func TestHandlerUnencodableCountsInLag(t *testing.T) {
+	p, snk, life := testHandler(t, state.Checkpoint{})
+	c1 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	if err := p.Handle(ctx, txnAt(200, c1)); err != nil {
+		t.Fatal(err)
+	}
+	snk.delivered = 200
+	const value = "294276-12-31 23:59:59"
+	bad := txnAt(300, c1.Add(time.Minute))
+	bad.Changes[0].Rel = &record.Relation{ID: 2, Schema: "public", Table: "events", HasKey: true,
+		Columns: []record.Column{{Name: "id", TypeOID: 23, Key: true}, {Name: "at", TypeOID: 1114}}}
+	bad.Changes[0].New = append(bad.Changes[0].New, record.Datum{Kind: record.DatumText, Data: []byte(value)})
+	err := p.Handle(ctx, bad)
+	if err == nil {
+		t.Fatal("a timestamp past the record format's range was encoded")
+	}
+	if len(life.faults) != 1 || life.faults[0] != codes.InternalError {
+		t.Fatalf("faults %v, want one INTERNAL_ERROR", life.faults)
+	}
+	msg := life.errs[0].Error()
+	for _, want := range []string{`"public"."events" column "at"`, "type timestamp, OID 1114", state.FormatLSN(bad.CommitLSN), "value out of range"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not name %s", msg, want)
+		}
+	}
+	if strings.Contains(msg, "294276") || strings.Contains(err.Error(), "294276") {
+		t.Errorf("message quotes the value: %q", msg)
+	}
+	now := c1.Add(10 * time.Minute)
+	if lag := p.Lag(now); lag != 9*time.Minute {
+		t.Fatalf("lag %s, want 9m: the held transaction's age", lag)
+	}
+	// Handed again and encoded (say, after a fix), it is lag like any other.
+	if err := p.Handle(ctx, txnAt(300, c1.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	snk.delivered = 300
+	if lag := p.Lag(now); lag != 0 {
+		t.Fatalf("lag %s after the transaction was delivered, want 0", lag)
 	}
 }
 

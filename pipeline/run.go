@@ -56,6 +56,10 @@ type streamRun struct {
 	// handler reported. Only the sink's Report, whose calls are
 	// serialised, touches it.
 	sinkInternal bool
+	// targetFailing is when DescribeStreamSummary started failing at
+	// prepare, so that a failure a retry could clear is reported once it
+	// has lasted capture.DefaultImpairAfter; zero while it succeeds.
+	targetFailing time.Time
 }
 
 // RunStream implements Runner: it prepares the source and the target, then
@@ -119,14 +123,24 @@ func (r *streamRun) hold(ctx context.Context, code codes.Code, step func() error
 // it cannot be reached) and builds its source and Kinesis client.
 func (d *Daemon) newRun(ctx context.Context, st *state.Stream) (*streamRun, error) {
 	r := &streamRun{d: d, st: st, def: st.Definition(), log: d.log.With("stream", st.ID())}
+	failed := false
 	err := retry.Do(ctx, retry.Schedule{Initial: 5 * time.Second, Max: 5 * time.Second}, func() (err error) {
 		r.sc, r.cl, err = d.streamConfig(ctx, r.def)
+		if err != nil {
+			// The source of a stream created through the API is read to
+			// find its tables: the stream shows why it waits.
+			failed = true
+			_ = st.Fault(capture.Classify(err), capture.Describe(err))
+		}
 		return err
 	}, func(err error, _ time.Duration) {
 		r.log.Error("stream cannot start yet; retrying", "err", err)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if failed {
+		_ = st.Recover(codes.OwnerCapture)
 	}
 	r.log = r.log.With("name", r.sc.Name)
 	r.met = d.metrics.stream(r.sc.Name)
@@ -201,10 +215,10 @@ func (r *streamRun) prepare(ctx context.Context) error {
 }
 
 // prepareOnce is one attempt of prepare. A lost slot and a failing stream
-// are permanent; anything else is tried again. Only what a retry cannot
-// clear (a denial, a missing target) is reported: throttling and internal
-// errors are retried and logged, as the sink does while they are short,
-// and never fail a CREATING stream.
+// are permanent; anything else is tried again. The source reports its own
+// failures (capture.Source.Prepare); the target's are reported by
+// targetFailed. Throttling and internal errors never fail a CREATING
+// stream.
 func (r *streamRun) prepareOnce(ctx context.Context) error {
 	info, err := r.src.Prepare(ctx, r.st.View().Checkpoint.LSN)
 	if errors.Is(err, capture.ErrSlotLost) {
@@ -216,17 +230,30 @@ func (r *streamRun) prepareOnce(ctx context.Context) error {
 	}
 	target, err := sink.DescribeTarget(ctx, r.kin, r.sc.Target.KinesisStream, "")
 	if err != nil {
-		if code := classify(err); code.Denial() || code.Fatal() {
-			err = withFix(err, targetFix(code, r.sc, r.d.cfg.AWS.Region))
-			_ = r.st.Fault(code, err)
-			if r.st.View().Status == state.Failed {
-				return retry.Permanent(errFailed)
-			}
-		}
+		return r.targetFailed(err)
+	}
+	r.info, r.target, r.targetFailing = info, target, time.Time{}
+	return nil
+}
+
+// targetFailed reports a failed DescribeStreamSummary: a denial or a
+// missing target at once, with its fix, anything else once it has failed
+// for capture.DefaultImpairAfter, the sink's delay for its transient codes.
+func (r *streamRun) targetFailed(err error) error {
+	if r.targetFailing.IsZero() {
+		r.targetFailing = time.Now()
+	}
+	code := classify(err)
+	if code.Denial() || code.Fatal() {
+		err = withFix(err, targetFix(code, r.sc, r.d.cfg.AWS.Region))
+	} else if time.Since(r.targetFailing) < capture.DefaultImpairAfter {
 		return err
 	}
-	r.info, r.target = info, target
-	return nil
+	_ = r.st.Fault(code, err)
+	if r.st.View().Status == state.Failed {
+		return retry.Permanent(errFailed)
+	}
+	return err
 }
 
 // prepared clears the codes that a prepared run disproves

@@ -233,8 +233,8 @@ func TestDeletingResumesAfterRestart(t *testing.T) {
 
 // TestSupervisorRestartsReturnedRun: a pipeline that returns while its
 // stream should run is an INTERNAL_ERROR (which leaves a CREATING stream
-// CREATING: it is retried, not failed) and is started again, and the new
-// run's success clears the code.
+// CREATING with the code as its reason: it is retried, not failed) and is
+// started again, and the new run's success clears the code.
 func TestSupervisorRestartsReturnedRun(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -242,7 +242,7 @@ func TestSupervisorRestartsReturnedRun(t *testing.T) {
 		between types.StreamStatus
 		code    string
 	}{
-		{"creating", false, types.StreamStatusCreating, ""},
+		{"creating", false, types.StreamStatusCreating, "INTERNAL_ERROR"},
 		{"active", true, types.StreamStatusImpaired, "INTERNAL_ERROR"},
 	}
 	for _, tt := range tests {

@@ -118,8 +118,9 @@ func TestStreamOverlappingCauses(t *testing.T) {
 }
 
 // TestStreamTransientFaultWhileCreating: while CREATING, a code that a
-// retry can clear leaves the stream CREATING (no reason, nothing saved or
-// logged: the pipeline logs and retries); a denial or a fatal code fails it.
+// retry can clear leaves the stream CREATING with the cause as its reason
+// (logged once, not saved) until its owner recovers or the stream is
+// created; a denial or a fatal code fails it.
 func TestStreamTransientFaultWhileCreating(t *testing.T) {
 	tests := []struct {
 		code codes.Code
@@ -128,6 +129,7 @@ func TestStreamTransientFaultWhileCreating(t *testing.T) {
 		{codes.KinesisThroughputExceeded, Creating},
 		{codes.InternalError, Creating},
 		{codes.SourceUnavailable, Creating},
+		{codes.SourcePrerequisiteUnmet, Creating},
 		{codes.KinesisOversizeRecord, Creating},
 		{codes.KinesisAccessDenied, Failed},
 		{codes.KinesisKMSAccessDenied, Failed},
@@ -152,9 +154,21 @@ func TestStreamTransientFaultWhileCreating(t *testing.T) {
 				}
 				return
 			}
-			if got.StatusReason != nil || h.store.count() != 0 || len(h.logs.messages()) != 0 {
+			// CREATING shows the cause (cdcd's extension), logs it once,
+			// and keeps it in memory only.
+			if got.StatusReason == nil || got.StatusReason.Code != tt.code || h.store.count() != 0 || len(h.logs.messages()) != 1 {
 				t.Fatalf("reason %+v, %d saves, logs %q", got.StatusReason, h.store.count(), h.logs.messages())
 			}
+			if err := h.s.Fault(tt.code, errors.New("again")); err != nil || len(h.logs.messages()) != 1 {
+				t.Fatalf("repeated fault: %v, logs %q", err, h.logs.messages())
+			}
+			if err := h.s.Recover(tt.code.Owner()); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.s.View(); got.Status != Creating || got.StatusReason != nil {
+				t.Fatalf("after its owner's recovery: %s %+v", got.Status, got.StatusReason)
+			}
+			_ = h.s.Fault(tt.code, errors.New("once more"))
 			if err := h.s.Created(); err != nil {
 				t.Fatal(err)
 			}
@@ -283,10 +297,10 @@ type model struct {
 }
 
 var modelRank = map[codes.Code]int{
-	codes.KinesisStreamNotFound: 10, codes.SourceSlotLost: 9, codes.ClusterCMKInaccessible: 8,
-	codes.RoleAccessDenied: 7, codes.KinesisAccessDenied: 6, codes.KinesisKMSAccessDenied: 5,
-	codes.KinesisOversizeRecord: 4, codes.SourceUnavailable: 3, codes.KinesisThroughputExceeded: 2,
-	codes.InternalError: 1,
+	codes.KinesisStreamNotFound: 11, codes.SourceSlotLost: 10, codes.ClusterCMKInaccessible: 9,
+	codes.RoleAccessDenied: 8, codes.KinesisAccessDenied: 7, codes.KinesisKMSAccessDenied: 6,
+	codes.SourcePrerequisiteUnmet: 5, codes.KinesisOversizeRecord: 4, codes.SourceUnavailable: 3,
+	codes.KinesisThroughputExceeded: 2, codes.InternalError: 1,
 }
 
 var modelOwner = map[codes.Code]codes.Owner{
@@ -295,6 +309,7 @@ var modelOwner = map[codes.Code]codes.Owner{
 	codes.KinesisAccessDenied: codes.OwnerSink, codes.KinesisKMSAccessDenied: codes.OwnerSink,
 	codes.KinesisOversizeRecord: codes.OwnerSink, codes.SourceUnavailable: codes.OwnerCapture,
 	codes.KinesisThroughputExceeded: codes.OwnerSink, codes.InternalError: codes.OwnerPipeline,
+	codes.SourcePrerequisiteUnmet: codes.OwnerCapture,
 }
 
 func modelFatal(c codes.Code) bool {
@@ -326,8 +341,11 @@ func (m *model) shows() (*Reason, []Reason) {
 	switch m.status {
 	case Failed:
 		return m.failed, m.byRank(m.failed.Code)
-	case Impaired:
+	case Impaired, Creating:
 		rs := m.byRank("")
+		if len(rs) == 0 {
+			return nil, nil
+		}
 		return &rs[0], rs[1:]
 	}
 	return nil, nil
@@ -339,11 +357,6 @@ func (m *model) fault(c codes.Code, msg string, now time.Time) (rejected bool) {
 	switch m.status {
 	case Failed, Deleting:
 		return true
-	case Creating:
-		if modelFailsCreating(c) {
-			m.status, m.failed = Failed, &Reason{Code: c, Message: msg, UpdatedAt: now}
-		}
-		return false
 	}
 	r, ok := m.out[c]
 	if !ok {
@@ -351,9 +364,12 @@ func (m *model) fault(c codes.Code, msg string, now time.Time) (rejected bool) {
 	}
 	r.Message = msg
 	m.out[c] = r
-	m.status = Impaired
-	if modelFatal(c) {
+	switch {
+	case m.status == Creating && modelFailsCreating(c), modelFatal(c):
 		m.status, m.failed = Failed, &r
+	case m.status != Creating:
+		// A CREATING stream holds the cause and stays CREATING.
+		m.status = Impaired
 	}
 	return false
 }
@@ -362,17 +378,18 @@ func (m *model) recover(o codes.Owner) (rejected bool) {
 	switch m.status {
 	case Failed, Deleting:
 		return true
-	case Creating:
-		return false
 	}
 	for c := range m.out {
 		if modelOwner[c] == o {
 			delete(m.out, c)
 		}
 	}
-	m.status = Impaired
-	if len(m.out) == 0 {
+	switch {
+	case m.status == Creating:
+	case len(m.out) == 0:
 		m.status = Active
+	default:
+		m.status = Impaired
 	}
 	return false
 }
@@ -426,7 +443,8 @@ func runCausesSequence(t *testing.T, rng *rand.Rand, all []codes.Code) {
 			t.Fatalf("event %d %s: err = %v, want rejected %v", i, what, err, rejected)
 		}
 		checkShows(t, fmt.Sprintf("event %d %s", i, what), h.s.View().File, m)
-		changed := before.status != m.status || !slices.Equal(modelCodes(&before), modelCodes(m))
+		// A CREATING stream's causes are held in memory only.
+		changed := before.status != m.status || m.status != Creating && !slices.Equal(modelCodes(&before), modelCodes(m))
 		if what == "restart" {
 			continue
 		}
@@ -479,7 +497,7 @@ func randomEvent(t *testing.T, h *harness, m *model, rng *rand.Rand, all []codes
 	case n < 89:
 		rejected := m.status != Creating
 		if !rejected {
-			m.status = Active
+			m.status, m.out = Active, map[codes.Code]Reason{}
 		}
 		return "Created", h.s.Created(), rejected
 	case n < 92:
@@ -493,6 +511,9 @@ func randomEvent(t *testing.T, h *harness, m *model, rng *rand.Rand, all []codes
 		return "Delete", h.s.Delete(), false
 	default:
 		restart(t, h)
+		if m.status == Creating {
+			m.out = map[codes.Code]Reason{} // not saved: found again after the restart
+		}
 		return "restart", nil, false
 	}
 }
@@ -501,7 +522,7 @@ func randomEvent(t *testing.T, h *harness, m *model, rng *rand.Rand, all []codes
 // record (or the initial one), as the daemon does after a restart.
 func restart(t *testing.T, h *harness) {
 	t.Helper()
-	rec := h.s.View().File
+	rec := h.s.saved()
 	h.store.mu.Lock()
 	if n := len(h.store.saves); n > 0 {
 		rec = h.store.saves[n-1].clone()
@@ -510,6 +531,9 @@ func restart(t *testing.T, h *harness) {
 	// Messages are saved with the changes of codes, not with every
 	// repeat; the model keeps the latest, so carry them over by code.
 	live := h.s.View().File
+	if live.Status == Creating {
+		live.StatusReason, live.OtherReasons = nil, nil
+	}
 	if rec.Status != live.Status || !slices.Equal(rec.Codes(), live.Codes()) {
 		t.Fatalf("saved %s %v, live %s %v", rec.Status, rec.Codes(), live.Status, live.Codes())
 	}

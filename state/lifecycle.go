@@ -97,7 +97,9 @@ func FaultEvent(c codes.Code) Event {
 // (a repeated fault while IMPAIRED, a success while ACTIVE or CREATING, a
 // repeated delete) so that pipelines can report every outcome without first
 // reading the status, which would race with the control plane anyway.
-// Cleared is missing from ACTIVE and CREATING because neither holds causes.
+// Cleared is missing from ACTIVE, which holds no causes. CREATING holds
+// the causes that keep it from becoming ACTIVE, without changing status
+// (a cdcd extension, docs/lifecycle.md#status-reason).
 //
 // It is a read-only lookup table, not mutable global state.
 var transitions = map[Status]map[Event]Status{
@@ -111,6 +113,7 @@ var transitions = map[Status]map[Event]Status{
 		EventDenied:     Failed,
 		EventFatalFault: Failed,
 		EventRecovered:  Creating,
+		EventCleared:    Creating,
 		EventDelete:     Deleting,
 	},
 	Active: {
@@ -174,3 +177,8 @@ func (s Status) Valid() bool {
 // HasReason reports whether a stream in status s carries a statusReason
 // (docs/lifecycle.md#codes: only IMPAIRED and FAILED do).
 func (s Status) HasReason() bool { return s == Impaired || s == Failed }
+
+// HoldsReason reports whether a stream in status s may carry a
+// statusReason: IMPAIRED and FAILED always do, and CREATING does while a
+// cause holds it there (cdcd's extension, docs/lifecycle.md#status-reason).
+func (s Status) HoldsReason() bool { return s == Creating || s.HasReason() }

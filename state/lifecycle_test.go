@@ -16,7 +16,7 @@ const reject Status = "reject"
 var wantNext = map[Status]map[Event]Status{
 	Creating: {
 		EventCreated: Active, EventFault: Creating, EventDenied: Failed, EventFatalFault: Failed,
-		EventRecovered: Creating, EventCleared: reject, EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: reject,
+		EventRecovered: Creating, EventCleared: Creating, EventLagExceeded: reject, EventDelete: Deleting, EventDeleted: reject,
 	},
 	Active: {
 		EventCreated: reject, EventFault: Impaired, EventDenied: Impaired, EventFatalFault: Failed,

@@ -23,6 +23,7 @@ var runbookSections = map[codes.Code]string{
 	codes.InternalError:             "docs/runbook.md#internal_error",
 	codes.SourceUnavailable:         "docs/runbook.md#source_unavailable",
 	codes.SourceSlotLost:            "docs/runbook.md#source_slot_lost",
+	codes.SourcePrerequisiteUnmet:   "docs/runbook.md#source_prerequisite_unmet",
 	codes.SourceTableChanged:        "docs/runbook.md#source_table_changed",
 	codes.SpillFull:                 "docs/runbook.md#spill_full",
 }

@@ -181,7 +181,8 @@ func (s *Stream) Created() error { return s.apply(EventCreated) }
 // cause's message. The cause stays outstanding until code's owner reports
 // it recovered (Recover). A fatal code fails the stream, and so does a
 // denial while CREATING; any other code impairs an ACTIVE stream and
-// leaves a CREATING one as it is, since the pipeline retries.
+// leaves a CREATING one CREATING, since the pipeline retries, with the
+// cause as its statusReason until Created or the owner's recovery.
 func (s *Stream) Fault(code codes.Code, err error) error {
 	msg := string(code)
 	if err != nil {
@@ -194,10 +195,6 @@ func (s *Stream) Fault(code codes.Code, err error) error {
 	to, terr := s.next(ev)
 	if terr != nil {
 		return terr
-	}
-	if to == Creating {
-		// Nothing delivered yet to impair; the reporter logs and retries.
-		return nil
 	}
 	now := s.now()
 	next := causesOf(&s.rec).with(Reason{Code: code, Message: msg, UpdatedAt: now})
@@ -316,7 +313,7 @@ func (s *Stream) next(ev Event) (Status, error) {
 // file is behind. The caller holds mu; attrs go into the log line.
 func (s *Stream) set(ev Event, to Status, next causes, now time.Time, attrs ...any) (bool, error) {
 	from := s.rec.Status
-	if !to.HasReason() {
+	if !to.HoldsReason() {
 		next = nil
 	}
 	reason, others := next.show()
@@ -330,8 +327,11 @@ func (s *Stream) set(ev Event, to Status, next causes, now time.Time, attrs ...a
 		return false, nil
 	}
 	var perr error
-	if s.store != nil {
-		if perr = s.store.Save(s.rec.clone()); perr != nil {
+	// A CREATING stream's causes stay in memory: its run finds them again
+	// at once after a restart, and the file keeps the format every cdcd
+	// reads (a statusReason goes with IMPAIRED and FAILED only).
+	if s.store != nil && (to != from || to != Creating) {
+		if perr = s.store.Save(s.saved()); perr != nil {
 			perr = fmt.Errorf("persist stream %s status %s: %w", s.id, to, perr)
 			s.log.Error("stream status not persisted", logKeyTo, string(to), logKeyError, perr)
 		}
@@ -348,6 +348,15 @@ func (s *Stream) set(ev Event, to Status, next causes, now time.Time, attrs ...a
 	return true, perr
 }
 
+// saved is the record as the file keeps it. The caller holds mu.
+func (s *Stream) saved() File {
+	rec := s.rec.clone()
+	if rec.Status == Creating {
+		rec.StatusReason, rec.OtherReasons = nil, nil
+	}
+	return rec
+}
+
 // repeated logs a fault that changed nothing at most once per interval,
 // with the number of repeats since the last line. The caller holds mu.
 func (s *Stream) repeated(code codes.Code, msg string, now time.Time) {
@@ -355,7 +364,7 @@ func (s *Stream) repeated(code codes.Code, msg string, now time.Time) {
 	if now.Sub(s.lastLog) < s.logEvery {
 		return
 	}
-	s.log.Warn("stream still impaired", logKeyCode, string(code), logKeyError, msg, logKeyRepeats, s.repeats)
+	s.log.Warn("stream still "+strings.ToLower(string(s.rec.Status)), logKeyCode, string(code), logKeyError, msg, logKeyRepeats, s.repeats)
 	s.repeats, s.lastLog = 0, now
 }
 
@@ -378,6 +387,12 @@ func (s *Stream) logTransition(ev Event, from, to Status, reason *Reason, now ti
 		s.log.Error("stream failed", attrs...)
 	case Impaired:
 		s.log.Warn("stream impaired", attrs...)
+	case Creating:
+		if reason != nil {
+			s.log.Warn("stream held in creating", attrs...)
+			return
+		}
+		s.log.Info("stream creating", attrs...)
 	default:
 		s.log.Info("stream "+strings.ToLower(string(to)), attrs...)
 	}

@@ -50,6 +50,7 @@ type fixture struct {
 
 // options change the configuration file of a case.
 type options struct {
+	top       string   // top-level keys (failure_threshold, …)
 	tables    []string // default public.t
 	stream    string   // lines added to [[stream]]
 	target    string   // lines added to [stream.target]
@@ -131,9 +132,12 @@ func (f *fixture) writeConfig(o options, password string) {
 		o.cluster = fmt.Sprintf("password_file = %q\n", pwFile) + o.cluster
 	}
 	tables, _ := json.Marshal(o.tables)
+	if o.top != "" {
+		o.top += "\n" // no line without it, so that the cases' line numbers hold
+	}
 	f.write(fmt.Sprintf(`state_dir = %q
 listen = %q
-[aws]
+%s[aws]
 region = %q
 account = "000000000000"
 kinesis_endpoint = %q
@@ -159,7 +163,7 @@ kinesis_stream = %q
 status_interval = "200ms"
 linger = "5ms"
 %s
-`, f.stateDir, f.listen, f.env.Region, f.env.KinesisEndpoint, o.aws, f.cluster, f.dsn, o.cluster,
+`, f.stateDir, f.listen, o.top, f.env.Region, f.env.KinesisEndpoint, o.aws, f.cluster, f.dsn, o.cluster,
 		f.stream, tables, f.slot, !o.noFull, o.stream, f.kinesis, o.target, o.delivery))
 }
 

@@ -31,8 +31,8 @@ func (f *fixture) insert(ids ...int) {
 }
 
 // TestSourceUnreachable: with nothing listening at the DSN's address, the
-// stream stays CREATING with the cause in the log, and starts by itself
-// once PostgreSQL is there.
+// stream stays CREATING with the cause in the log and in its statusReason,
+// and starts by itself once PostgreSQL is there.
 func TestSourceUnreachable(t *testing.T) {
 	t.Parallel()
 	c := testenv.StartCluster(t, testenv.Require(t))
@@ -40,10 +40,9 @@ func TestSourceUnreachable(t *testing.T) {
 	f.createTable()
 	c.Stop()
 	d := f.start()
-	d.waitLog(held, fmt.Sprintf("connect to source (tcp_refused): connection to the source at 127.0.0.1:%d refused: nothing listens there: check the host and port, that PostgreSQL is running and listen_addresses includes this interface", c.Port))
-	if v := f.waitStatus("CREATING"); v.code != "" {
-		t.Errorf("statusReason %+v while CREATING", v)
-	}
+	msg := fmt.Sprintf("connect to source (tcp_refused): connection to the source at 127.0.0.1:%d refused: nothing listens there: check the host and port, that PostgreSQL is running and listen_addresses includes this interface", c.Port)
+	d.waitLog(held, msg)
+	wantReason(t, f.waitReason("CREATING", "SOURCE_UNAVAILABLE"), "SOURCE_UNAVAILABLE", msg+" (see docs/runbook.md#source_unavailable)")
 	c.Start()
 	f.db = connect(t, c.DSN("unreachable"))
 	f.waitStatus("ACTIVE")

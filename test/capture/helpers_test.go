@@ -121,8 +121,9 @@ type harness struct {
 	src  *capture.Source
 	rec  *recorder
 
-	reportMu sync.Mutex
-	reports  []codes.Code
+	reportMu   sync.Mutex
+	reports    []codes.Code
+	reportErrs []error
 
 	cancel context.CancelFunc
 	done   chan error
@@ -143,9 +144,10 @@ func newHarness(t *testing.T, dsn string, tables ...string) *harness {
 	h.cfg = capture.Config{
 		DSN: dsn, Slot: h.slot, Publication: "cdcd_pub", Tables: tables, SetReplicaIdentityFull: true,
 		StatusInterval: 200 * time.Millisecond, HealthInterval: 200 * time.Millisecond,
-		Report: func(code codes.Code, _ error) {
+		Report: func(code codes.Code, err error) {
 			h.reportMu.Lock()
 			h.reports = append(h.reports, code)
+			h.reportErrs = append(h.reportErrs, err)
 			h.reportMu.Unlock()
 		},
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),

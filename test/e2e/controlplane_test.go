@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dsql/types"
 
 	"github.com/cdcd-dev/cdcd/test/stsstub"
-	"github.com/cdcd-dev/cdcd/test/testenv"
 )
 
 // TestControlPlane drives the daemon with the AWS SDK's DSQL client: a
@@ -72,20 +71,10 @@ func TestControlPlane(t *testing.T) {
 	}
 
 	// A stream created through the API, on another Kinesis stream.
-	kin := testenv.StreamName(t) + "-api"
-	testenv.CreateStream(t, testenv.KinesisClient(t, h.env, h.env.KinesisEndpoint), kin, 2)
-	created, err := cp.CreateStream(ctx, &dsql.CreateStreamInput{
-		ClusterIdentifier: &cluster, Format: types.StreamFormatJson, Ordering: types.StreamOrdering("ROW"), // cdcd extension; the SDK sends unknown enum values as given
-		ClientToken: aws.String("e2e-token-1"),
-		TargetDefinition: &types.TargetDefinitionMemberKinesis{Value: types.KinesisTargetDefinition{
-			StreamArn: aws.String("arn:aws:kinesis:" + h.env.Region + ":000000000000:stream/" + kin),
-			RoleArn:   aws.String(apiRole),
-		}},
+	apiID, kin := h.createAPIStream(cluster, apiRole, 2, func(in *dsql.CreateStreamInput) {
+		in.Ordering = types.StreamOrdering("ROW") // cdcd extension; the SDK sends unknown enum values as given
+		in.ClientToken = aws.String("e2e-token-1")
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiID := aws.ToString(created.StreamIdentifier)
 	get := &dsql.GetStreamInput{ClusterIdentifier: &cluster, StreamIdentifier: &apiID}
 	if err := dsql.NewStreamActiveWaiter(cp).Wait(ctx, get, time.Minute); err != nil {
 		t.Fatalf("StreamActive waiter: %v\n%s", err, d.Logs())
