@@ -23,7 +23,7 @@ type batch struct {
 	sent     []*entry // entries of req, same order
 	req      []types.PutRecordsRequestEntry
 	accepted []*entry
-	body     *bodyWriter // serialises req (body.go)
+	wire     *wire // writes req and reads its result (wire.go)
 
 	bo        backoff.BackOff
 	failSince time.Time // start of the first failed attempt; zero while healthy
@@ -37,7 +37,7 @@ func newBatch(n int) *batch {
 		sent:     make([]*entry, 0, n),
 		req:      make([]types.PutRecordsRequestEntry, 0, n),
 		accepted: make([]*entry, 0, n),
-		body:     newBodyWriter(),
+		wire:     newWire(),
 	}
 }
 
@@ -104,7 +104,7 @@ func (s *Sink) attempt(ctx context.Context, b *batch) error {
 	if len(b.req) == 0 {
 		return fail
 	}
-	out, err := s.call(ctx, b.req, b.body.option)
+	out, err := s.call(ctx, b.req, b.wire.option)
 	if err == nil && len(out.Records) != len(b.req) {
 		err = fmt.Errorf("put records: %d result entries for %d records", len(out.Records), len(b.req))
 	}
@@ -156,8 +156,9 @@ func worse(a, b error) error {
 	return a
 }
 
-// call makes one PutRecords call under CallTimeout; body writes its request.
-func (s *Sink) call(ctx context.Context, req []types.PutRecordsRequestEntry, body func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error) {
+// call makes one PutRecords call under CallTimeout; wire is the option
+// that writes its request and reads its result.
+func (s *Sink) call(ctx context.Context, req []types.PutRecordsRequestEntry, wire func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	s.m.callStarted()
@@ -166,7 +167,7 @@ func (s *Sink) call(ctx context.Context, req []types.PutRecordsRequestEntry, bod
 		StreamName: s.streamName,
 		StreamARN:  s.streamARN,
 		Records:    req,
-	}, noSDKRetries, body)
+	}, noSDKRetries, wire)
 	s.m.callDone(time.Since(start), len(req))
 	if err != nil {
 		return nil, fmt.Errorf("put records: %w", err)

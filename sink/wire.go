@@ -14,44 +14,56 @@ import (
 	"github.com/cdcd-dev/cdcd/record"
 )
 
-// The PutRecords request body, written by the sink instead of the SDK. The
-// SDK's generic serializer base64-encodes each record into a growing buffer
-// and then copies the whole body again; at hundreds of thousands of records
-// a second that was most of the sink's allocations and a good part of its
-// CPU. bodyWriter writes the same JSON into one buffer a worker reuses, and
-// the SDK client does everything else as before: endpoint, headers,
-// signing, the HTTP call and the response.
+// The PutRecords request and response bodies, handled by the sink instead
+// of the SDK. The SDK's generic serializer base64-encodes each record into a
+// growing buffer and then copies the whole body again, and its
+// deserializer allocates a result entry and two strings for every record;
+// at hundreds of thousands of records a second that was most of the sink's
+// allocations and a good part of its CPU. A wire writes the request into
+// a buffer its worker reuses and reads the answer into reused values; the
+// SDK client does everything else as before: endpoint, headers, signing,
+// the HTTP call, and error responses.
 
-// sdkSerializer is the ID of the SDK's request serializer middleware.
-const sdkSerializer = "OperationSerializer"
+// IDs of the SDK's middlewares that a wire replaces.
+const (
+	sdkSerializer   = "OperationSerializer"
+	sdkDeserializer = "OperationDeserializer"
+)
 
-// bodyWriter serialises one worker's PutRecords requests into buf. A
-// worker makes one call at a time, and the SDK is done reading a body once
-// the call returns (its HTTP handler closes the body's guard before it
-// returns), so buf is free again for the next call.
-type bodyWriter struct {
-	buf []byte
-	// option is w.addTo as a value, made once so that a call allocates
+// wire is one worker's request and response buffers. A worker makes one
+// call at a time and is done with its result before the next, and the SDK
+// is done reading a request body once the call returns (its HTTP handler
+// closes the body's guard before it returns), so the buffers are free again
+// for the next call.
+type wire struct {
+	body []byte // request
+	resp []byte // response
+	out  kinesis.PutRecordsOutput
+	// option is w.install as a value, made once so that a call allocates
 	// nothing for it.
 	option func(*kinesis.Options)
 }
 
-func newBodyWriter() *bodyWriter {
-	w := &bodyWriter{}
-	w.option = w.addTo
+func newWire() *wire {
+	w := &wire{}
+	w.option = w.install
 	return w
 }
 
-// addTo is the per-call option that installs the writer: it replaces the
-// SDK's serializer middleware with one that wraps it.
-func (w *bodyWriter) addTo(o *kinesis.Options) {
+// install is the per-call option that puts w in place of the SDK's
+// serializer and deserializer, each wrapping the one it replaces.
+func (w *wire) install(o *kinesis.Options) {
 	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
-		m := &bodyMiddleware{w: w}
-		sdk, err := stack.Serialize.Swap(sdkSerializer, m)
+		ser := &bodyMiddleware{w: w}
+		sdk, err := stack.Serialize.Swap(sdkSerializer, ser)
 		if err != nil {
 			return fmt.Errorf("put records: install request writer: %w", err)
 		}
-		m.sdk = sdk
+		ser.sdk = sdk
+		de := &resultMiddleware{w: w}
+		if de.sdk, err = stack.Deserialize.Swap(sdkDeserializer, de); err != nil {
+			return fmt.Errorf("put records: install result reader: %w", err)
+		}
 		return nil
 	})
 }
@@ -60,7 +72,7 @@ func (w *bodyWriter) addTo(o *kinesis.Options) {
 // set the method, path and headers from the input without its records, then
 // replaces the body, so everything but the body stays the SDK's.
 type bodyMiddleware struct {
-	w   *bodyWriter
+	w   *wire
 	sdk middleware.SerializeMiddleware
 }
 
@@ -73,8 +85,8 @@ func (m *bodyMiddleware) HandleSerialize(ctx context.Context, in middleware.Seri
 	if !ok {
 		return m.sdk.HandleSerialize(ctx, in, next)
 	}
-	m.w.buf = appendPutRecordsBody(m.w.buf[:0], params)
-	body := m.w.buf
+	m.w.body = appendPutRecordsBody(m.w.body[:0], params)
+	body := m.w.body
 	stub := *params
 	stub.Records = []types.PutRecordsRequestEntry{}
 	in.Parameters = &stub
