@@ -196,6 +196,24 @@ func TestEncodeDataDoesNotAlias(t *testing.T) {
 	}
 }
 
+// TestEncodeDataCapped: records of one transaction share a block of
+// memory, each capped at its length, so that appending to one record's
+// Data (as a caller may) cannot overwrite the next.
+func TestEncodeDataCapped(t *testing.T) {
+	e := newTestEncoder(t, nil)
+	enc := mustEncode(t, e, testTxn(insertOf(itemsRel(), tup("1", "a", "1")), insertOf(itemsRel(), tup("2", "b", "2"))))
+	second := string(enc.Records[1].Data)
+	for _, r := range enc.Records {
+		if cap(r.Data) != len(r.Data) {
+			t.Fatalf("record Data of length %d has capacity %d", len(r.Data), cap(r.Data))
+		}
+	}
+	_ = append(enc.Records[0].Data, "overwrite"...)
+	if string(enc.Records[1].Data) != second {
+		t.Error("appending to a record's Data overwrote the next record")
+	}
+}
+
 func TestPartitionKeys(t *testing.T) {
 	items, log := itemsRel(), logRel()
 	txn := testTxn(

@@ -1,7 +1,6 @@
 package record
 
 import (
-	"slices"
 	"strconv"
 )
 
@@ -39,15 +38,15 @@ func (e *Encoder) appendRow(out []Record, row *compactRow, index int) ([]Record,
 		}
 		after = e.after
 	}
-	var rowKey string
+	var rowKey partKey
 	if e.cfg.Ordering == Row {
 		rowKey = e.rowPartitionKey(row)
 	}
 	e.rec = e.appendEnvelope(e.rec[:0], "full", row, before, after, nil)
 	if len(e.rec)+partitionKeyLen <= e.cfg.MaxRecordBytes {
-		return append(out, Record{PartitionKey: e.partitionKey(rowKey, len(out)), Data: slices.Clone(e.rec)}), nil
+		return e.addRecord(out, e.partitionKey(&rowKey, len(out)), e.keep(e.rec)), nil
 	}
-	return e.appendChunked(out, row, index, rowKey, before, after)
+	return e.appendChunked(out, row, index, &rowKey, before, after)
 }
 
 // appendImage appends a row image as a JSON object; keyOnly restricts it to

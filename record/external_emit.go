@@ -99,6 +99,7 @@ func flushRecords(e *Encoder, recs *[]Record, bytes *int, emit func([]Record) er
 	if len(*recs) == 0 {
 		return nil
 	}
+	e.settleKeys(*recs)
 	if err := emit(*recs); err != nil {
 		return err
 	}
