@@ -202,7 +202,7 @@ const maxRetainedScratch = 4 << 20
 
 // release drops scratch buffers that grew past maxRetainedScratch.
 func (e *Encoder) release() {
-	for _, b := range []*[]byte{&e.rec, &e.before, &e.after, &e.pkBuf, &e.keys, &e.vals.bytes, &e.compact.keyBuf} {
+	for _, b := range []*[]byte{&e.rec, &e.before, &e.after, &e.pkBuf, &e.keys, &e.vals.bytes, &e.compact.keyBuf, &e.compact.keys} {
 		if cap(*b) > maxRetainedScratch {
 			*b = nil
 		}

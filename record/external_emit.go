@@ -119,7 +119,7 @@ func (x *external) decodeRow(h head, row *compactRow) (seq uint64, typ byte, err
 	typ = d.byte()
 	row.op = d.byte()
 	row.rel = d.rel(x.rels.list)
-	row.key = string(d.bytes())
+	row.key = slices.Clone(d.bytes())
 	row.before = d.tuple()
 	row.after = d.tuple()
 	if err := d.done(); err != nil {
