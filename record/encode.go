@@ -107,6 +107,9 @@ type Encoder struct {
 
 	// Scratch, reused across records.
 	rec, before, after, pkBuf []byte
+	// relCache and lastRel hold relations' names as JSON (relNames).
+	relCache map[*Relation]*relJSON
+	lastRel  *relJSON
 	// keys holds the partition keys of records not yet given theirs
 	// (settleKeys); block is what keep cuts records' data from.
 	keys, block []byte
