@@ -19,15 +19,11 @@ import (
 // stream runs one replication session. streamed reports whether it got as
 // far as receiving data, which resets the reconnect backoff.
 func (s *Source) stream(ctx context.Context, h Handler) (streamed bool, err error) {
-	catalog, err := s.connect(ctx)
+	catalog, conn, err := s.connectBoth(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer catalog.Close(context.WithoutCancel(ctx))
-	conn, err := s.connectReplication(ctx)
-	if err != nil {
-		return false, err
-	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
 	var version int
