@@ -105,7 +105,7 @@ func (a *assembler) handle(msg pglogrepl.Message) (*record.Txn, error) {
 			return nil, err
 		}
 		a.rels[m.RelationID] = rel
-	case *pglogrepl.InsertMessage, *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage, *pglogrepl.TruncateMessage:
+	case *changeMessage, *pglogrepl.InsertMessage, *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage, *pglogrepl.TruncateMessage:
 		if !a.inTxn {
 			return nil, fmt.Errorf("%s outside a transaction", msg.Type())
 		}
@@ -266,17 +266,15 @@ type relLookup func(relID uint32) (*record.Relation, bool)
 // bytes of tuple data they hold.
 func (a *assembler) changes(msg pglogrepl.Message, rels relLookup, add func(record.Change)) (int, error) {
 	switch m := msg.(type) {
-	case *pglogrepl.InsertMessage:
-		return a.change(record.Insert, m.RelationID, rels, nil, m.Tuple, add)
-	case *pglogrepl.UpdateMessage:
-		// OldTuple is present only when the key changed ('K') or under
-		// REPLICA IDENTITY FULL ('O'); record handles both.
-		return a.change(record.Update, m.RelationID, rels, m.OldTuple, m.NewTuple, add)
-	case *pglogrepl.DeleteMessage:
-		return a.change(record.Delete, m.RelationID, rels, m.OldTuple, nil, add)
+	case *changeMessage:
+		// The old tuple is present only when the key changed ('K') or
+		// under REPLICA IDENTITY FULL ('O'); record handles both.
+		return m.bytes, a.change(m.kind, m.relID, rels, m.old, m.new, add)
+	case *pglogrepl.InsertMessage, *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage:
+		return a.changes(fromPglogrepl(m), rels, add)
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
-			if _, err := a.change(record.Truncate, id, rels, nil, nil, add); err != nil {
+			if err := a.change(record.Truncate, id, rels, nil, nil, add); err != nil {
 				return 0, err
 			}
 		}
@@ -285,40 +283,48 @@ func (a *assembler) changes(msg pglogrepl.Message, rels relLookup, add func(reco
 	return 0, fmt.Errorf("unexpected change message %T", msg)
 }
 
-func (a *assembler) change(kind record.ChangeKind, relID uint32, rels relLookup, oldT, newT *pglogrepl.TupleData, add func(record.Change)) (int, error) {
+func (a *assembler) change(kind record.ChangeKind, relID uint32, rels relLookup, oldT, newT record.Tuple, add func(record.Change)) error {
 	rel, ok := rels(relID)
 	if !ok {
-		return 0, fmt.Errorf("change to relation %d before its Relation message", relID)
+		return fmt.Errorf("change to relation %d before its Relation message", relID)
 	}
 	if a.skip[rel] {
-		return 0, nil
+		return nil
 	}
 	if kind == record.Delete && oldT == nil {
-		return 0, fmt.Errorf("delete from %s.%s without an old tuple", rel.Schema, rel.Table)
+		return fmt.Errorf("delete from %s.%s without an old tuple", rel.Schema, rel.Table)
 	}
-	c := record.Change{Kind: kind, Rel: rel}
-	var n, m int
-	c.Old, n = tuple(oldT)
-	c.New, m = tuple(newT)
-	if (c.Old != nil && len(c.Old) != len(rel.Columns)) || (c.New != nil && len(c.New) != len(rel.Columns)) {
-		return 0, fmt.Errorf("tuple of %s.%s has a different column count than its relation", rel.Schema, rel.Table)
+	if (oldT != nil && len(oldT) != len(rel.Columns)) || (newT != nil && len(newT) != len(rel.Columns)) {
+		return fmt.Errorf("tuple of %s.%s has a different column count than its relation", rel.Schema, rel.Table)
 	}
-	add(c)
-	return n + m, nil
+	add(record.Change{Kind: kind, Rel: rel, Old: oldT, New: newT})
+	return nil
 }
 
-// tuple converts pgoutput tuple data and returns the bytes it holds. The
-// data slices alias the message buffer, which the receive loop copies once
-// per message, so no further copy is needed here.
-func tuple(t *pglogrepl.TupleData) (record.Tuple, int) {
+// fromPglogrepl converts an Insert, Update or Delete message as pglogrepl
+// decodes it (tests build them) into a changeMessage.
+func fromPglogrepl(msg pglogrepl.Message) *changeMessage {
+	var m *changeMessage
+	switch msg := msg.(type) {
+	case *pglogrepl.InsertMessage:
+		m = &changeMessage{kind: record.Insert, relID: msg.RelationID, new: tuple(msg.Tuple)}
+	case *pglogrepl.UpdateMessage:
+		m = &changeMessage{kind: record.Update, relID: msg.RelationID, old: tuple(msg.OldTuple), new: tuple(msg.NewTuple)}
+	case *pglogrepl.DeleteMessage:
+		m = &changeMessage{kind: record.Delete, relID: msg.RelationID, old: tuple(msg.OldTuple)}
+	}
+	m.count()
+	return m
+}
+
+// tuple converts pglogrepl tuple data.
+func tuple(t *pglogrepl.TupleData) record.Tuple {
 	if t == nil {
-		return nil, 0
+		return nil
 	}
 	out := make(record.Tuple, len(t.Columns))
-	n := 0
 	for i, c := range t.Columns {
 		out[i] = record.Datum{Kind: record.DatumKind(c.DataType), Data: c.Data}
-		n += len(c.Data)
 	}
-	return out, n
+	return out
 }

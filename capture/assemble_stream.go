@@ -93,6 +93,8 @@ func (a *assembler) inStreamMessage(msg pglogrepl.Message) error {
 	case *pglogrepl.LogicalDecodingMessageV2:
 		a.message(&m.LogicalDecodingMessage)
 		return nil
+	case *changeMessage:
+		return a.streamChange(st, m.xid, m)
 	case *pglogrepl.InsertMessageV2:
 		return a.streamChange(st, m.Xid, &m.InsertMessage)
 	case *pglogrepl.UpdateMessageV2:

@@ -8,7 +8,8 @@ import (
 	"github.com/jackc/pglogrepl"
 )
 
-// parseMessage decodes one pgoutput message. Protocol 2's parser reads
+// parseMessage decodes one pgoutput message: Insert, Update and Delete with
+// decodeChange, the rest with pglogrepl. Protocol 2's parser reads
 // protocol 1 messages alike; inStream says whether messages carry the xid of
 // a streamed transaction. A malformed message is an error, never a panic or
 // a huge allocation: pglogrepl's decoders index into the buffer on trust and
@@ -17,6 +18,13 @@ import (
 func parseMessage(buf []byte, inStream bool) (msg pglogrepl.Message, err error) {
 	if len(buf) == 0 {
 		return nil, errors.New("empty message")
+	}
+	if isChangeMessage(buf[0]) {
+		m, err := decodeChange(buf, inStream)
+		if err != nil {
+			return nil, fmt.Errorf("malformed %q message: %w", buf[0], err)
+		}
+		return m, nil
 	}
 	if err := checkTuples(buf, inStream); err != nil {
 		return nil, fmt.Errorf("malformed %q message: %w", buf[0], err)

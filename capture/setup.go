@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -394,6 +395,36 @@ func (s *Source) connectFailed(err error) {
 	if s.cfg.OnConnectError != nil {
 		s.cfg.OnConnectError(err)
 	}
+}
+
+// connectBoth opens a regular and a replication connection at the same
+// time, for a session: each costs several round trips and, with SCRAM, a
+// key derivation at both ends, and opened one after the other they were a
+// good part of a session's start. (Prepare opens its replication
+// connection only after the checks, whose count of walsenders must not
+// include its own.) On error neither is left open.
+func (s *Source) connectBoth(ctx context.Context) (*pgx.Conn, *pgconn.PgConn, error) {
+	type result struct {
+		conn *pgconn.PgConn
+		err  error
+	}
+	repl := make(chan result, 1)
+	go func() {
+		c, err := s.connectReplication(ctx)
+		repl <- result{c, err}
+	}()
+	conn, err := s.connect(ctx)
+	r := <-repl
+	if err == nil && r.err == nil {
+		return conn, r.conn, nil
+	}
+	if conn != nil {
+		conn.Close(context.WithoutCancel(ctx))
+	}
+	if r.conn != nil {
+		r.conn.Close(context.WithoutCancel(ctx))
+	}
+	return nil, nil, cmp.Or(err, r.err)
 }
 
 func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error) {

@@ -62,7 +62,7 @@ type chunkImage struct {
 	spans []fragmentSpan
 }
 
-func (e *Encoder) appendChunked(out []Record, row *compactRow, index int, rowKey string, before, after []byte) ([]Record, error) {
+func (e *Encoder) appendChunked(out []Record, row *compactRow, index int, rowKey *partKey, before, after []byte) ([]Record, error) {
 	images := [2]chunkImage{{name: "before", text: before}, {name: "after", text: after}}
 	// Split the larger image first.
 	order := [2]int{1, 0}
@@ -101,13 +101,10 @@ func (e *Encoder) appendChunked(out []Record, row *compactRow, index int, rowKey
 			continue
 		}
 		for n, s := range img.spans {
-			out = append(out, Record{
-				PartitionKey: e.partitionKey(rowKey, len(out)),
-				Data:         appendFragment(img.id, n, img.text[s.start:s.end]),
-			})
+			out = e.addRecord(out, e.partitionKey(rowKey, len(out)), appendFragment(img.id, n, img.text[s.start:s.end]))
 		}
 	}
-	return append(out, Record{PartitionKey: e.partitionKey(rowKey, len(out)), Data: main}), nil
+	return e.addRecord(out, e.partitionKey(rowKey, len(out)), main), nil
 }
 
 func inlineImage(img *chunkImage) []byte {

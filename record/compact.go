@@ -1,8 +1,10 @@
 package record
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 )
 
 // Write-set compaction (docs/records.md#compaction). For a table with a key, every row the
@@ -46,9 +48,9 @@ type compactRow struct {
 	// d on a table without a key, the whole old row.
 	before Tuple
 	after  Tuple
-	// key is the encoded key of a keyed row; "" for tables without a key
-	// and for truncates.
-	key string
+	// key is the encoded key of a keyed row; empty for tables without a
+	// key and for truncates.
+	key []byte
 }
 
 // compactEntry is one row (keyed tables) or one change (the rest) in the
@@ -70,7 +72,9 @@ type compactEntry struct {
 	// keyImage holds the key of a keyed row that is now absent.
 	keyImage Tuple
 	// mapKey is the relation ID and the encoded key; mapKey[4:] is the key.
-	mapKey string
+	// It lives in compactor.keys.
+	mapKey []byte
+	hash   uint64 // of mapKey
 	// read marks a row an initial snapshot read: emitted with op "r", an
 	// upsert to any DSQL consumer.
 	read bool
@@ -80,9 +84,18 @@ type compactEntry struct {
 type compactor struct {
 	vals    *valueCodec
 	entries []compactEntry
-	index   map[string]int
-	keyBuf  []byte
-	rows    []compactRow
+	// index finds a keyed row's entry by the hash of its mapKey, and
+	// collided by the mapKey itself when another row has that hash: a map
+	// with string keys would allocate a string per row. hash is
+	// maphash's, replaceable by tests.
+	index    map[uint64]int
+	collided map[string]int
+	seed     maphash.Seed
+	hash     func(maphash.Seed, []byte) uint64
+	// keys holds the run's mapKeys, one after another.
+	keys   []byte
+	keyBuf []byte
+	rows   []compactRow
 }
 
 // run compacts txn. The returned rows alias the compactor and are valid
@@ -90,9 +103,15 @@ type compactor struct {
 func (c *compactor) run(txn *Txn, emitTruncate bool) ([]compactRow, []*Relation, error) {
 	c.entries = c.entries[:0]
 	if c.index == nil {
-		c.index = make(map[string]int)
+		c.index, c.collided = make(map[uint64]int), make(map[string]int)
+		c.seed = maphash.MakeSeed()
+	}
+	if c.hash == nil {
+		c.hash = maphash.Bytes
 	}
 	clear(c.index)
+	clear(c.collided)
+	c.keys = c.keys[:0]
 	var skipped []*Relation
 	for i := range txn.Changes {
 		ch := &txn.Changes[i]
@@ -158,7 +177,7 @@ const maxRetainedRows = 1 << 14
 
 func (c *compactor) release() {
 	if cap(c.entries) > maxRetainedRows || cap(c.rows) > maxRetainedRows {
-		c.entries, c.rows, c.index = nil, nil, nil
+		c.entries, c.rows, c.index, c.collided, c.keys = nil, nil, nil, nil, nil
 		return
 	}
 	// Drop references to the transaction's tuples now rather than at the
@@ -225,7 +244,7 @@ func (c *compactor) change(ch *Change) error {
 		if key, err = c.keyOf(rel, row); err != nil {
 			return err
 		}
-		if string(key) == c.entries[oi].mapKey {
+		if bytes.Equal(key, c.entries[oi].mapKey) {
 			c.entries[oi].rel, c.entries[oi].present, c.entries[oi].image = rel, true, row
 			return nil
 		}
@@ -308,7 +327,7 @@ func (c *compactor) truncate(rel *Relation) {
 		}
 		e.dropped = true
 		if e.keyed {
-			delete(c.index, e.mapKey)
+			c.unindex(i)
 		}
 	}
 	c.entries = append(c.entries, compactEntry{rel: rel, op: 't'})
@@ -337,15 +356,39 @@ func (c *compactor) truncateSilently(rel *Relation) {
 // bytes keyOf returned), creating it with presentBefore for a row not yet
 // seen.
 func (c *compactor) lookup(mapKey []byte, presentBefore bool) int {
-	if i, ok := c.index[string(mapKey)]; ok {
+	h := c.hash(c.seed, mapKey)
+	i, taken := c.index[h]
+	if taken && bytes.Equal(c.entries[i].mapKey, mapKey) {
 		return i
 	}
-	k := string(mapKey)
-	c.index[k] = len(c.entries)
+	if len(c.collided) > 0 {
+		if j, ok := c.collided[string(mapKey)]; ok {
+			return j
+		}
+	}
+	start := len(c.keys)
+	c.keys = append(c.keys, mapKey...)
+	n := len(c.entries)
+	if taken {
+		c.collided[string(mapKey)] = n
+	} else {
+		c.index[h] = n
+	}
 	c.entries = append(c.entries, compactEntry{
-		keyed: true, presentBefore: presentBefore, present: presentBefore, mapKey: k,
+		keyed: true, presentBefore: presentBefore, present: presentBefore,
+		mapKey: c.keys[start:len(c.keys):len(c.keys)], hash: h,
 	})
-	return len(c.entries) - 1
+	return n
+}
+
+// unindex removes entry i, a keyed row, from the index.
+func (c *compactor) unindex(i int) {
+	e := &c.entries[i]
+	if j, ok := c.index[e.hash]; ok && j == i {
+		delete(c.index, e.hash)
+		return
+	}
+	delete(c.collided, string(e.mapKey))
 }
 
 // keyOf encodes the key columns of t as the relation ID followed by each key

@@ -3,6 +3,8 @@ package record
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"testing"
@@ -191,19 +193,31 @@ func TestCompaction(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newTestEncoder(t, func(c *Config) { c.EmitTruncate = tt.emitTruncate })
-			enc, err := e.Encode(testTxn(tt.changes...), 0, testNow)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := summarize(t, enc.Records); !slices.Equal(got, tt.want) {
-				t.Errorf("records:\n got %q\nwant %q", got, tt.want)
-			}
-			if len(enc.SkippedTruncates) != tt.wantSkipped {
-				t.Errorf("SkippedTruncates = %d, want %d", len(enc.SkippedTruncates), tt.wantSkipped)
-			}
-		})
+		for _, collide := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/collide=%v", tt.name, collide), func(t *testing.T) {
+				testCompaction(t, tt.changes, tt.emitTruncate, collide, tt.want, tt.wantSkipped)
+			})
+		}
+	}
+}
+
+// testCompaction encodes changes and compares the records; with collide
+// every key hashes alike, so that rows are told apart by the compactor's
+// collision map alone.
+func testCompaction(t *testing.T, changes []Change, emitTruncate, collide bool, want []string, wantSkipped int) {
+	e := newTestEncoder(t, func(c *Config) { c.EmitTruncate = emitTruncate })
+	if collide {
+		e.compact.hash = func(maphash.Seed, []byte) uint64 { return 7 }
+	}
+	enc, err := e.Encode(testTxn(changes...), 0, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summarize(t, enc.Records); !slices.Equal(got, want) {
+		t.Errorf("records:\n got %q\nwant %q", got, want)
+	}
+	if len(enc.SkippedTruncates) != wantSkipped {
+		t.Errorf("SkippedTruncates = %d, want %d", len(enc.SkippedTruncates), wantSkipped)
 	}
 }
 

@@ -107,6 +107,12 @@ type Encoder struct {
 
 	// Scratch, reused across records.
 	rec, before, after, pkBuf []byte
+	// relCache and lastRel hold relations' names as JSON (relNames).
+	relCache map[*Relation]*relJSON
+	lastRel  *relJSON
+	// keys holds the partition keys of records not yet given theirs
+	// (settleKeys); block is what keep cuts records' data from.
+	keys, block []byte
 	// recBase is the position in the transaction's records of the first
 	// record of the slice being appended to: EncodeSpilled hands records
 	// out in batches, Encode all at once (0).
@@ -187,6 +193,7 @@ func (e *Encoder) Encode(txn *Txn, prevTsNs int64, now time.Time) (Encoded, erro
 			return Encoded{}, fmt.Errorf("encode transaction %s: %w", e.txID[:], err)
 		}
 	}
+	e.settleKeys(out.Records)
 	e.release()
 	return out, nil
 }
@@ -198,7 +205,7 @@ const maxRetainedScratch = 4 << 20
 
 // release drops scratch buffers that grew past maxRetainedScratch.
 func (e *Encoder) release() {
-	for _, b := range []*[]byte{&e.rec, &e.before, &e.after, &e.pkBuf, &e.vals.bytes, &e.compact.keyBuf} {
+	for _, b := range []*[]byte{&e.rec, &e.before, &e.after, &e.pkBuf, &e.keys, &e.vals.bytes, &e.compact.keyBuf, &e.compact.keys} {
 		if cap(*b) > maxRetainedScratch {
 			*b = nil
 		}
@@ -262,6 +269,7 @@ func putTxID(dst *[txIDLen]byte, systemID, commitLSN uint64) {
 // begin prepares the parts of the envelope shared by every record of txn.
 func (e *Encoder) begin(txn *Txn, tsNs int64, now time.Time) {
 	putTxID(&e.txID, e.cfg.SystemID, txn.CommitLSN)
+	e.keys = e.keys[:0] // what a failed Encode left
 
 	h := append(e.srcHead[:0], `{"version":"1.0","ts_ms":`...)
 	h = strconv.AppendInt(h, floorDiv(tsNs, 1_000_000), 10)

@@ -208,3 +208,7 @@ func appendLSN(dst []byte, lsn uint64) []byte {
 	dst = append(dst, '/')
 	return appendUpperHex(dst, uint32(lsn))
 }
+
+// AppendJSONString appends s as a quoted JSON string escaped as record
+// fields are; the sink writes PutRecords request bodies with it.
+func AppendJSONString(dst []byte, s string) []byte { return appendJSONString(dst, s) }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"slices"
 )
 
 // Partition keys (docs/records.md#ordering). Every key is 32 lowercase hex characters, the
@@ -30,10 +31,13 @@ import (
 // partitionKeyLen is the length of every partition key.
 const partitionKeyLen = 32
 
+// partKey is a partition key before it joins its record (settleKeys).
+type partKey [partitionKeyLen]byte
+
 // rowPartitionKey is the ROW-ordering key of row.
-func (e *Encoder) rowPartitionKey(row *compactRow) string {
+func (e *Encoder) rowPartitionKey(row *compactRow) partKey {
 	b := e.pkBuf[:0]
-	if row.key != "" {
+	if len(row.key) != 0 {
 		b = append(b, "row"...)
 	} else {
 		b = append(b, "table"...)
@@ -47,9 +51,9 @@ func (e *Encoder) rowPartitionKey(row *compactRow) string {
 
 // partitionKey returns rowKey in ROW ordering, and otherwise the spread key
 // of the record at position in Encoded.Records.
-func (e *Encoder) partitionKey(rowKey string, position int) string {
+func (e *Encoder) partitionKey(rowKey *partKey, position int) partKey {
 	if e.cfg.Ordering == Row {
-		return rowKey
+		return *rowKey
 	}
 	b := append(e.pkBuf[:0], "spread"...)
 	b = append(b, e.txID[:]...)
@@ -58,14 +62,57 @@ func (e *Encoder) partitionKey(rowKey string, position int) string {
 	return hashKey(b)
 }
 
-func hashKey(b []byte) string {
+func hashKey(b []byte) (k partKey) {
 	sum := sha256.Sum256(b)
-	var out [partitionKeyLen]byte
-	hex.Encode(out[:], sum[:partitionKeyLen/2])
-	return string(out[:])
+	hex.Encode(k[:], sum[:partitionKeyLen/2])
+	return k
 }
 
-func appendLenPrefixed(dst []byte, s string) []byte {
+func appendLenPrefixed[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(s)))
 	return append(dst, s...)
+}
+
+// addRecord appends a record of data to out; its key waits in e.keys for
+// settleKeys.
+func (e *Encoder) addRecord(out []Record, key partKey, data []byte) []Record {
+	e.keys = append(e.keys, key[:]...)
+	return append(out, Record{Data: data})
+}
+
+// settleKeys gives the records added since the last call, the last ones of
+// recs, their partition keys, all cut from one string: one allocation for
+// the keys of a transaction (or of a batch of EncodeSpilled) instead of one
+// a record.
+func (e *Encoder) settleKeys(recs []Record) {
+	n := len(e.keys) / partitionKeyLen
+	keys := string(e.keys)
+	recs = recs[len(recs)-n:]
+	for i := range recs {
+		recs[i].PartitionKey = keys[i*partitionKeyLen : (i+1)*partitionKeyLen]
+	}
+	e.keys = e.keys[:0]
+}
+
+// dataBlockSize is the size of the blocks keep cuts records' data from,
+// and a quarter of it the largest record that shares a block: the
+// garbage collector frees a block once none of its records is referenced,
+// so a record kept long (a retry under throttling) keeps at most a block
+// alive with it.
+const dataBlockSize = 16 << 10
+
+// keep returns a copy of b that does not alias the Encoder's scratch. Small
+// records are cut one after another from a shared block, one allocation
+// for many records; the copies are capped, so appending to one cannot
+// reach the next.
+func (e *Encoder) keep(b []byte) []byte {
+	if len(b) > dataBlockSize/4 {
+		return slices.Clone(b)
+	}
+	if cap(e.block)-len(e.block) < len(b) {
+		e.block = make([]byte, 0, dataBlockSize)
+	}
+	start := len(e.block)
+	e.block = append(e.block, b...)
+	return e.block[start:len(e.block):len(e.block)]
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base32"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -196,6 +197,24 @@ func TestEncodeDataDoesNotAlias(t *testing.T) {
 	}
 }
 
+// TestEncodeDataCapped: records of one transaction share a block of
+// memory, each capped at its length, so that appending to one record's
+// Data (as a caller may) cannot overwrite the next.
+func TestEncodeDataCapped(t *testing.T) {
+	e := newTestEncoder(t, nil)
+	enc := mustEncode(t, e, testTxn(insertOf(itemsRel(), tup("1", "a", "1")), insertOf(itemsRel(), tup("2", "b", "2"))))
+	second := string(enc.Records[1].Data)
+	for _, r := range enc.Records {
+		if cap(r.Data) != len(r.Data) {
+			t.Fatalf("record Data of length %d has capacity %d", len(r.Data), cap(r.Data))
+		}
+	}
+	_ = append(enc.Records[0].Data, "overwrite"...)
+	if string(enc.Records[1].Data) != second {
+		t.Error("appending to a record's Data overwrote the next record")
+	}
+}
+
 func TestPartitionKeys(t *testing.T) {
 	items, log := itemsRel(), logRel()
 	txn := testTxn(
@@ -385,5 +404,28 @@ func TestEncoderReleasesScratch(t *testing.T) {
 	}
 	if enc := mustEncode(t, e, testTxn(insertOf(itemsRel(), tup("1", "a", nil)))); len(enc.Records) != 1 {
 		t.Errorf("%d records after release", len(enc.Records))
+	}
+}
+
+// TestRelationNames: each record names its own relation's columns, schema
+// and table, across more relations than the Encoder caches the names of.
+func TestRelationNames(t *testing.T) {
+	e := newTestEncoder(t, nil)
+	for round := range 2 {
+		for i := range maxCachedRelations + 10 {
+			rel := &Relation{ID: uint32(i), Schema: fmt.Sprintf("s%d", i), Table: fmt.Sprintf("t\"%d", i), ReplicaIdentity: 'd', HasKey: true,
+				Columns: []Column{{Name: fmt.Sprintf("id%d", i), TypeOID: oidInt4, Key: true}}}
+			enc := mustEncode(t, e, testTxn(insertOf(rel, tup(fmt.Sprint(round)))))
+			var rec struct {
+				After  map[string]int
+				Source struct{ Schema, Table string }
+			}
+			if err := json.Unmarshal(enc.Records[0].Data, &rec); err != nil {
+				t.Fatal(err)
+			}
+			if rec.After[rel.Columns[0].Name] != round || len(rec.After) != 1 || rec.Source.Schema != rel.Schema || rec.Source.Table != rel.Table {
+				t.Fatalf("relation %d: record %s", i, enc.Records[0].Data)
+			}
+		}
 	}
 }

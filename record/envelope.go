@@ -1,7 +1,6 @@
 package record
 
 import (
-	"slices"
 	"strconv"
 )
 
@@ -39,20 +38,21 @@ func (e *Encoder) appendRow(out []Record, row *compactRow, index int) ([]Record,
 		}
 		after = e.after
 	}
-	var rowKey string
+	var rowKey partKey
 	if e.cfg.Ordering == Row {
 		rowKey = e.rowPartitionKey(row)
 	}
 	e.rec = e.appendEnvelope(e.rec[:0], "full", row, before, after, nil)
 	if len(e.rec)+partitionKeyLen <= e.cfg.MaxRecordBytes {
-		return append(out, Record{PartitionKey: e.partitionKey(rowKey, len(out)), Data: slices.Clone(e.rec)}), nil
+		return e.addRecord(out, e.partitionKey(&rowKey, len(out)), e.keep(e.rec)), nil
 	}
-	return e.appendChunked(out, row, index, rowKey, before, after)
+	return e.appendChunked(out, row, index, &rowKey, before, after)
 }
 
 // appendImage appends a row image as a JSON object; keyOnly restricts it to
 // the key columns (a delete's before).
 func (e *Encoder) appendImage(dst []byte, rel *Relation, t Tuple, keyOnly bool) ([]byte, error) {
+	names := e.relNames(rel)
 	dst = append(dst, '{')
 	first := true
 	for i := range rel.Columns {
@@ -64,14 +64,64 @@ func (e *Encoder) appendImage(dst []byte, rel *Relation, t Tuple, keyOnly bool) 
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendJSONString(dst, col.Name)
-		dst = append(dst, ':')
+		dst = append(dst, names.column(i)...)
 		var err error
 		if dst, err = e.vals.appendDatum(dst, col.TypeOID, t[i].Kind, t[i].Data, 0); err != nil {
 			return dst, valueError(rel, col, t[i].Kind, err)
 		}
 	}
 	return append(dst, '}'), nil
+}
+
+// relJSON is the JSON of a relation's names, escaped once rather than for
+// every record: `"column":` for each column, and the source's
+// `,"schema":…,"table":…`.
+type relJSON struct {
+	rel     *Relation
+	columns []byte
+	ends    []int // ends[i] is where column i's name ends in columns
+	source  []byte
+}
+
+func (r *relJSON) column(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = r.ends[i-1]
+	}
+	return r.columns[start:r.ends[i]]
+}
+
+// maxCachedRelations bounds relNames' cache: capture makes a new Relation
+// for every Relation message, so the cache would otherwise grow with every
+// schema change and reconnection.
+const maxCachedRelations = 256
+
+// relNames returns rel's names as JSON. Relations do not change once made
+// (capture makes a new one for each Relation message), so they are cached
+// by pointer.
+func (e *Encoder) relNames(rel *Relation) *relJSON {
+	if e.lastRel != nil && e.lastRel.rel == rel {
+		return e.lastRel
+	}
+	r, ok := e.relCache[rel]
+	if !ok {
+		if e.relCache == nil || len(e.relCache) >= maxCachedRelations {
+			e.relCache = make(map[*Relation]*relJSON)
+		}
+		r = &relJSON{rel: rel, ends: make([]int, len(rel.Columns))}
+		for i := range rel.Columns {
+			r.columns = appendJSONString(r.columns, rel.Columns[i].Name)
+			r.columns = append(r.columns, ':')
+			r.ends[i] = len(r.columns)
+		}
+		r.source = append(r.source, `,"schema":`...)
+		r.source = appendJSONString(r.source, rel.Schema)
+		r.source = append(r.source, `,"table":`...)
+		r.source = appendJSONString(r.source, rel.Table)
+		e.relCache[rel] = r
+	}
+	e.lastRel = r
+	return r
 }
 
 // appendEnvelope appends a full or chunked record. A nil image is null;
@@ -91,10 +141,7 @@ func (e *Encoder) appendEnvelope(dst []byte, typ string, row *compactRow, before
 	}
 	dst = append(dst, `,"source":`...)
 	dst = append(dst, e.srcHead...)
-	dst = append(dst, `,"schema":`...)
-	dst = appendJSONString(dst, row.rel.Schema)
-	dst = append(dst, `,"table":`...)
-	dst = appendJSONString(dst, row.rel.Table)
+	dst = append(dst, e.relNames(row.rel).source...)
 	dst = append(dst, e.srcTail...)
 	return append(dst, e.procTail...)
 }

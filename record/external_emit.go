@@ -99,6 +99,7 @@ func flushRecords(e *Encoder, recs *[]Record, bytes *int, emit func([]Record) er
 	if len(*recs) == 0 {
 		return nil
 	}
+	e.settleKeys(*recs)
 	if err := emit(*recs); err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func (x *external) decodeRow(h head, row *compactRow) (seq uint64, typ byte, err
 	typ = d.byte()
 	row.op = d.byte()
 	row.rel = d.rel(x.rels.list)
-	row.key = string(d.bytes())
+	row.key = slices.Clone(d.bytes())
 	row.before = d.tuple()
 	row.after = d.tuple()
 	if err := d.done(); err != nil {

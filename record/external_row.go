@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // Phase 2 of the external compaction (external.go): each row's events, in
@@ -228,7 +229,7 @@ func (r *rowRun) finish() error {
 	if !s.exists {
 		return nil
 	}
-	row := compactRow{rel: s.rel, key: string(r.mapKey[4:])}
+	row := compactRow{rel: s.rel, key: slices.Clone(r.mapKey[4:])}
 	if !row.netEffect(s.presentBefore, s.present, s.read, s.image, s.keyImage) {
 		return nil // inserted and deleted within the transaction
 	}

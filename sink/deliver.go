@@ -24,6 +24,7 @@ type batch struct {
 	req      []types.PutRecordsRequestEntry
 	ends     []int // req[j] carries sent[ends[j-1]:ends[j]]
 	accepted []*entry
+	wire     *wire // writes req and reads its result (wire.go)
 
 	bo        backoff.BackOff
 	failSince time.Time // start of the first failed attempt; zero while healthy
@@ -38,6 +39,7 @@ func newBatch(n int) *batch {
 		req:      make([]types.PutRecordsRequestEntry, 0, n),
 		ends:     make([]int, 0, n),
 		accepted: make([]*entry, 0, n),
+		wire:     newWire(),
 	}
 }
 
@@ -111,7 +113,7 @@ func (s *Sink) attempt(ctx context.Context, b *batch) error {
 			b.ends = append(b.ends, i+1)
 		}
 	}
-	out, err := s.call(ctx, b.req)
+	out, err := s.call(ctx, b.req, b.wire.option)
 	if err == nil && len(out.Records) != len(b.req) {
 		err = fmt.Errorf("put records: %d result entries for %d records", len(out.Records), len(b.req))
 	}
@@ -166,8 +168,9 @@ func worse(a, b error) error {
 	return a
 }
 
-// call makes one PutRecords call under CallTimeout.
-func (s *Sink) call(ctx context.Context, req []types.PutRecordsRequestEntry) (*kinesis.PutRecordsOutput, error) {
+// call makes one PutRecords call under CallTimeout; wire is the option
+// that writes its request and reads its result.
+func (s *Sink) call(ctx context.Context, req []types.PutRecordsRequestEntry, wire func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	s.m.callStarted()
@@ -176,7 +179,7 @@ func (s *Sink) call(ctx context.Context, req []types.PutRecordsRequestEntry) (*k
 		StreamName: s.streamName,
 		StreamARN:  s.streamARN,
 		Records:    req,
-	}, noSDKRetries)
+	}, noSDKRetries, wire)
 	s.m.callDone(time.Since(start), len(req))
 	if err != nil {
 		return nil, fmt.Errorf("put records: %w", err)
