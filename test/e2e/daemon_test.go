@@ -1,6 +1,11 @@
 // Package e2e runs the cdcd binary against a real PostgreSQL and a real
 // Kinesis implementation (see test/infra/up.sh), reading the results back
 // with cdcd tail.
+//
+// Every test has its own database, slot, Kinesis stream, state directory
+// and daemon, and calls t.Parallel() first; the one that stops the shared
+// PostgreSQL (TestSourceShutdownWhileImpaired) does not, so it runs before
+// the others start (see package testenv for the rule).
 package e2e
 
 import (
