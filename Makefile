@@ -24,7 +24,10 @@ GO ?= go
 PKGS ?= ./...
 # -p 1: the integration packages share one PostgreSQL, kinesalite and
 # local-kms, and several at once overload a 2-core machine (see README).
-TEST_FLAGS ?= -race -count=1 -p 1 -timeout 15m
+# -parallel 4: within a package, up to 4 tests that call t.Parallel run at
+# once; most of their time is spent waiting (test/testenv says which tests
+# may).
+TEST_FLAGS ?= -race -count=1 -p 1 -parallel 4 -timeout 15m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 INFRA := test/infra

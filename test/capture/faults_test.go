@@ -44,6 +44,7 @@ func seq(from, to int) []int {
 // is the first session's success, which clears a SOURCE_ code saved before
 // a restart.
 func TestTerminateWalsender(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY)`)
 	h.start()
@@ -77,6 +78,7 @@ func TestTerminateWalsender(t *testing.T) {
 // the server still accepts a new one, so replication goes on undisturbed
 // on the same walsender.
 func TestHealthConnectionTerminated(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY)`)
 	h.start()
@@ -293,6 +295,7 @@ func TestSlotLost(t *testing.T) {
 // TestSlotDroppedUnderneath: a slot dropped while the stream runs ends Run
 // with ErrSlotLost; capture never creates a new one silently.
 func TestSlotDroppedUnderneath(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY)`)
 	h.start()

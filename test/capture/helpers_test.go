@@ -1,6 +1,12 @@
 // Package capture_test runs capture against a real PostgreSQL: the shared
 // server of test/infra/up.sh, or a private one for tests that restart it or
 // change server settings. Each test has its own database and slot.
+//
+// Tests on the shared server call t.Parallel() first. Tests on a private
+// server do not: they restart it or bound it by its own timers (a 1 s
+// wal_sender_timeout, a 10 s shutdown), which CPU contention from parallel
+// tests could break, so they run first, before the parallel ones (see
+// package testenv).
 package capture_test
 
 import (

@@ -13,6 +13,7 @@ import (
 // reuses them after, refuses a slot it cannot have made, turns a missing
 // slot of a stream that delivered into ErrSlotLost, and Drop removes both.
 func TestSlotLifecycle(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v text)`)
 	src := h.source()
@@ -87,6 +88,7 @@ func withoutMetrics(cfg capture.Config) capture.Config {
 // TestPrerequisiteErrors: each missing prerequisite is an error that names
 // the fix, and Check, which changes nothing, finds the same one.
 func TestPrerequisiteErrors(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "")
 	h.exec(`CREATE TABLE nokey (a int, b int)`)
 	h.exec(`CREATE TABLE toasty (id int PRIMARY KEY, doc text)`)
@@ -129,6 +131,7 @@ func TestPrerequisiteErrors(t *testing.T) {
 // IDENTITY FULL and create the publication and the slot, and does none of
 // it; Prepare then does.
 func TestCheckChangesNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.toasty")
 	h.exec(`CREATE TABLE toasty (id int PRIMARY KEY, doc text)`)
 	state := func() (ident string, pubs, slots int) {

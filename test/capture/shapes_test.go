@@ -73,6 +73,7 @@ func (h *harness) prepareErr(cfg capture.Config) error {
 // when the stream allows it; then every delete carries its primary key, and
 // several deletes in one transaction stay several records.
 func TestReplicaIdentityWithoutThePrimaryKey(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.m")
 	h.exec(`CREATE TABLE m (id int8 PRIMARY KEY, ext uuid NOT NULL UNIQUE, n int)`)
 	for _, tc := range []struct{ alter, want string }{
@@ -146,6 +147,7 @@ func (h *harness) publication(name string) (ops string, tables []string) {
 // stream's at start: updates and deletes arrive, with every column, and the
 // other table's changes do not.
 func TestOwnedPublicationMadeTheStreams(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t", "public.u")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY, a int, b int)`)
 	h.exec(`CREATE TABLE u (id int PRIMARY KEY)`)
@@ -185,6 +187,7 @@ func TestOwnedPublicationMadeTheStreams(t *testing.T) {
 // statements that fix it, and left as it was; a complete one is used as it
 // is, and deleting the stream leaves it.
 func TestExternalPublicationRefused(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t", "public.u")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY, a int)`)
 	h.exec(`CREATE TABLE u (id int PRIMARY KEY)`)
@@ -234,6 +237,7 @@ func TestExternalPublicationRefused(t *testing.T) {
 // partition whose replica identity would not key its deletes is refused
 // like any table.
 func TestPartitionedTable(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.p", "public.p_a")
 	h.exec(`CREATE TABLE p (id int8, k int, v int, PRIMARY KEY (id, k)) PARTITION BY LIST (k)`)
 	h.exec(`CREATE TABLE p_a PARTITION OF p FOR VALUES IN (1)`)
@@ -314,6 +318,7 @@ func TestPartitionedTable(t *testing.T) {
 // change is its own record, and updates and deletes carry the whole old row
 // in before, so applying them in order rebuilds the table.
 func TestKeylessTable(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.k", "public.ki")
 	h.exec(`CREATE TABLE k (a int, b text)`)
 	h.exec(`CREATE TABLE ki (a int NOT NULL, b int)`)
@@ -375,6 +380,7 @@ func TestKeylessTable(t *testing.T) {
 // stored generated columns; stream start says so, naming the table and the
 // columns, and records hold every other column.
 func TestGeneratedColumnsWarned(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.g")
 	var version int
 	if err := h.db.QueryRow(h.ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {

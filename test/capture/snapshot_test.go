@@ -102,6 +102,7 @@ func (h *harness) expectFolded(got map[string]map[string]string, tables ...strin
 // and later ones come from the slot, and folding everything gives each
 // row's final state.
 func TestSnapshotThenStream(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.big", "public.small")
 	h.exec(`CREATE TABLE big (id int PRIMARY KEY, v int, flag boolean, note text)`)
 	h.exec(`INSERT INTO big SELECT g, g, g % 2 = 0, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 100000) g`)
@@ -207,6 +208,7 @@ func TestSnapshotThenStream(t *testing.T) {
 // attempt and then the stream gives the table: no ghost rows. Nothing was
 // persisted before the snapshot finished.
 func TestSnapshotRestarts(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
 	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 5000) g`)
@@ -300,6 +302,7 @@ func TestSnapshotRestarts(t *testing.T) {
 // the deletes of rows already handed over, so the retry does not create a
 // new one: Run ends with ErrSlotLost (docs/records.md#snapshot-retries).
 func TestSnapshotSlotDroppedMidwayIsLost(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
 	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 300) g`)

@@ -16,6 +16,7 @@ import (
 // (transactional and not), a transaction from a replication origin, and
 // Type messages for an enum, its array and a domain.
 func TestEveryMessage(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t", "public.fulltab")
 	h.exec(`CREATE TYPE mood AS ENUM ('sad', 'ok')`)
 	h.exec(`CREATE DOMAIN posint AS int CHECK (VALUE > 0)`)
@@ -102,6 +103,7 @@ func TestEveryMessage(t *testing.T) {
 // from the transaction that commits them on, including a change made after
 // the DDL inside the same transaction.
 func TestDDLMidStream(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t")
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY, a int, b int)`)
 	h.start()
@@ -148,6 +150,7 @@ func TestDDLMidStream(t *testing.T) {
 // in progress alters its table halfway; its changes keep the shape they
 // were made with, and later transactions see the new one.
 func TestDDLInStreamedTransaction(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.t")
 	h.cfg.DSN = h.dsn + "&options=-c%20logical_decoding_work_mem%3D64kB"
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY, a int)`)
@@ -181,8 +184,10 @@ func TestDDLInStreamedTransaction(t *testing.T) {
 // exactly their rows, with PostgreSQL streaming the transactions in progress
 // (protocol 2, logical_decoding_work_mem at its 64kB minimum) and without.
 func TestAbortsAndSavepoints(t *testing.T) {
+	t.Parallel()
 	for _, streaming := range []bool{true, false} {
 		t.Run(fmt.Sprintf("streaming=%v", streaming), func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, "", "public.t")
 			// libpq's URL syntax: %20 for the space, which url.Values
 			// would encode as "+".
@@ -252,6 +257,7 @@ func TestAbortsAndSavepoints(t *testing.T) {
 // table is busy, the slot's confirmed_flush_lsn still moves forward, so the
 // server can recycle WAL; nothing is handed over.
 func TestIdleSlotAdvances(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "", "public.quiet")
 	h.exec(`CREATE TABLE quiet (id int PRIMARY KEY)`)
 	h.exec(`CREATE TABLE busy (id serial PRIMARY KEY, v int)`)

@@ -16,6 +16,7 @@ import (
 // TestCheckOnline: cdcd check --online names each missing grant of the
 // source role with the SQL that fixes it, and passes once they are fixed.
 func TestCheckOnline(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.items"}})
 	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	role := strings.ReplaceAll(h.slot, "cdcd_", "r_")
@@ -81,6 +82,7 @@ func wantLines(t *testing.T, out string, prefixes ...string) {
 // stops run, even for a superuser, whom the grant check lets do anything;
 // the check creates nothing, and passes once the table exists.
 func TestCheckOnlineMissingTable(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.items", "public.nope"}})
 	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	const missing = "stream e2e: source table public.nope: FAIL: table public.nope does not exist in the source database"
@@ -116,6 +118,7 @@ func TestCheckOnlineMissingTable(t *testing.T) {
 // TestCheckOnlineMissingKinesisStream: a Kinesis stream that does not exist
 // fails check with the fix, while the source passes.
 func TestCheckOnlineMissingKinesisStream(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.items"}})
 	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	cfg, err := os.ReadFile(h.config)
@@ -142,6 +145,7 @@ func TestCheckOnlineMissingKinesisStream(t *testing.T) {
 // STS for it; it assumes the stream's role as run does (external id, tags)
 // and probes the cluster key; a role whose trust is gone fails with the fix.
 func TestCheckOnlineRoleAndClusterKey(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	key := testenv.CreateKey(t, testenv.KMSClient(t, env, env.KMSEndpoint))
 	sts := stsstub.New(t)

@@ -35,6 +35,7 @@ func clusterKeyHarness(t *testing.T, kinesisEndpoint string) (*harness, *kms.Cli
 // returns the stream to ACTIVE with every change delivered. A key scheduled
 // for deletion behaves like a disabled one.
 func TestClusterKeyDisabledAndEnabled(t *testing.T) {
+	t.Parallel()
 	h, client, key := clusterKeyHarness(t, "")
 	ctx := context.Background()
 	d := h.start()
@@ -87,6 +88,7 @@ func TestClusterKeyDisabledAndEnabled(t *testing.T) {
 // no pipeline for the stream (its slot stays unused, nothing reaches
 // Kinesis) and leaves its state file as it was.
 func TestClusterKeyDisabledWhileCreating(t *testing.T) {
+	t.Parallel()
 	h, client, key := clusterKeyHarness(t, "")
 	if _, err := client.DisableKey(context.Background(), &kms.DisableKeyInput{KeyId: aws.String(key)}); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 // restart. Once Kinesis accepts again, every change arrives as written
 // (duplicates allowed, none missing).
 func TestNothingConfirmedBeyondKinesis(t *testing.T) {
+	t.Parallel()
 	h, proxy := proxiedHarness(t, 2)
 	d := h.start()
 

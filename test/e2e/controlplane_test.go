@@ -24,6 +24,7 @@ import (
 // the database, survives a restart, and on deletion releases its slot and
 // its metric series.
 func TestControlPlane(t *testing.T) {
+	t.Parallel()
 	const apiRole = "arn:aws:iam::000000000000:role/cdcd-api"
 	sts := stsstub.New(t)
 	// The trust of API-created streams names the cdcd stream ARN as the

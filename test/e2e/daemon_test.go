@@ -1,6 +1,11 @@
 // Package e2e runs the cdcd binary against a real PostgreSQL and a real
 // Kinesis implementation (see test/infra/up.sh), reading the results back
 // with cdcd tail.
+//
+// Every test has its own database, slot, Kinesis stream, state directory
+// and daemon, and calls t.Parallel() first; the one that stops the shared
+// PostgreSQL (TestSourceShutdownWhileImpaired) does not, so it runs before
+// the others start (see package testenv for the rule).
 package e2e
 
 import (
@@ -174,12 +179,16 @@ func (d *daemon) stop(t *testing.T) { d.Stop(t) }
 // kill ends the daemon with SIGKILL: no drain, no final checkpoint.
 func (d *daemon) kill() { d.Kill() }
 
-// waitSlotActive waits until the daemon streams from its slot.
+// waitSlotActive waits until the daemon streams from its slot. A slot
+// being created is active before it has a confirmed_flush_lsn, and a
+// change committed before that (its consistent point) is not in the stream
+// (nor, without snapshot, in Kinesis): the creation waits for transactions
+// running anywhere on the server, so under parallel tests it takes seconds.
 func (h *harness) waitSlotActive() {
 	h.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if sl := h.slotState(); sl.active {
+		if sl := h.slotState(); sl.active && sl.confirmed != 0 {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -17,6 +17,7 @@ var txIDRe = regexp.MustCompile(`^[a-z2-7]{26}$`)
 // transactions (one rolled back) through the daemon and checks every field
 // a DSQL consumer reads.
 func TestChangesReachKinesis(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.orders"}, shards: 3})
 	h.exec(`CREATE TABLE orders (id int PRIMARY KEY, item text, qty int, price numeric(10,2), paid boolean,
 		created timestamptz, note text)`)
@@ -118,6 +119,7 @@ func TestChangesReachKinesis(t *testing.T) {
 // TestKillMidStreamLosesNothing kills the daemon with SIGKILL while
 // transactions stream, restarts it, and checks every committed row arrived.
 func TestKillMidStreamLosesNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.events"}, shards: 2})
 	h.exec(`CREATE TABLE events (id int PRIMARY KEY, payload text)`)
 	d := h.start()

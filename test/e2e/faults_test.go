@@ -26,6 +26,7 @@ func proxiedHarness(t *testing.T, shards int) (*harness, *faultproxy.Proxy) {
 // with everything delivered; per-record throttling is retried without
 // impairing; a vanished target stream fails the stream.
 func TestKinesisFaultsImpairAndRecover(t *testing.T) {
+	t.Parallel()
 	h, proxy := proxiedHarness(t, 2)
 	d := h.start()
 	h.waitStatus("ACTIVE", "", 30*time.Second)
@@ -106,6 +107,7 @@ func TestKinesisFaultsImpairAndRecover(t *testing.T) {
 // ACTIVE (docs/lifecycle.md#re-evaluation-after-a-restart: the sink, which
 // owns the code, clears it on its first evidence after the restart).
 func TestImpairedStreamRecoversAfterRestart(t *testing.T) {
+	t.Parallel()
 	h, proxy := proxiedHarness(t, 1)
 	d := h.start()
 	proxy.Inject(faultproxy.Rule{Op: "PutRecords", Err: "AccessDeniedException"})
@@ -125,8 +127,8 @@ func TestImpairedStreamRecoversAfterRestart(t *testing.T) {
 // the stream is IMPAIRED and cdcd confirms nothing to the slot, yet a fast
 // shutdown of PostgreSQL completes within 10 s. Once PostgreSQL and Kinesis
 // are back, every change written before the shutdown arrives. It stops the
-// shared server, which make test allows (one package at a time, no parallel
-// tests).
+// shared server, which make test allows (one package at a time), so it is
+// not parallel: it runs before the package's parallel tests start.
 func TestSourceShutdownWhileImpaired(t *testing.T) {
 	env := testenv.Require(t)
 	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)

@@ -57,6 +57,7 @@ func reason(code string) map[string]any {
 // DescribeStreamSummary while the stream is CREATING; the stream stays
 // CREATING while cdcd retries, and becomes ACTIVE once the throttling ends.
 func TestThrottledDescribeKeepsCreating(t *testing.T) {
+	t.Parallel()
 	h, proxy := proxiedHarness(t, 1)
 	proxy.Inject(faultproxy.Rule{Op: "DescribeStreamSummary", Err: "LimitExceededException"})
 	d := h.startNoWait()
@@ -82,6 +83,7 @@ func TestThrottledDescribeKeepsCreating(t *testing.T) {
 // without a record to deliver: a file written before otherReasons
 // existed, then one with several causes.
 func TestRestartReevaluatesSavedCauses(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.items"}})
 	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	d := h.start()
@@ -116,6 +118,7 @@ func TestRestartReevaluatesSavedCauses(t *testing.T) {
 // it is the more severe; its recovery clears only its own code, so the
 // stream stays IMPAIRED with the Kinesis code until Kinesis accepts again.
 func TestKeyRecoveryKeepsKinesisFault(t *testing.T) {
+	t.Parallel()
 	proxy := faultproxy.New(testenv.Require(t).KinesisEndpoint).Start(t)
 	h, client, key := clusterKeyHarness(t, proxy.URL())
 	ctx := context.Background()

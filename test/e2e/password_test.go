@@ -15,6 +15,7 @@ import (
 // the cause but not the password; updating the file brings it back ACTIVE
 // on the next reconnect with no change lost.
 func TestPasswordRotation(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.items"}})
 	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	role := strings.ReplaceAll(h.slot, "cdcd_", "r_")

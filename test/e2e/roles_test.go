@@ -22,6 +22,7 @@ const (
 // with ROLE_ACCESS_DENIED, and restoring it brings the stream back ACTIVE
 // with every change delivered.
 func TestRoleLostAndRestored(t *testing.T) {
+	t.Parallel()
 	sts := stsstub.New(t)
 	sts.AddRoleWith(e2eRole, stsstub.Role{ExternalID: e2eExternalID, TrustAllowed: true, TagSession: true})
 	// Credentials live 3 s, so the run below spans several refreshes.

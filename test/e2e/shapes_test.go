@@ -14,6 +14,7 @@ import (
 // and a primary key change among them, leave the stream's rows equal to the
 // source's.
 func TestReplicaIdentityIndexEndToEnd(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.m"}, shards: 2})
 	h.exec(`CREATE TABLE m (id int8 PRIMARY KEY, ext uuid NOT NULL UNIQUE, n int)`)
 	h.exec(`ALTER TABLE m REPLICA IDENTITY USING INDEX m_ext_key`)
@@ -42,6 +43,7 @@ func TestReplicaIdentityIndexEndToEnd(t *testing.T) {
 // the stream's: the stream's rows equal the source's, every column and
 // every operation, and the other table never reaches Kinesis.
 func TestOwnedPublicationEndToEnd(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.t"}, shards: 2})
 	h.exec(`CREATE TABLE t (id int PRIMARY KEY, a int, b text)`)
 	h.exec(`CREATE TABLE other (id int PRIMARY KEY)`)
@@ -66,6 +68,7 @@ func TestOwnedPublicationEndToEnd(t *testing.T) {
 // written to a partition attached while cdcd runs, all reach Kinesis named
 // after the configured table, and the stream's rows equal the source's.
 func TestPartitionedTableEndToEnd(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.p"}, shards: 2, extra: "snapshot = true"})
 	h.exec(`CREATE TABLE p (id int8, k int, v text, PRIMARY KEY (id, k)) PARTITION BY LIST (k)`)
 	h.exec(`CREATE TABLE p_a PARTITION OF p FOR VALUES IN (1)`)
@@ -97,6 +100,7 @@ func TestPartitionedTableEndToEnd(t *testing.T) {
 // and applying them in that order (insert after, remove before) rebuilds
 // the table, duplicate rows included.
 func TestKeylessTableEndToEnd(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.k"}, shards: 2, ordering: "ROW", extra: `keyless_tables = "full"`})
 	h.exec(`CREATE TABLE k (a int, b text)`)
 	d := h.start()
@@ -163,6 +167,7 @@ func (h *harness) sourceMultiset(ctx context.Context, table string) map[string]i
 // at stream start that a table's stored generated columns are absent from
 // its records, and the stream's rows equal the source's other columns.
 func TestGeneratedColumnsEndToEnd(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.g"}, shards: 2})
 	var version int
 	if err := h.db.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {

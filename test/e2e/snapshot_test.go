@@ -17,6 +17,7 @@ import (
 // stream arrive as op "r" records, then live changes follow with no gap:
 // the distinct primary keys in Kinesis are exactly the source table's.
 func TestSnapshotThenStream(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: 2, extra: "snapshot = true"})
 	h.exec(`CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	h.exec(`INSERT INTO items SELECT g, 'old' FROM generate_series(1, 500) g`)
@@ -70,6 +71,7 @@ func TestSnapshotThenStream(t *testing.T) {
 // writer wins by source.ts_ns, must end with exactly the source's rows: no
 // ghost of a row the first attempt sent (docs/records.md#snapshot-retries).
 func TestSnapshotRetryLeavesNoGhosts(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	proxy := faultproxy.New(env.KinesisEndpoint).Start(t)
 	h := newHarness(t, harnessOptions{tables: []string{"public.items"}, shards: 2, extra: "snapshot = true", kinesisEndpoint: proxy.URL()})

@@ -11,6 +11,7 @@ import (
 // would: READY=1 once its stream is ACTIVE, WATCHDOG=1 while it runs (its
 // supervisor and HTTP server answer), STOPPING=1 on SIGTERM.
 func TestSystemdNotify(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{tables: []string{"public.orders"}})
 	h.exec(`CREATE TABLE orders (id int PRIMARY KEY, note text)`)
 	sd := testenv.NotifySocket(t)

@@ -169,8 +169,10 @@ start_pg() {
 		port = $port
 		unix_socket_directories = '$PG_SOCK'
 		wal_level = logical
-		max_replication_slots = 20
-		max_wal_senders = 20
+		# Parallel tests (make test's -parallel) each hold a slot or two,
+		# a walsender per slot and a handful of connections.
+		max_replication_slots = 40
+		max_wal_senders = 40
 		max_connections = 200
 		timezone = 'UTC'
 		log_timezone = 'UTC'

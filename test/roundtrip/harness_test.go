@@ -140,7 +140,9 @@ func (h *harness) start() *daemon {
 	return d
 }
 
-// waitSlotActive waits until the daemon streams from its slot.
+// waitSlotActive waits until the daemon streams from its slot, created:
+// a slot being created is active before it has a confirmed_flush_lsn, and
+// a change committed before that (its consistent point) is not streamed.
 func (h *harness) waitSlotActive(d *daemon) {
 	h.t.Helper()
 	slot := "cdcd_" + h.stream
@@ -150,7 +152,7 @@ func (h *harness) waitSlotActive(d *daemon) {
 		}
 		var active bool
 		err := h.src.QueryRow(context.Background(),
-			`SELECT active FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`, slot).Scan(&active)
+			`SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`, slot).Scan(&active)
 		return err == nil && active, nil
 	})
 	if err != nil {

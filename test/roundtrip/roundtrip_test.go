@@ -49,9 +49,13 @@ func seed(t *testing.T) int64 {
 // aggregation = "kpl", so both consumers deaggregate; one record per
 // Kinesis record is ROW's (and every other suite's).
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	s := seed(t)
 	for _, v := range []struct{ ordering, aggregation string }{{"UNORDERED", "kpl"}, {"ROW", "none"}} {
-		t.Run(v.ordering, func(t *testing.T) { roundTrip(t, v.ordering, v.aggregation, s) })
+		t.Run(v.ordering, func(t *testing.T) {
+			t.Parallel()
+			roundTrip(t, v.ordering, v.aggregation, s)
+		})
 	}
 }
 

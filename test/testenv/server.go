@@ -29,8 +29,9 @@ func RunPG(bin, prog string, args ...string) error {
 
 // StopPG stops the shared server with pg_ctl stop -m mode and fails when the
 // shutdown has not completed within timeout (whole seconds). Every test
-// shares the server, so only a test that runs alone may stop it: make test
-// runs one package at a time and no test calls t.Parallel. Call RestorePG
+// shares the server, so only a test that runs alone may stop it: one that
+// does not call t.Parallel (make test runs one package at a time, and a
+// package's parallel tests start after its serial ones). Call RestorePG
 // first.
 func (e Env) StopPG(mode string, timeout time.Duration) error {
 	secs := strconv.Itoa(max(int(timeout.Seconds()), 1))

@@ -5,6 +5,18 @@
 // up.sh writes the servers' addresses to .cache/env; `make test` sources it.
 // Without those variables Require skips the test, except under CI (CI set),
 // where a skipped end-to-end test would hide a broken pipeline, so it fails.
+//
+// Parallel tests: make test runs one package at a time (-p 1) and up to 4
+// tests of a package at once (-parallel 4). A test whose database, slot,
+// Kinesis stream, KMS key, role, stand-ins, state directory and daemon are
+// its own (the names here are unique to the test) starts with t.Parallel().
+// A test stays serial when it stops or restarts the shared PostgreSQL
+// (StopPG), changes a server-wide setting (ALTER SYSTEM), uses t.Setenv, or
+// checks timing that CPU contention could break (a private server with a
+// 1 s wal_sender_timeout, say). go test runs a package's serial tests
+// first and its parallel ones only after they all end, so the two never
+// overlap. Wait for conditions rather than sleeping, with timeouts that
+// guard against hanging on a loaded 2-core machine.
 package testenv
 
 import (
