@@ -167,8 +167,13 @@ func TestNonUTF8InSQLASCII(t *testing.T) {
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.pendingInserts(); n != 2 {
-		t.Errorf("the slot holds %d inserts after its confirmed position, want 2 (rows 2 and 3)", n)
+	// Rows 2 and 3 must still be in the slot; row 1 may be too: it was
+	// delivered, but the session broke before its position was reported,
+	// and delivering it again after a restart is allowed (at least once).
+	// The inserts are ordered 1, 2, 3 and the confirmed position only moves
+	// forward, so fewer than 2 means row 2 or 3 was confirmed undelivered.
+	if n := f.pendingInserts(); n < 2 {
+		t.Errorf("the slot holds %d inserts after its confirmed position, want rows 2 and 3 (and perhaps 1)", n)
 	}
 }
 

@@ -54,6 +54,9 @@ type episode struct {
 	// the service the fault breaks (activity); nil for the faults that
 	// show without.
 	calls map[string]int
+	// table is the table a spill_full fault's large transaction writes:
+	// only the stream that publishes it spills.
+	table string
 }
 
 // planChaos lays out the run's faults from the seed: the delivery faults

@@ -49,7 +49,7 @@ func (s *soak) beginFault(ctx context.Context, ep *episode) error {
 	case roleDenied:
 		s.sts.Deny(role)
 	case spillFull:
-		return s.fillSpill(ctx)
+		return s.fillSpill(ctx, ep)
 	}
 	return nil
 }
@@ -135,8 +135,8 @@ type spillState struct {
 }
 
 // fillSpill fills the running daemon's spill tmpfs and starts a large
-// transaction that has to spill into it.
-func (s *soak) fillSpill(ctx context.Context) error {
+// transaction that has to spill into it, noting its table in ep.
+func (s *soak) fillSpill(ctx context.Context, ep *episode) error {
 	if s.spill == nil {
 		s.log.event("skip spill_full", "not injectable here (see above)")
 		return nil
@@ -145,7 +145,7 @@ func (s *soak) fillSpill(ctx context.Context) error {
 	s.spillState.full = true
 	s.spillState.mu.Unlock()
 	err := s.fillCurrent()
-	s.work.startBig(ctx, "during spill_full")
+	ep.table = s.work.startBig(ctx, "during spill_full")
 	return err
 }
 

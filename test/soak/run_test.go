@@ -250,10 +250,23 @@ func (s *soak) excuse(ep *episode, stream string) string {
 	if alive := s.daemon.longestAlive(ep.began, ep.ended, settleAfterStart); alive < ep.needs {
 		return fmt.Sprintf("the daemon ran at most %s unbroken within it (restarts), %s needed", alive.Round(time.Second), ep.needs)
 	}
+	if ep.kind == spillFull && ep.table != "" && !s.publishes(stream, ep.table) {
+		return "the large transaction that fills the spill directory writes " + ep.table + ", which it does not publish, so it had nothing to spill"
+	}
 	if ep.kind == pgRestart && s.daemon.startedWithin(ep.began, ep.ended) {
 		return "the daemon started while PostgreSQL was down, and a stream whose source cannot be prepared at start stays ACTIVE without a reason (docs/lifecycle.md#status-reason, Not yet)"
 	}
 	return ""
+}
+
+// publishes reports whether the named stream publishes table.
+func (s *soak) publishes(stream, table string) bool {
+	for _, st := range s.streams {
+		if st.name == stream {
+			return slices.Contains(st.tables, table)
+		}
+	}
+	return false
 }
 
 // exempt records why a fault's code is not required, and logs it.

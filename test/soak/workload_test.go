@@ -155,7 +155,9 @@ func (w *workload) bigSchedule(ctx context.Context) {
 // startBig runs one large transaction in the background: several MB, far
 // past the streams' memory budget, so it spills. Each replaces the rows
 // the previous one of its table inserted, so spilled deletes go through too.
-func (w *workload) startBig(ctx context.Context, why string) {
+// startBig starts the next large transaction and returns the table it
+// writes (bigTable).
+func (w *workload) startBig(ctx context.Context, why string) string {
 	k := w.nextBig.Add(1)
 	w.bigWG.Go(func() {
 		r := rand.New(rand.NewPCG(uint64(w.s.opt.seed), uint64(1000+k)))
@@ -175,6 +177,15 @@ func (w *workload) startBig(ctx context.Context, why string) {
 		w.bigs.Add(1)
 		w.s.log.event("workload", "large transaction %d committed: %s, %s", k, what, why)
 	})
+	return bigTable(k)
+}
+
+// bigTable is the table large transaction k writes, as bigTxn chooses.
+func bigTable(k int64) string {
+	if k%2 == 1 {
+		return "public.events"
+	}
+	return "public.docs"
 }
 
 // bigTxn is large transaction k of about size bytes of records: on events
