@@ -65,7 +65,11 @@ func decodeChange(buf []byte, inStream bool) (*changeMessage, error) {
 		if m.kind == record.Insert {
 			break
 		}
-		if m.old, datums, p, err = decodeTuple(data, p+1, datums); err != nil {
+		tuples := 1
+		if m.kind == record.Update {
+			tuples = 2 // the new tuple follows
+		}
+		if m.old, datums, p, err = decodeTuple(data, p+1, datums, tuples); err != nil {
 			return nil, err
 		}
 		if m.kind == record.Delete {
@@ -76,7 +80,7 @@ func decodeChange(buf []byte, inStream bool) (*changeMessage, error) {
 		}
 		fallthrough
 	case marker == 'N' && m.kind != record.Delete:
-		if m.new, _, p, err = decodeTuple(data, p+1, datums); err != nil {
+		if m.new, _, p, err = decodeTuple(data, p+1, datums, 1); err != nil {
 			return nil, err
 		}
 		return m, m.finish(data, p)
@@ -112,18 +116,18 @@ func tupleMarkerError(data []byte, p int) error {
 }
 
 // decodeTuple decodes the TupleData at p, appending its datums to datums,
-// which a second tuple of the message then shares. Datum data aliases data.
-// It returns the tuple, datums, and the end of the tuple.
-func decodeTuple(data []byte, p int, datums record.Tuple) (record.Tuple, record.Tuple, int, error) {
+// which a second tuple of the message then shares; when datums is nil it is
+// made with room for tuples tuples of this one's width. Datum data aliases
+// data. It returns the tuple, datums, and the end of the tuple.
+func decodeTuple(data []byte, p int, datums record.Tuple, tuples int) (record.Tuple, record.Tuple, int, error) {
 	if p+2 > len(data) {
 		return nil, datums, 0, errShort
 	}
 	n := int(binary.BigEndian.Uint16(data[p:]))
 	p += 2
 	if datums == nil {
-		// Room for an update's new tuple after its old one: both have the
-		// relation's columns.
-		datums = make(record.Tuple, 0, 2*n)
+		// An update's old and new tuples both have the relation's columns.
+		datums = make(record.Tuple, 0, tuples*n)
 	}
 	start := len(datums)
 	for range n {
