@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -187,6 +188,9 @@ func (f *fixture) dropSlot() {
 		if _, err = f.db.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, f.slot); err == nil {
 			return
 		}
+		// The terminated walsender lets go of the slot a moment later,
+		// and cdcd reconnects after a backoff: try in between.
+		time.Sleep(50 * time.Millisecond)
 	}
 	f.t.Fatalf("could not drop slot %s", f.slot)
 }
