@@ -253,10 +253,24 @@ func (s *soak) excuse(ep *episode, stream string) string {
 	if ep.kind == spillFull && ep.table != "" && !s.publishes(stream, ep.table) {
 		return "the large transaction that fills the spill directory writes " + ep.table + ", which it does not publish, so it had nothing to spill"
 	}
+	if ep.kind == pgRestart && s.overlapsKind(ep, spillFull) {
+		return "a full spill directory held capture back (SPILL_FULL, its sessions backing off) while PostgreSQL was down, so no connection was tried to fail"
+	}
 	if ep.kind == pgRestart && s.daemon.startedWithin(ep.began, ep.ended) {
 		return "the daemon started while PostgreSQL was down, and a stream whose source cannot be prepared at start stays ACTIVE without a reason (docs/lifecycle.md#status-reason, Not yet)"
 	}
 	return ""
+}
+
+// overlapsKind reports whether a fault of kind k was in force at some time
+// during ep.
+func (s *soak) overlapsKind(ep *episode, k kind) bool {
+	for _, o := range s.plan {
+		if o.kind == k && !o.began.IsZero() && o.began.Before(ep.ended) && !o.ended.Before(ep.began) {
+			return true
+		}
+	}
+	return false
 }
 
 // publishes reports whether the named stream publishes table.
