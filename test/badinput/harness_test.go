@@ -190,6 +190,19 @@ type daemon struct {
 	done   chan error
 }
 
+// streaming creates the table, starts the daemon, and returns it once the
+// rows ids have reached Kinesis: the stream as it is before a case breaks
+// something.
+func (f *fixture) streaming(ids ...int) *daemon {
+	f.t.Helper()
+	f.createTable()
+	d := f.start()
+	f.waitStatus("ACTIVE")
+	f.insert(ids...)
+	f.waitRecords(len(ids))
+	return d
+}
+
 // start loads the configuration and runs the daemon until stop or the end
 // of the test, as cdcd run does; it fails the test if either step fails.
 func (f *fixture) start() *daemon {

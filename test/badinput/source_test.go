@@ -164,11 +164,7 @@ func TestSlotInUseAtStart(t *testing.T) {
 func TestSlotDroppedWhileRunning(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{})
-	f.createTable()
-	f.start()
-	f.waitStatus("ACTIVE")
-	f.insert(1, 2)
-	f.waitRecords(2)
+	f.streaming(1, 2)
 	f.dropSlot()
 	v := f.waitStatus("FAILED")
 	wantReason(t, v, "SOURCE_SLOT_LOST", fmt.Sprintf(`replication slot lost: slot %q was dropped while the stream used it; delete the stream and create it again (see docs/runbook.md#source_slot_lost)`, f.slot))

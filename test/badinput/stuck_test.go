@@ -64,11 +64,7 @@ func (f *fixture) checkpoint() uint64 {
 func TestSlotAdvancedPastCheckpoint(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{})
-	f.createTable()
-	d := f.start()
-	f.waitStatus("ACTIVE")
-	f.insert(1)
-	f.waitRecords(1)
+	d := f.streaming(1)
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
 	}

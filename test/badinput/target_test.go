@@ -38,11 +38,7 @@ func TestKinesisStreamMissing(t *testing.T) {
 func TestKinesisStreamResharding(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{})
-	f.createTable()
-	f.start()
-	f.waitStatus("ACTIVE")
-	f.insert(1, 2)
-	f.waitRecords(2)
+	f.streaming(1, 2)
 	kin := testenv.KinesisClient(t, f.env, "")
 	ctx := context.Background()
 	shards, err := kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: &f.kinesis})
