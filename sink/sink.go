@@ -148,15 +148,10 @@ func (s *Sink) Submit(ctx context.Context, lsn uint64, recs []record.Record) err
 	}
 	s.submitted++
 	s.tr.push(t)
-	for i := range t.entries {
-		s.q.push(&t.entries[i])
-	}
-	s.queuedBytes += bytes
-	s.queuedRecords += len(recs)
+	s.enqueue(t.entries, bytes)
 	if len(recs) == 0 && s.tr.advance() {
 		s.retired()
 	}
-	s.broadcast(&s.wake)
 	s.m.queued(s.queuedRecords, s.queuedBytes)
 	s.m.tracked(s.tr.txns.len())
 	s.mu.Unlock()
@@ -236,6 +231,26 @@ func (s *Sink) broadcast(ch *chan struct{}) {
 	if *ch != nil {
 		close(*ch)
 		*ch = nil
+	}
+}
+
+// enqueue queues entries and wakes the idle workers when that changes what
+// they wait for. A worker waiting with ready entries has a timer for the
+// oldest one's linger, which a newer entry does not move: it needs waking
+// only when the entries become the first ready ones or fill a batch.
+// Waking all of them on every transaction cost four goroutine switches per
+// single-row transaction (BENCHMARKS.md#optimisations). Caller holds mu.
+func (s *Sink) enqueue(es []entry, bytes int) {
+	before, _, _ := s.q.ready()
+	for i := range es {
+		s.q.push(&es[i])
+	}
+	s.queuedBytes += bytes
+	s.queuedRecords += len(es)
+	n, ready, _ := s.q.ready()
+	maxRecords, maxBytes := s.cfg.takeLimits()
+	if (before == 0 && n > 0) || n >= maxRecords || ready >= maxBytes {
+		s.broadcast(&s.wake)
 	}
 }
 

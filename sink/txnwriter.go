@@ -87,12 +87,7 @@ func (w *TxnWriter) Submit(ctx context.Context, recs []record.Record) error {
 		return err
 	}
 	w.t.pending += len(recs)
-	for i := range entries {
-		s.q.push(&entries[i])
-	}
-	s.queuedBytes += bytes
-	s.queuedRecords += len(recs)
-	s.broadcast(&s.wake)
+	s.enqueue(entries, bytes)
 	s.m.queued(s.queuedRecords, s.queuedBytes)
 	return nil
 }
