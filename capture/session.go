@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -227,7 +228,7 @@ func (ss *session) receive(ctx context.Context, txns chan<- *record.Txn, workErr
 	silence := max(6*interval, 30*time.Second)
 	nextStatus := time.Now().Add(interval)
 	ss.lastRecv = time.Now()
-	dl := deadline{parent: ctx}
+	dl := newReadDeadline(ctx, ss.conn.Conn())
 	defer dl.stop()
 	for {
 		if !time.Now().Before(nextStatus) {
@@ -244,7 +245,10 @@ func (ss *session) receive(ctx context.Context, txns chan<- *record.Txn, workErr
 			return fmt.Errorf("handle transaction: %w", handlerError{err})
 		default:
 		}
-		raw, err := ss.conn.ReceiveMessage(dl.until(nextStatus))
+		if err := dl.until(ctx, nextStatus); err != nil {
+			return err
+		}
+		raw, err := ss.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				if time.Since(ss.lastRecv) > silence {
@@ -275,30 +279,37 @@ func (ss *session) receive(ctx context.Context, txns chan<- *record.Txn, workErr
 	}
 }
 
-// deadline is a context with a deadline that is made anew only when the
-// deadline moves: the receive loop waits for each message until the next
-// status report is due, and a context with a deadline costs a timer and
-// four allocations, which at 100k messages a second showed in profiles.
-type deadline struct {
-	parent context.Context
-	at     time.Time
-	ctx    context.Context
-	cancel context.CancelFunc
+// readDeadline ends the receive loop's reads when the next status report
+// is due, or at once when the session ends, through the connection's read
+// deadline. Handing ReceiveMessage a cancellable context instead makes
+// pgconn register and unregister a context.AfterFunc on every message,
+// which on single-row transactions (three messages each) was a tenth of
+// cdcd's CPU (BENCHMARKS.md#optimisations). A read that times out loses
+// nothing: pgproto3 keeps a partial message for the next call, and pgconn
+// closes the connection only on errors that are not timeouts.
+type readDeadline struct {
+	conn net.Conn
+	at   time.Time
+	stop func() bool
 }
 
-func (d *deadline) until(t time.Time) context.Context {
-	if d.ctx == nil || !t.Equal(d.at) {
-		d.stop()
-		d.ctx, d.cancel = context.WithDeadline(d.parent, t)
+func newReadDeadline(ctx context.Context, conn net.Conn) *readDeadline {
+	d := &readDeadline{conn: conn}
+	d.stop = context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	return d
+}
+
+// until sets the deadline to t and reports whether ctx has ended. ctx is
+// checked after the deadline is set: a cancellation whose AfterFunc ran
+// before that set, and so was undone by it, is seen here.
+func (d *readDeadline) until(ctx context.Context, t time.Time) error {
+	if !t.Equal(d.at) {
+		if err := d.conn.SetReadDeadline(t); err != nil {
+			return fmt.Errorf("%w: set read deadline: %w", errConnLost, err)
+		}
 		d.at = t
 	}
-	return d.ctx
-}
-
-func (d *deadline) stop() {
-	if d.cancel != nil {
-		d.cancel()
-	}
+	return ctx.Err()
 }
 
 func (ss *session) copyData(ctx context.Context, data []byte, txns chan<- *record.Txn, workErr <-chan error) error {
