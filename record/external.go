@@ -163,20 +163,19 @@ func (e *Encoder) EncodeSpilled(ctx context.Context, txn *Txn, prevTsNs int64, n
 		x.events.abort()
 		x.rows.abort()
 	}()
-	if err := x.route(src); err != nil {
-		return Encoded{}, x.fail(err)
-	}
-	if err := closeSrc(); err != nil {
-		return Encoded{}, x.fail(fmt.Errorf("close spilled changes: %w", err))
-	}
-	if err := x.compactRows(); err != nil {
-		return Encoded{}, x.fail(err)
-	}
 	var emitErr error
-	err := x.emit(func(recs []Record) error {
+	recs := &batch{e: e, maxBytes: opts.BatchBytes, emit: func(recs []Record) error {
 		emitErr = emit(recs)
 		return emitErr
-	})
+	}}
+	e.recBase = 0
+	defer func() { e.recBase = 0 }()
+	var err error
+	if ins, ok := src.(insertsOnly); ok && ins.insertsOnly() {
+		err = x.direct(src, recs)
+	} else {
+		err = x.sorted(src, closeSrc, recs)
+	}
 	if emitErr != nil {
 		return Encoded{}, emitErr
 	}
@@ -189,6 +188,20 @@ func (e *Encoder) EncodeSpilled(ctx context.Context, txn *Txn, prevTsNs int64, n
 		}
 	}
 	return out, nil
+}
+
+// sorted is the three phases, for any transaction.
+func (x *external) sorted(src ChangeReader, closeSrc func() error, out *batch) error {
+	if err := x.route(src); err != nil {
+		return err
+	}
+	if err := closeSrc(); err != nil {
+		return fmt.Errorf("close spilled changes: %w", err)
+	}
+	if err := x.compactRows(); err != nil {
+		return err
+	}
+	return x.emit(out)
 }
 
 // fail returns ctx's error as is, and wraps the rest.

@@ -11,7 +11,7 @@ import (
 
 // emit is phase 3: merge the records into Encode's order, with the
 // truncate records in their places, and encode them.
-func (x *external) emit(emit func([]Record) error) error {
+func (x *external) emit(out *batch) error {
 	srcs, err := x.rows.finish()
 	if err != nil {
 		return err
@@ -39,26 +39,6 @@ func (x *external) emit(emit func([]Record) error) error {
 	}
 	slices.SortFunc(tRows, func(a, b truncEvent) int { return cmpUint64(a.seq, b.seq) })
 
-	e := x.e
-	var recs []Record
-	bytes, index := 0, 0
-	e.recBase = 0
-	defer func() { e.recBase = 0 }()
-	put := func(row *compactRow) error {
-		n := len(recs)
-		var err error
-		if recs, err = e.appendRow(recs, row, index); err != nil {
-			return err
-		}
-		index++
-		for _, r := range recs[n:] {
-			bytes += r.Size()
-		}
-		if bytes < x.opts.BatchBytes && len(recs) < maxBatchRecords {
-			return nil
-		}
-		return flushRecords(e, &recs, &bytes, emit)
-	}
 	for {
 		h, ok, err := m.next()
 		if err != nil {
@@ -73,7 +53,7 @@ func (x *external) emit(emit func([]Record) error) error {
 			}
 		}
 		for len(tRows) > 0 && tRows[0].seq < seq {
-			if err := put(&compactRow{rel: tRows[0].rel, op: 't'}); err != nil {
+			if err := out.put(&compactRow{rel: tRows[0].rel, op: 't'}); err != nil {
 				return err
 			}
 			tRows = tRows[1:]
@@ -86,27 +66,11 @@ func (x *external) emit(emit func([]Record) error) error {
 				continue
 			}
 		}
-		if err := put(&row); err != nil {
+		if err := out.put(&row); err != nil {
 			return err
 		}
 	}
-	return flushRecords(e, &recs, &bytes, emit)
-}
-
-// flushRecords passes the batch to emit; the next batch's positions
-// continue from it.
-func flushRecords(e *Encoder, recs *[]Record, bytes *int, emit func([]Record) error) error {
-	if len(*recs) == 0 {
-		return nil
-	}
-	e.settleKeys(*recs)
-	if err := emit(*recs); err != nil {
-		return err
-	}
-	e.recBase += len(*recs)
-	clear(*recs)
-	*recs, *bytes = (*recs)[:0], 0
-	return nil
+	return out.flush()
 }
 
 // decodeRow reads a phase 3 entry into row.

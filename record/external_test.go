@@ -441,3 +441,108 @@ func TestEncodeSpilledCancel(t *testing.T) {
 		cancel()
 	}
 }
+
+// insertsOf keeps a transaction's INSERTs as PostgreSQL could commit them:
+// at most one per primary key (a table without a key takes any).
+func insertsOf(txn *Txn) *Txn {
+	seen := map[string]bool{}
+	var kept []Change
+	for _, ch := range txn.Changes {
+		if ch.Kind != Insert {
+			continue
+		}
+		if isKeyed(ch.Rel) {
+			id := string(ch.New[0].Data) // genTxn's ids are int4, in text or binary
+			if ch.New[0].Kind == DatumBinary {
+				id = strconv.Itoa(int(binary.BigEndian.Uint32(ch.New[0].Data)))
+			}
+			k := fmt.Sprint(ch.Rel.ID, id)
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+		}
+		kept = append(kept, ch)
+	}
+	return txnAt(txn.CommitLSN, kept...)
+}
+
+// TestEncodeSpilledInsertsOnly: a transaction of INSERTs only, spilled or
+// not, is encoded in one pass that writes no runs, into exactly Encode's
+// records.
+func TestEncodeSpilledInsertsOnly(t *testing.T) {
+	var records, chunked, keyless int
+	for seed := range uint64(300) {
+		txn := insertsOf(genTxn(rand.New(rand.NewPCG(seed, 7))))
+		for _, ordering := range []Ordering{Row, Unordered} {
+			enc := newTestEncoder(t, func(c *Config) { c.Ordering, c.MaxRecordBytes = ordering, 1024 })
+			want, err := enc.Encode(txn, 77, testNow)
+			if err != nil {
+				t.Fatalf("seed %d: Encode: %v", seed, err)
+			}
+			for _, spilled := range []bool{false, true} {
+				name := fmt.Sprintf("seed %d %s spilled=%v", seed, ordering, spilled)
+				store := &memStore{}
+				in := *txn
+				if spilled {
+					in.Spilled = spillAll(t, store, txn.Changes)
+				}
+				var got []Record
+				opts := SpillOptions{Store: store, Budget: 256, BatchBytes: 2000}
+				if _, err := enc.EncodeSpilled(context.Background(), &in, 77, testNow, opts, func(recs []Record) error {
+					got = append(got, recs...)
+					return nil
+				}); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if runs := store.created - btoi(spilled); runs != 0 || store.alive() != 0 {
+					t.Fatalf("%s: %d runs written, %d left; want none", name, runs, store.alive())
+				}
+				if len(got) != len(want.Records) {
+					t.Fatalf("%s: %d records, want %d", name, len(got), len(want.Records))
+				}
+				for i := range got {
+					if got[i].PartitionKey != want.Records[i].PartitionKey || !bytes.Equal(got[i].Data, want.Records[i].Data) {
+						t.Fatalf("%s: record %d differs\n got: %s\nwant: %s", name, i, got[i].Data, want.Records[i].Data)
+					}
+					if bytes.HasPrefix(got[i].Data, []byte(`{"type":"fragment"`)) {
+						chunked++
+					}
+					if bytes.Contains(got[i].Data, []byte(`"table":"log"`)) {
+						keyless++
+					}
+				}
+				records += len(got)
+			}
+		}
+	}
+	t.Logf("%d records, %d fragments, %d of a table without a key", records, chunked, keyless)
+	if records < 1000 || chunked == 0 || keyless == 0 {
+		t.Fatalf("the generator made too few records of some kind: %d records, %d fragments, %d keyless", records, chunked, keyless)
+	}
+}
+
+func spillAll(t *testing.T, store RunStore, changes []Change) ChangeReader {
+	t.Helper()
+	s, err := NewChangeSpill(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range changes {
+		if err := s.Add(&changes[i], 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := s.Finish(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -73,11 +73,12 @@ var ErrCorruptSpill = errors.New("record: corrupt spill entry")
 // ChangeSpill writes a transaction's changes to one run, in order. It is
 // capture's side of Txn.Spilled. Not safe for concurrent use.
 type ChangeSpill struct {
-	w     RunWriter
-	rels  relTable
-	buf   []byte
-	n     int
-	bytes int64
+	w      RunWriter
+	rels   relTable
+	buf    []byte
+	n      int
+	bytes  int64
+	others int // changes that are not INSERTs
 }
 
 // NewChangeSpill starts a spill in store.
@@ -107,6 +108,9 @@ func (s *ChangeSpill) Add(ch *Change, tag uint32) error {
 	}
 	s.n++
 	s.bytes += int64(len(b))
+	if ch.Kind != Insert {
+		s.others++
+	}
 	if cap(s.buf) > maxRetainedScratch {
 		s.buf = nil
 	}
@@ -126,7 +130,7 @@ func (s *ChangeSpill) Finish(keep func(tag uint32) bool) (ChangeReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finish change spill: %w", err)
 	}
-	return &spilledChanges{r: r, rels: s.rels.list, keep: keep}, nil
+	return &spilledChanges{r: r, rels: s.rels.list, keep: keep, inserts: s.others == 0}, nil
 }
 
 // Remove abandons the spill (the transaction aborted) and deletes it.
@@ -134,10 +138,13 @@ func (s *ChangeSpill) Remove() error { return s.w.Remove() }
 
 // spilledChanges reads back a ChangeSpill.
 type spilledChanges struct {
-	r    RunReader
-	rels []*Relation
-	keep func(uint32) bool
+	r       RunReader
+	rels    []*Relation
+	keep    func(uint32) bool
+	inserts bool // every change added was an INSERT
 }
+
+func (c *spilledChanges) insertsOnly() bool { return c.inserts }
 
 func (c *spilledChanges) Next() (Change, error) {
 	for {
@@ -179,6 +186,15 @@ func (s *sliceChanges) Next() (Change, error) {
 	}
 	s.i++
 	return s.c[s.i-1], nil
+}
+
+func (s *sliceChanges) insertsOnly() bool {
+	for i := range s.c {
+		if s.c[i].Kind != Insert {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *sliceChanges) Close() error {

@@ -1,0 +1,120 @@
+package record
+
+import (
+	"fmt"
+	"io"
+	"slices"
+)
+
+// The one-pass path of EncodeSpilled, for a transaction whose changes are
+// all INSERTs, such as a bulk load: no runs are written, sorted or merged.
+//
+// Compaction changes nothing in such a transaction. A row's record is
+// decided by its first and last changes, and here each row has one change:
+// a keyed table's key is its primary key (docs/records.md#keys), which
+// PostgreSQL holds unique when the transaction commits (a deferred one
+// too), so no two committed INSERTs of one transaction share a key. A
+// change of key definition inside the transaction changes the JSON of the
+// key, which names its columns. So every INSERT is its row's `c` record,
+// in the order made, which is the order Encode gives.
+
+// insertsOnly is implemented by the ChangeReaders that know whether every
+// change they hold is an INSERT.
+type insertsOnly interface{ insertsOnly() bool }
+
+// direct encodes src's INSERTs in order (phase 1 and 3 in one).
+func (x *external) direct(src ChangeReader, out *batch) error {
+	for seq := uint64(0); ; seq++ {
+		if seq%stopEvery == 0 {
+			if err := x.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		ch, err := src.Next()
+		if err == io.EOF {
+			return out.flush()
+		}
+		if err != nil {
+			return err
+		}
+		row, err := x.insertRow(&ch)
+		if err != nil {
+			return fmt.Errorf("compact change %d: %w", seq, err)
+		}
+		if err := out.put(&row); err != nil {
+			return err
+		}
+	}
+}
+
+// insertRow is the record of one INSERT, as compaction would make it.
+func (x *external) insertRow(ch *Change) (compactRow, error) {
+	rel := ch.Rel
+	if rel == nil {
+		return compactRow{}, fmt.Errorf("%w: change without a relation", ErrMalformedChange)
+	}
+	if ch.Kind != Insert {
+		return compactRow{}, fmt.Errorf("%w: %q in a transaction read as INSERTs only", ErrMalformedChange, byte(ch.Kind))
+	}
+	if err := checkWidth(rel, ch); err != nil {
+		return compactRow{}, err
+	}
+	if !isKeyed(rel) {
+		return keylessRow(ch)
+	}
+	after, err := fillUnchanged(rel, ch.New, nil, nil)
+	if err != nil {
+		return compactRow{}, err
+	}
+	key, err := x.e.compact.keyOf(rel, after)
+	if err != nil {
+		return compactRow{}, err
+	}
+	// keyOf leads with the relation ID, which a record's key leaves out.
+	row := compactRow{rel: rel, key: slices.Clone(key[4:])}
+	row.netEffect(false, true, false, after, nil)
+	return row, nil
+}
+
+// batch collects records for emit, BatchBytes or maxBatchRecords at a
+// time, numbering rows as Encode does.
+type batch struct {
+	e        *Encoder
+	emit     func([]Record) error
+	maxBytes int
+	recs     []Record
+	bytes    int
+	index    int
+}
+
+func (b *batch) put(row *compactRow) error {
+	n := len(b.recs)
+	var err error
+	if b.recs, err = b.e.appendRow(b.recs, row, b.index); err != nil {
+		return err
+	}
+	b.index++
+	for _, r := range b.recs[n:] {
+		b.bytes += r.Size()
+	}
+	if b.bytes < b.maxBytes && len(b.recs) < maxBatchRecords {
+		return nil
+	}
+	return b.flush()
+}
+
+// flush passes the batch to emit; the next batch's positions continue
+// from it.
+func (b *batch) flush() error {
+	if len(b.recs) == 0 {
+		return nil
+	}
+	b.e.settleKeys(b.recs)
+	if err := b.emit(b.recs); err != nil {
+		return err
+	}
+	b.e.recBase += len(b.recs)
+	clear(b.recs)
+	b.recs, b.bytes = b.recs[:0], 0
+	return nil
+}
