@@ -41,7 +41,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	phases := []struct {
 		name string
 		run  func(context.Context, *report) error
-	}{{"encode", b.encode}, {"drain", b.drains}, {"latency", b.latency}, {"bigtxn", b.bigTxn}}
+	}{{"encode", b.encode}, {"drain", b.drains}, {"latency", b.latency}, {"bigtxn", b.bigTxns}}
 	for _, p := range phases {
 		if !o.phases[p.name] {
 			continue

@@ -26,13 +26,23 @@ type bigTxnResult struct {
 func (r bigTxnResult) recvRate() float64 { return float64(r.Rows) / r.RecvLogical.Seconds }
 func (r bigTxnResult) cdcdRate() float64 { return float64(r.Rows) / r.Cdcd.Seconds }
 
-// bigTxn writes one INSERT … SELECT of -big bytes of rows between two
+// bigTxns measures a large transaction of each -big size in turn.
+func (b *bench) bigTxns(ctx context.Context, rep *report) error {
+	for _, size := range b.o.bigSizes {
+		if err := b.bigTxn(ctx, rep, size); err != nil {
+			return fmt.Errorf("%s: %w", human(size), err)
+		}
+	}
+	return nil
+}
+
+// bigTxn writes one INSERT … SELECT of size bytes of rows between two
 // fresh slots, then drains it with pg_recvlogical, under protocol 2 with
 // streaming as cdcd reads, and with cdcd, which spills it past its memory
 // budget. Every row must arrive; duplicates are counted.
-func (b *bench) bigTxn(ctx context.Context, rep *report) error {
+func (b *bench) bigTxn(ctx context.Context, rep *report, size int64) error {
 	res := &bigTxnResult{RowPayload: b.o.bigRow, Budget: b.o.budget, Queue: b.o.queue}
-	res.Rows = max(b.o.bigSize/(8+b.o.bigRow), 1)
+	res.Rows = max(size/(8+b.o.bigRow), 1)
 	res.DataBytes = res.Rows * (8 + b.o.bigRow)
 	spec := streamSpec{name: "bigtxn", tables: []string{"big"}}
 	recvSlot := "recv_bigtxn"
@@ -56,11 +66,13 @@ func (b *bench) bigTxn(ctx context.Context, rep *report) error {
 	rc := newRowCheck(res.Rows)
 	spec.fake = kinesisfake.Start(kinesisfake.Options{Stream: spec.name, Shards: b.o.shards, OnRaw: rc.onRaw})
 	defer spec.fake.Close()
-	if res.Cdcd, err = b.drainCdcd(ctx, spec, spec.name, res.Rows); err != nil {
+	// One label per size: each run's profiles and work directory apart.
+	label := fmt.Sprintf("bigtxn_%dmb", size/1_000_000)
+	if res.Cdcd, err = b.drainCdcd(ctx, spec, label, res.Rows); err != nil {
 		return err
 	}
 	res.Ratio = res.cdcdRate() / res.recvRate()
-	rep.BigTxn = res
+	rep.BigTxns = append(rep.BigTxns, *res)
 	if missing, _, bad := rc.missing(); missing != 0 || bad != 0 {
 		return fmt.Errorf("records wrong: %d rows missing, %d records not rows", missing, bad)
 	}

@@ -38,8 +38,8 @@ func TestSmoke(t *testing.T) {
 	if len(rep.Latency) != 1 || rep.Latency[0].Samples == 0 {
 		t.Errorf("latency: %+v, want samples at one load", rep.Latency)
 	}
-	if rep.BigTxn == nil || rep.BigTxn.Cdcd.Records != rep.BigTxn.Rows {
-		t.Errorf("large transaction: %+v", rep.BigTxn)
+	if len(rep.BigTxns) != 1 || rep.BigTxns[0].Cdcd.Records != rep.BigTxns[0].Rows {
+		t.Errorf("large transactions: %+v, want one with every row", rep.BigTxns)
 	}
 	dir := t.TempDir()
 	var out strings.Builder
@@ -52,7 +52,7 @@ func TestSmoke(t *testing.T) {
 	}
 	b, _ := os.ReadFile(files[0])
 	var back report
-	if err := json.Unmarshal(b, &back); err != nil || back.BigTxn == nil || len(back.Drains) != 1 {
+	if err := json.Unmarshal(b, &back); err != nil || len(back.BigTxns) != 1 || len(back.Drains) != 1 {
 		t.Errorf("JSON does not read back: %v\n%s", err, b)
 	}
 }

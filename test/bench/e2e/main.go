@@ -10,7 +10,7 @@
 //   - latency: commit→acknowledgement at steady offered loads (-rates,
 //     pgbench single-row transactions under synchronous_commit=on), the
 //     endpoint's receipt time minus each record's source.ts_ns;
-//   - bigtxn: one large transaction (-big) through the spill path, against
+//   - bigtxn: one large transaction of each -big size through the spill path, against
 //     pg_recvlogical with protocol 2 and streaming as cdcd reads;
 //   - encode: `go test -bench BenchmarkEncode10Columns ./record`.
 //
@@ -18,7 +18,7 @@
 // JSON under -out. Run it with the servers up:
 //
 //	make bench-e2e                                   # the quick run
-//	make bench-e2e BENCH_E2E_FLAGS='-big 2GB'        # the 2 GB transaction
+//	make bench-e2e BENCH_E2E_FLAGS='-big 2GB'        # only the 2 GB transaction
 //	bash test/infra/up.sh && . .cache/env && go run ./test/bench/e2e -only drain -drain 1M -profile .cache/bench/prof
 //
 // -profile writes CPU and heap profiles of every cdcd run (cdcd run
@@ -49,7 +49,7 @@ type options struct {
 	latDur      time.Duration
 	warmup      time.Duration
 	clients     int
-	bigSize     int64
+	bigSizes    []int64
 	bigRow      int64
 	budget      int64    // the stream's memory_budget, 0: cdcd's default
 	queue       int64    // queue_bytes, likewise
@@ -86,7 +86,7 @@ func main() {
 func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("e2e", flag.ContinueOnError)
 	o := options{phases: map[string]bool{}, drains: []int64{100_000, 1_000_000}, rates: []int64{5_000, 10_000, 15_000},
-		bigSize: 512e6, bigRow: 1000}
+		bigSizes: []int64{512e6, 2e9}, bigRow: 1000}
 	for _, p := range allPhases {
 		o.phases[p] = true
 	}
@@ -102,7 +102,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.latDur, "latency-duration", 20*time.Second, "how long each offered load runs")
 	fs.DurationVar(&o.warmup, "latency-warmup", 2*time.Second, "leading part of each load left out of the percentiles")
 	fs.IntVar(&o.clients, "clients", 8, "pgbench clients of the latency phase")
-	fs.Func("big", "bytes of row data in the large transaction: KB, MB, GB or KiB, MiB, GiB (default 512MB)", bytesFlag(&o.bigSize))
+	fs.Func("big", "bytes of row data in each large transaction, one after another: KB, MB, GB or KiB, MiB, GiB (default 512MB,2GB)", bytesListFlag(&o.bigSizes))
 	fs.Func("big-row", "payload bytes per row of the large transaction (default 1000)", bytesFlag(&o.bigRow))
 	fs.Func("budget", "the streams' memory_budget (default: cdcd's)", bytesFlag(&o.budget))
 	fs.Func("queue", "the streams' queue_bytes (default: cdcd's)", bytesFlag(&o.queue))
@@ -152,6 +152,20 @@ func bytesFlag(dst *int64) func(string) error {
 	return func(s string) (err error) {
 		*dst, err = parseBytes(s)
 		return err
+	}
+}
+
+func bytesListFlag(dst *[]int64) func(string) error {
+	return func(s string) error {
+		*dst = nil
+		for f := range strings.SplitSeq(s, ",") {
+			n, err := parseBytes(f)
+			if err != nil {
+				return err
+			}
+			*dst = append(*dst, n)
+		}
+		return nil
 	}
 }
 

@@ -22,7 +22,7 @@ type report struct {
 	Encode    []encodeResult  `json:"encode,omitempty"`
 	Drains    []drainResult   `json:"drains,omitempty"`
 	Latency   []latencyResult `json:"latency,omitempty"`
-	BigTxn    *bigTxnResult   `json:"bigtxn,omitempty"`
+	BigTxns   []bigTxnResult  `json:"bigtxn,omitempty"`
 	Targets   []target        `json:"targets"`
 }
 
@@ -76,7 +76,7 @@ func (r *report) text() string {
 			}
 		}
 	}
-	if r.BigTxn != nil {
+	if len(r.BigTxns) > 0 {
 		b.WriteString(r.bigTxnText())
 	}
 	b.WriteString("\ntargets (BENCHMARKS.md)\n")
@@ -118,18 +118,20 @@ func duplicatesNote(what string, n int64) string {
 }
 
 func (r *report) bigTxnText() string {
-	t := r.BigTxn
+	t := r.BigTxns[0]
 	settings := "cdcd's default memory_budget and queue_bytes"
 	if t.Budget > 0 || t.Queue > 0 {
 		settings = fmt.Sprintf("memory_budget %s, queue_bytes %s (0: default)", human(t.Budget), human(t.Queue))
 	}
-	head := fmt.Sprintf("\none large transaction (%s of %d-byte payloads; %s; pg_recvlogical with proto_version 2 and streaming)\n", human(t.DataBytes), t.RowPayload, settings)
-	rows := [][]string{
-		{"rows", "WAL", "insert", "pg_recvlogical", "rows/s", "cdcd", "rows/s", "ratio", "cdcd CPU", "peak RSS", "spilled"},
-		{fmt.Sprint(t.Rows), human(t.WALBytes), secs(t.InsertSecs), secs(t.RecvLogical.Seconds), rate(t.recvRate()),
-			secs(t.Cdcd.Seconds), rate(t.cdcdRate()), fmt.Sprintf("%.2f×", t.Ratio), secs(t.Cdcd.CPUSeconds), human(t.Cdcd.PeakRSS), fmt.Sprint(t.Cdcd.Spilled)},
+	head := fmt.Sprintf("\none large transaction of each size (%d-byte payloads; %s; pg_recvlogical with proto_version 2 and streaming)\n", t.RowPayload, settings)
+	rows := [][]string{{"data", "rows", "WAL", "insert", "pg_recvlogical", "rows/s", "cdcd", "rows/s", "ratio", "cdcd CPU", "peak RSS", "spilled"}}
+	var notes strings.Builder
+	for _, t := range r.BigTxns {
+		rows = append(rows, []string{human(t.DataBytes), fmt.Sprint(t.Rows), human(t.WALBytes), secs(t.InsertSecs), secs(t.RecvLogical.Seconds), rate(t.recvRate()),
+			secs(t.Cdcd.Seconds), rate(t.cdcdRate()), fmt.Sprintf("%.2f×", t.Ratio), secs(t.Cdcd.CPUSeconds), human(t.Cdcd.PeakRSS), fmt.Sprint(t.Cdcd.Spilled)})
+		notes.WriteString(duplicatesNote("large transaction of "+human(t.DataBytes), t.Cdcd.Duplicates))
 	}
-	return head + renderTable(rows) + duplicatesNote("large transaction", t.Cdcd.Duplicates)
+	return head + renderTable(rows) + notes.String()
 }
 
 func secs(s float64) string { return fmt.Sprintf("%.2fs", s) }
