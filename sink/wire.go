@@ -3,9 +3,12 @@ package sink
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go/middleware"
@@ -21,8 +24,9 @@ import (
 // at hundreds of thousands of records a second that was most of the sink's
 // allocations and a good part of its CPU. A wire writes the request into
 // a buffer its worker reuses and reads the answer into reused values; the
-// SDK client does everything else as before: endpoint, headers, signing,
-// the HTTP call, and error responses.
+// SDK client does everything else as before: endpoint, headers, signing
+// (over the body's SHA-256, which the wire hands it), the HTTP call, and
+// error responses.
 
 // IDs of the SDK's middlewares that a wire replaces.
 const (
@@ -36,9 +40,10 @@ const (
 // closes the body's guard before it returns), so the buffers are free again
 // for the next call.
 type wire struct {
-	body []byte // request
-	resp []byte // response
-	out  kinesis.PutRecordsOutput
+	body   []byte     // request
+	reader bodyReader // body, for the SDK
+	resp   []byte     // response
+	out    kinesis.PutRecordsOutput
 	// option is w.install as a value, made once so that a call allocates
 	// nothing for it.
 	option func(*kinesis.Options)
@@ -96,14 +101,45 @@ func (m *bodyMiddleware) HandleSerialize(ctx context.Context, in middleware.Seri
 			if !ok {
 				return middleware.SerializeOutput{}, middleware.Metadata{}, fmt.Errorf("put records: unexpected transport type %T", in.Request)
 			}
-			req, err := req.SetStream(bytes.NewReader(body))
+			m.w.reader.r.Reset(body)
+			req, err := req.SetStream(&m.w.reader)
 			if err != nil {
 				return middleware.SerializeOutput{}, middleware.Metadata{}, fmt.Errorf("put records: set body: %w", err)
 			}
 			in.Request, in.Parameters = req, params
-			return next.HandleSerialize(ctx, in)
+			return next.HandleSerialize(withPayloadHash(ctx, body), in)
 		}))
 }
+
+// withPayloadHash gives the signer the body's SHA-256, which it would
+// otherwise compute by copying a bodyReader through a new 32 KiB buffer
+// each call.
+func withPayloadHash(ctx context.Context, body []byte) context.Context {
+	sum := sha256.Sum256(body)
+	return v4.SetPayloadHash(ctx, hex.EncodeToString(sum[:]))
+}
+
+// bodyReader is the request body as the SDK sends it: a bytes.Reader
+// without its WriteTo. The SDK closes the body as soon as the answer's
+// headers are in, while net/http's writer may not yet have made its final
+// read of the body, which it makes with io.Copy after the last bytes have
+// left. For a body that is an io.WriterTo, the SDK's guard answers that
+// read after the close with io.EOF from WriteTo, which io.Copy passes on
+// as a failure: net/http then takes the request as not written and closes
+// the connection under the answer being read ("use of closed network
+// connection"), and a batch Kinesis accepted is sent again. Read after the
+// close ends the body cleanly. (Bodies within net/http's 4 KiB write
+// buffer leave only after that read, so the SDK's own small requests are
+// safe; a PutRecords body rarely is.)
+type bodyReader struct{ r bytes.Reader }
+
+func (b *bodyReader) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *bodyReader) Seek(offset int64, whence int) (int64, error) { return b.r.Seek(offset, whence) }
+
+// Len is what is left to read, as bytes.Reader's, for the SDK's
+// Content-Length.
+func (b *bodyReader) Len() int { return b.r.Len() }
 
 // appendPutRecordsBody appends the awsJson1_1 body of in, members in the
 // order the SDK writes them, each record's Data in standard base64.

@@ -3,6 +3,8 @@ package sink
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -29,8 +32,9 @@ type captureHTTP struct {
 }
 
 type capturedRequest struct {
-	header http.Header
-	body   []byte
+	header      http.Header
+	body        []byte
+	payloadHash string // as the signer signed it
 }
 
 func (c *captureHTTP) Do(r *http.Request) (*http.Response, error) {
@@ -39,7 +43,7 @@ func (c *captureHTTP) Do(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	c.reqs = append(c.reqs, capturedRequest{header: r.Header.Clone(), body: body})
+	c.reqs = append(c.reqs, capturedRequest{header: r.Header.Clone(), body: body, payloadHash: v4.GetPayloadHash(r.Context())})
 	c.mu.Unlock()
 	var in struct{ Records []json.RawMessage }
 	if err := json.Unmarshal(body, &in); err != nil {
@@ -142,6 +146,11 @@ func TestBodyMatchesSDK(t *testing.T) {
 			}
 			if len(ours.body) == 0 || ours.header.Get("Authorization") == "" {
 				t.Errorf("request not signed: %v", ours.header)
+			}
+			for _, r := range []capturedRequest{sdk, ours} {
+				if sum := sha256.Sum256(r.body); r.payloadHash != hex.EncodeToString(sum[:]) {
+					t.Errorf("signed with payload hash %q, not the body's SHA-256 %x", r.payloadHash, sum)
+				}
 			}
 		})
 	}
