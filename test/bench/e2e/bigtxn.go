@@ -44,8 +44,10 @@ func (b *bench) bigTxn(ctx context.Context, rep *report, size int64) error {
 	res := &bigTxnResult{RowPayload: b.o.bigRow, Budget: b.o.budget, Queue: b.o.queue}
 	res.Rows = max(size/(8+b.o.bigRow), 1)
 	res.DataBytes = res.Rows * (8 + b.o.bigRow)
-	spec := streamSpec{name: "bigtxn", tables: []string{"big"}}
-	recvSlot := "recv_bigtxn"
+	// A name per size: each size's publication, slots, profiles and work
+	// directory apart.
+	spec := streamSpec{name: fmt.Sprintf("bigtxn_%dmb", size/1_000_000), tables: []string{"big"}}
+	recvSlot := "recv_" + spec.name
 	defer b.dropAll(context.WithoutCancel(ctx), []string{spec.slot(), recvSlot}, spec.tables)
 	if _, err := b.db.Exec(ctx, "CREATE TABLE big (id bigint PRIMARY KEY, payload text); ALTER TABLE big REPLICA IDENTITY FULL"); err != nil {
 		return err
@@ -66,9 +68,7 @@ func (b *bench) bigTxn(ctx context.Context, rep *report, size int64) error {
 	rc := newRowCheck(res.Rows)
 	spec.fake = kinesisfake.Start(kinesisfake.Options{Stream: spec.name, Shards: b.o.shards, OnRaw: rc.onRaw})
 	defer spec.fake.Close()
-	// One label per size: each run's profiles and work directory apart.
-	label := fmt.Sprintf("bigtxn_%dmb", size/1_000_000)
-	if res.Cdcd, err = b.drainCdcd(ctx, spec, label, res.Rows); err != nil {
+	if res.Cdcd, err = b.drainCdcd(ctx, spec, spec.name, res.Rows); err != nil {
 		return err
 	}
 	res.Ratio = res.cdcdRate() / res.recvRate()

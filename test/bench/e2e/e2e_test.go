@@ -23,7 +23,7 @@ func TestSmoke(t *testing.T) {
 	o, err := parseOptions([]string{"-only", "drain,latency,bigtxn", "-dsn", env.PGDSN, "-pg-bin", env.PGBin, "-pg-socket", env.PGSocket,
 		"-drain", "3000", "-tables", "2", "-txn", "40", "-updates", "0.25", "-deletes", "0.1",
 		"-rates", "200", "-latency-duration", "2s", "-latency-warmup", "0s", "-clients", "2",
-		"-big", "6MB", "-big-row", "300", "-budget", "1MiB", "-queue", "1MiB"})
+		"-big", "6MB,2MB", "-big-row", "300", "-budget", "1MiB", "-queue", "1MiB"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +38,8 @@ func TestSmoke(t *testing.T) {
 	if len(rep.Latency) != 1 || rep.Latency[0].Samples == 0 {
 		t.Errorf("latency: %+v, want samples at one load", rep.Latency)
 	}
-	if len(rep.BigTxns) != 1 || rep.BigTxns[0].Cdcd.Records != rep.BigTxns[0].Rows {
-		t.Errorf("large transactions: %+v, want one with every row", rep.BigTxns)
+	if len(rep.BigTxns) != 2 || rep.BigTxns[0].Cdcd.Records != rep.BigTxns[0].Rows || rep.BigTxns[1].Cdcd.Records != rep.BigTxns[1].Rows {
+		t.Errorf("large transactions: %+v, want two, each with every row", rep.BigTxns)
 	}
 	dir := t.TempDir()
 	var out strings.Builder
@@ -52,7 +52,7 @@ func TestSmoke(t *testing.T) {
 	}
 	b, _ := os.ReadFile(files[0])
 	var back report
-	if err := json.Unmarshal(b, &back); err != nil || len(back.BigTxns) != 1 || len(back.Drains) != 1 {
+	if err := json.Unmarshal(b, &back); err != nil || len(back.BigTxns) != 2 || len(back.Drains) != 1 {
 		t.Errorf("JSON does not read back: %v\n%s", err, b)
 	}
 }
