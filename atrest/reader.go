@@ -60,7 +60,12 @@ func Open(path string, k *Keyring) (*Reader, error) {
 // Next returns the next record, or io.EOF after the last one. Errors
 // matching ErrCorrupt mean the file was tampered with or cut short; other
 // errors come from the cluster key. The returned slice is the caller's.
-func (r *Reader) Next() ([]byte, error) {
+func (r *Reader) Next() ([]byte, error) { return r.NextInto(nil) }
+
+// NextInto is Next reading into buf's array when it has room, so that a
+// caller done with each record before the next saves an allocation per
+// record; the result then lives only until buf is used again.
+func (r *Reader) NextInto(buf []byte) ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -78,7 +83,7 @@ func (r *Reader) Next() ([]byte, error) {
 		return nil, r.fail(fmt.Errorf("%w: record length %d", ErrCorrupt, n))
 	}
 	// n was authenticated, so allocating it up front is safe.
-	p := make([]byte, n)
+	p := slices.Grow(buf[:0], int(n))[:n]
 	if _, err := io.ReadFull((*plainStream)(r), p); err != nil {
 		return nil, r.fail(err)
 	}
