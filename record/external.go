@@ -217,6 +217,17 @@ func (x *external) stop() error { return x.ctx.Err() }
 
 // route is phase 1.
 func (x *external) route(src ChangeReader) error {
+	return x.each(src, func(ch *Change, seq uint64) error {
+		if err := x.change(ch, seq); err != nil {
+			return fmt.Errorf("compact change %d: %w", seq, err)
+		}
+		return nil
+	})
+}
+
+// each calls f with every change of src and its sequence number, in order,
+// stopping soon after x's context ends.
+func (x *external) each(src ChangeReader, f func(ch *Change, seq uint64) error) error {
 	for seq := uint64(0); ; seq++ {
 		if seq%stopEvery == 0 {
 			if err := x.ctx.Err(); err != nil {
@@ -230,8 +241,8 @@ func (x *external) route(src ChangeReader) error {
 		if err != nil {
 			return err
 		}
-		if err := x.change(&ch, seq); err != nil {
-			return fmt.Errorf("compact change %d: %w", seq, err)
+		if err := f(&ch, seq); err != nil {
+			return err
 		}
 	}
 }

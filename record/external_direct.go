@@ -2,7 +2,6 @@ package record
 
 import (
 	"fmt"
-	"io"
 	"slices"
 )
 
@@ -24,27 +23,17 @@ type insertsOnly interface{ insertsOnly() bool }
 
 // direct encodes src's INSERTs in order (phase 1 and 3 in one).
 func (x *external) direct(src ChangeReader, out *batch) error {
-	for seq := uint64(0); ; seq++ {
-		if seq%stopEvery == 0 {
-			if err := x.ctx.Err(); err != nil {
-				return err
-			}
-		}
-		ch, err := src.Next()
-		if err == io.EOF {
-			return out.flush()
-		}
-		if err != nil {
-			return err
-		}
-		row, err := x.insertRow(&ch)
+	err := x.each(src, func(ch *Change, seq uint64) error {
+		row, err := x.insertRow(ch)
 		if err != nil {
 			return fmt.Errorf("compact change %d: %w", seq, err)
 		}
-		if err := out.put(&row); err != nil {
-			return err
-		}
+		return out.put(&row)
+	})
+	if err != nil {
+		return err
 	}
+	return out.flush()
 }
 
 // insertRow is the record of one INSERT, as compaction would make it.
