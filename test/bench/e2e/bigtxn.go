@@ -13,6 +13,7 @@ import (
 type bigTxnResult struct {
 	DataBytes   int64   `json:"data_bytes"` // ids and payloads
 	Rows        int64   `json:"rows"`
+	Updated     int64   `json:"updated_rows"` // rows the transaction updates after inserting them
 	RowPayload  int64   `json:"row_payload_bytes"`
 	WALBytes    int64   `json:"wal_bytes"`
 	InsertSecs  float64 `json:"insert_seconds"`
@@ -44,6 +45,7 @@ func (b *bench) bigTxn(ctx context.Context, rep *report, size int64) error {
 	res := &bigTxnResult{RowPayload: b.o.bigRow, Budget: b.o.budget, Queue: b.o.queue}
 	res.Rows = max(size/(8+b.o.bigRow), 1)
 	res.DataBytes = res.Rows * (8 + b.o.bigRow)
+	res.Updated = int64(b.o.bigUpdates * float64(res.Rows))
 	// A name per size: each size's publication, slots, profiles and work
 	// directory apart.
 	spec := streamSpec{name: fmt.Sprintf("bigtxn_%dmb", size/1_000_000), tables: []string{"big"}}
@@ -54,6 +56,12 @@ func (b *bench) bigTxn(ctx context.Context, rep *report, size int64) error {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: inserting %d rows of %d payload bytes (%s) in one transaction\n", res.Rows, b.o.bigRow, human(res.DataBytes))
 	sql := fmt.Sprintf("INSERT INTO big SELECT g, %s FROM generate_series(1, %d) g", payload("g", int(b.o.bigRow)), res.Rows)
+	if res.Updated > 0 {
+		// One statement string is one transaction. Updates make cdcd
+		// compact the transaction through sorted runs; INSERTs alone take
+		// its one-pass path.
+		sql += fmt.Sprintf("; UPDATE big SET payload = upper(payload) WHERE id <= %d", res.Updated)
+	}
 	bl, err := b.writeBacklog(ctx, spec, recvSlot, func() error {
 		_, err := b.db.Exec(ctx, sql)
 		return err

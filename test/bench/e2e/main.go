@@ -51,6 +51,7 @@ type options struct {
 	clients     int
 	bigSizes    []int64
 	bigRow      int64
+	bigUpdates  float64
 	budget      int64    // the stream's memory_budget, 0: cdcd's default
 	queue       int64    // queue_bytes, likewise
 	delivery    []string // more [stream.delivery] lines
@@ -104,6 +105,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.clients, "clients", 8, "pgbench clients of the latency phase")
 	fs.Func("big", "bytes of row data in each large transaction, one after another: KB, MB, GB or KiB, MiB, GiB (default 512MB,2GB)", bytesListFlag(&o.bigSizes))
 	fs.Func("big-row", "payload bytes per row of the large transaction (default 1000)", bytesFlag(&o.bigRow))
+	fs.Float64Var(&o.bigUpdates, "big-updates", 0, "fraction of the large transaction's rows it updates after inserting them (0: INSERTs only)")
 	fs.Func("budget", "the streams' memory_budget (default: cdcd's)", bytesFlag(&o.budget))
 	fs.Func("queue", "the streams' queue_bytes (default: cdcd's)", bytesFlag(&o.queue))
 	fs.Func("delivery", "a line for the streams' [stream.delivery], such as 'max_in_flight = 8' (repeatable)", func(s string) error {

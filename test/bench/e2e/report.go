@@ -123,6 +123,9 @@ func (r *report) bigTxnText() string {
 	if t.Budget > 0 || t.Queue > 0 {
 		settings = fmt.Sprintf("memory_budget %s, queue_bytes %s (0: default)", human(t.Budget), human(t.Queue))
 	}
+	if t.Updated > 0 {
+		settings += fmt.Sprintf("; then updating %.0f%% of its rows", 100*float64(t.Updated)/float64(t.Rows))
+	}
 	head := fmt.Sprintf("\none large transaction of each size (%d-byte payloads; %s; pg_recvlogical with proto_version 2 and streaming)\n", t.RowPayload, settings)
 	rows := [][]string{{"data", "rows", "WAL", "insert", "pg_recvlogical", "rows/s", "cdcd", "rows/s", "ratio", "cdcd CPU", "peak RSS", "spilled"}}
 	var notes strings.Builder
