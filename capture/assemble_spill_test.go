@@ -1,9 +1,11 @@
 package capture
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pglogrepl"
@@ -27,12 +29,25 @@ func readSpill(t *testing.T, txn *record.Txn) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A change read back lives until the next read: keep copies.
+		c.Old, c.New = cloneTuple(c.Old), cloneTuple(c.New)
 		txn.Changes = append(txn.Changes, c)
 	}
 	if err := txn.Spilled.Close(); err != nil {
 		t.Fatal(err)
 	}
 	txn.Spilled = nil
+}
+
+func cloneTuple(t record.Tuple) record.Tuple {
+	if t == nil {
+		return nil
+	}
+	c := slices.Clone(t)
+	for i := range c {
+		c[i].Data = bytes.Clone(c[i].Data)
+	}
+	return c
 }
 
 func spillFiles(t *testing.T, dir string) int {
