@@ -170,6 +170,14 @@ type SnapshotHandler interface {
 	// SnapshotDone is called once after the last batch. It returns when
 	// every batch handed is delivered to the target (or ctx ends).
 	SnapshotDone(ctx context.Context) error
+	// MarkSnapshotStarted durably records that the snapshot created the
+	// slot; capture calls it before handing the first batch over.
+	// SnapshotStarted reports whether any run recorded it. With nothing
+	// persisted, a slot missing at start was dropped while the snapshot
+	// was unfinished: a new slot could not replay the deletes of rows
+	// already handed over, so the stream fails instead.
+	MarkSnapshotStarted(ctx context.Context) error
+	SnapshotStarted() bool
 }
 
 // Source streams one slot.

@@ -52,14 +52,20 @@ func (s *Source) initialSnapshot(ctx context.Context, catalog *pgx.Conn, rconn *
 		// created just now is not marked so until streaming starts: the
 		// health check may have read the slot's absence a moment before.
 		s.slotReady.Store(true)
-	case s.snapshotSlot:
-		// Gone since an earlier attempt of this Source created or found
-		// it: rows that attempt sent may have been deleted since, and
-		// only that slot could replay the deletes.
-		return 0, fmt.Errorf("%w: slot %q was dropped during the initial snapshot; delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
+	case s.snapshotSlot || h.SnapshotStarted():
+		// Gone since an earlier attempt, of this Source or of a run
+		// before a restart, created or found it: rows that attempt sent
+		// may have been deleted since, and only that slot could replay
+		// the deletes.
+		return 0, fmt.Errorf("%w: slot %q was dropped while the initial snapshot was unfinished; delete the stream and create it again", ErrSlotLost, s.cfg.Slot)
 	default:
 		if snap, err = s.createSnapshotSlot(ctx, catalog, rconn); err != nil {
 			return 0, err
+		}
+		// Durable before any row leaves: a restart that finds the slot
+		// gone must not take it for a first start.
+		if err := h.MarkSnapshotStarted(ctx); err != nil {
+			return 0, fmt.Errorf("record the initial snapshot's start: %w", err)
 		}
 		start = snap.lsn
 	}

@@ -88,6 +88,10 @@ func (h snapshotHandler) SnapshotDone(ctx context.Context) error {
 	return fromHandler(h.SnapshotHandler.SnapshotDone(ctx))
 }
 
+func (h snapshotHandler) MarkSnapshotStarted(ctx context.Context) error {
+	return fromHandler(h.SnapshotHandler.MarkSnapshotStarted(ctx))
+}
+
 // SQLSTATEs capture tells apart beside those of shutdown.go.
 const (
 	codeInsufficientPrivilege = "42501"

@@ -287,6 +287,24 @@ func (p *handler) submittedTxn(end uint64, ts int64, empty bool) {
 	p.mu.Unlock()
 }
 
+// MarkSnapshotStarted records in the state file that the initial snapshot
+// created the stream's slot, before any of its rows is handed over.
+func (p *handler) MarkSnapshotStarted(context.Context) error {
+	p.mu.Lock()
+	p.cp.SnapshotStarted = true
+	cp := p.cp
+	p.mu.Unlock()
+	return p.life.Checkpoint(cp)
+}
+
+// SnapshotStarted is whether a run of the stream marked its snapshot
+// started.
+func (p *handler) SnapshotStarted() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cp.SnapshotStarted
+}
+
 // Delivered is the sink's contiguous acknowledged position.
 func (p *handler) Delivered() uint64 { return p.sink.Delivered() }
 

@@ -271,3 +271,22 @@ func TestHandlerEmptyTransactionsBounded(t *testing.T) {
 		t.Fatalf("%d pending entries after the run was persisted, want 1", n)
 	}
 }
+
+// TestHandlerMarksSnapshotStarted: the mark that the initial snapshot made
+// its slot is written as a checkpoint at position 0, and a handler built
+// from that checkpoint, as after a restart, reports it.
+func TestHandlerMarksSnapshotStarted(t *testing.T) {
+	p, _, life := testHandler(t, state.Checkpoint{})
+	if p.SnapshotStarted() {
+		t.Fatal("a new stream reports a snapshot started")
+	}
+	if err := p.MarkSnapshotStarted(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(life.cps) != 1 || life.cps[0] != (state.Checkpoint{SnapshotStarted: true}) {
+		t.Fatalf("checkpoints written: %+v", life.cps)
+	}
+	if again, _, _ := testHandler(t, life.cps[0]); !again.SnapshotStarted() {
+		t.Fatal("a handler from the written checkpoint does not report the snapshot started")
+	}
+}

@@ -89,6 +89,10 @@ func (r File) Codes() []codes.Code {
 type Checkpoint struct {
 	LSN  uint64 `json:"lsn"`
 	TsNs int64  `json:"tsNs"`
+	// SnapshotStarted records that the initial snapshot created the
+	// stream's slot. With LSN still 0 the snapshot is unfinished, and a
+	// slot missing then was dropped under it (docs/records.md#snapshot-retries).
+	SnapshotStarted bool `json:"snapshotStarted,omitempty"`
 }
 
 // String formats the LSN as PostgreSQL does ("16/B374D848").

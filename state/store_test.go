@@ -167,7 +167,7 @@ func TestStoreCheckpoint(t *testing.T) {
 	if err := s.Save(rec); err != nil {
 		t.Fatal(err)
 	}
-	cp := Checkpoint{LSN: 500, TsNs: 1}
+	cp := Checkpoint{LSN: 500, TsNs: 1, SnapshotStarted: true}
 	if err := s.SaveCheckpoint(testStream, cp); err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,7 @@ type recorder struct {
 	snapDone  bool
 	delivered atomic.Uint64
 	persisted atomic.Uint64
+	started   atomic.Bool // MarkSnapshotStarted was called: the state file's mark
 	// snapshotHook runs for each snapshot batch before it is recorded.
 	snapshotHook func(ctx context.Context, batch *record.Txn) error
 }
@@ -91,6 +92,13 @@ func (r *recorder) HandleSnapshot(ctx context.Context, batch *record.Txn) error 
 	r.mu.Unlock()
 	return nil
 }
+
+func (r *recorder) MarkSnapshotStarted(context.Context) error {
+	r.started.Store(true)
+	return nil
+}
+
+func (r *recorder) SnapshotStarted() bool { return r.started.Load() }
 
 func (r *recorder) SnapshotDone(context.Context) error {
 	r.mu.Lock()

@@ -328,3 +328,55 @@ func TestSnapshotSlotDroppedMidwayIsLost(t *testing.T) {
 		t.Fatal("capture created a new slot after the snapshot's was dropped")
 	}
 }
+
+// TestSnapshotSlotDroppedWhileStoppedIsLost: the process stops during the
+// initial snapshot, and the slot is dropped before the next one starts.
+// The state records that the snapshot had created its slot, so the next
+// process does not take the missing slot for a first start (a new slot
+// could not replay the delete below of a row already handed over): Run
+// ends with ErrSlotLost and no slot is created
+// (docs/records.md#snapshot-retries).
+func TestSnapshotSlotDroppedWhileStoppedIsLost(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", "public.t")
+	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
+	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 300) g`)
+	h.cfg.Snapshot, h.cfg.SnapshotBatchRows = true, 100
+	second := make(chan struct{}, 1)
+	batches := 0
+	h.rec.snapshotHook = func(ctx context.Context, _ *record.Txn) error {
+		if batches++; batches == 2 {
+			second <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+	h.start()
+	<-second
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !h.rec.SnapshotStarted() || h.rec.Persisted() != 0 {
+		t.Fatalf("after an unfinished snapshot: started %v, persisted %X", h.rec.SnapshotStarted(), h.rec.Persisted())
+	}
+	// The walsender may hold the slot a moment after the connection goes.
+	h.waitFor(10*time.Second, "the slot to be dropped", func() bool {
+		_, err := h.db.Exec(h.ctx, `SELECT pg_drop_replication_slot($1)`, h.slot)
+		return err == nil
+	})
+	h.exec(`DELETE FROM t WHERE id = 1`)
+
+	// The next process, with the same state.
+	h.rec.snapshotHook = nil
+	h.reg, h.cfg.Metrics = prometheus.NewRegistry(), nil
+	h.start()
+	if err := h.runErr(30 * time.Second); !errors.Is(err, capture.ErrSlotLost) {
+		t.Fatalf("Run ended with %v, want ErrSlotLost", err)
+	}
+	var n int
+	h.db.QueryRow(h.ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, h.slot).Scan(&n)
+	if n != 0 {
+		t.Fatal("capture created a new slot after the unfinished snapshot's was dropped")
+	}
+}
