@@ -11,7 +11,7 @@
 #   make build           bin/cdcd
 #   make demo            servers + build + a live demo (test/infra/demo.sh)
 #   make fuzz            every fuzz target for FUZZTIME each (default 5m)
-#   make fuzz-short      every fuzz target for FUZZ_SHORT each, as make test does
+#   make fuzz-short      every fuzz target for FUZZ_SHORT inputs each, as make test does
 #   make soak            the soak test for SOAK_DURATION (10m), seed SOAK_SEED (test/soak)
 #   make bench           the micro-benchmarks (go test -bench)
 #   make bench-e2e       the end-to-end benchmark, flags in BENCH_E2E_FLAGS (BENCHMARKS.md)
@@ -42,9 +42,12 @@ ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 # under `make test`; fuzz workers per target (the machine is shared with
 # the integration servers); and how long minimizing a new input may take:
 # go test's default of 60s lets a slow target (the config parser) spend a
-# whole run minimizing instead of fuzzing.
+# whole run minimizing instead of fuzzing. make test's budget is a count of
+# inputs, not a duration: Go 1.26's fuzz coordinator can fail a target with
+# a bare "context deadline exceeded" when a duration ends while a worker is
+# busy, which a loaded CI machine hits; a count has no deadline to race.
 FUZZTIME ?= 5m
-FUZZ_SHORT ?= 3s
+FUZZ_SHORT ?= 10000x
 FUZZ_PARALLEL ?= 2
 FUZZ_MINIMIZE ?= 2s
 
