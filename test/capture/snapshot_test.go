@@ -319,14 +319,7 @@ func TestSnapshotSlotDroppedMidwayIsLost(t *testing.T) {
 		return nil
 	}
 	h.start()
-	if err := h.runErr(30 * time.Second); !errors.Is(err, capture.ErrSlotLost) {
-		t.Fatalf("Run ended with %v, want ErrSlotLost", err)
-	}
-	var n int
-	h.db.QueryRow(h.ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, h.slot).Scan(&n)
-	if n != 0 {
-		t.Fatal("capture created a new slot after the snapshot's was dropped")
-	}
+	h.wantSlotLost()
 }
 
 // TestSnapshotSlotDroppedWhileStoppedIsLost: the process stops during the
@@ -371,12 +364,19 @@ func TestSnapshotSlotDroppedWhileStoppedIsLost(t *testing.T) {
 	h.rec.snapshotHook = nil
 	h.reg, h.cfg.Metrics = prometheus.NewRegistry(), nil
 	h.start()
+	h.wantSlotLost()
+}
+
+// wantSlotLost waits for Run to end with ErrSlotLost, and checks that no
+// new slot took the dropped one's place.
+func (h *harness) wantSlotLost() {
+	h.t.Helper()
 	if err := h.runErr(30 * time.Second); !errors.Is(err, capture.ErrSlotLost) {
-		t.Fatalf("Run ended with %v, want ErrSlotLost", err)
+		h.t.Fatalf("Run ended with %v, want ErrSlotLost", err)
 	}
 	var n int
 	h.db.QueryRow(h.ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, h.slot).Scan(&n)
 	if n != 0 {
-		t.Fatal("capture created a new slot after the unfinished snapshot's was dropped")
+		h.t.Fatal("capture created a new slot after the unfinished snapshot's was dropped")
 	}
 }
