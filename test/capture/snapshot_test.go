@@ -209,23 +209,11 @@ func TestSnapshotThenStream(t *testing.T) {
 // persisted before the snapshot finished.
 func TestSnapshotRestarts(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, "", "public.t")
-	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
-	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 5000) g`)
-	h.cfg.Snapshot, h.cfg.SnapshotBatchRows = true, 1000
+	h := snapshotHarness(t, 5000, 1000)
 	side := connectDB(t, h.ctx, h.dsn) // for the hooks, which run on capture's goroutine
 
 	// First process: stops during the third batch.
-	third := make(chan uint64, 1)
-	batches := 0
-	h.rec.snapshotHook = func(ctx context.Context, b *record.Txn) error {
-		if batches++; batches == 3 {
-			third <- b.CommitLSN
-			<-ctx.Done()
-			return ctx.Err()
-		}
-		return nil
-	}
+	third := h.stopInBatch(3)
 	h.start()
 	first := <-third
 	if err := h.stop(); err != nil {
@@ -246,7 +234,7 @@ func TestSnapshotRestarts(t *testing.T) {
 	// its first batch handed over was deleted; Run retries by itself.
 	h.rec = &recorder{}
 	h.reg, h.cfg.Metrics = prometheus.NewRegistry(), nil
-	batches = 0
+	batches := 0
 	h.rec.snapshotHook = func(ctx context.Context, b *record.Txn) error {
 		if batches++; batches == 2 {
 			if _, err := side.Exec(ctx, `DELETE FROM t WHERE id = 500; UPDATE t SET v = 0 WHERE id = 600`); err != nil {
@@ -303,10 +291,7 @@ func TestSnapshotRestarts(t *testing.T) {
 // new one: Run ends with ErrSlotLost (docs/records.md#snapshot-retries).
 func TestSnapshotSlotDroppedMidwayIsLost(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, "", "public.t")
-	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
-	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 300) g`)
-	h.cfg.Snapshot, h.cfg.SnapshotBatchRows = true, 100
+	h := snapshotHarness(t, 300, 100)
 	side := connectDB(t, h.ctx, h.dsn)
 	batches := 0
 	h.rec.snapshotHook = func(ctx context.Context, _ *record.Txn) error {
@@ -331,20 +316,8 @@ func TestSnapshotSlotDroppedMidwayIsLost(t *testing.T) {
 // (docs/records.md#snapshot-retries).
 func TestSnapshotSlotDroppedWhileStoppedIsLost(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, "", "public.t")
-	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
-	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, 300) g`)
-	h.cfg.Snapshot, h.cfg.SnapshotBatchRows = true, 100
-	second := make(chan struct{}, 1)
-	batches := 0
-	h.rec.snapshotHook = func(ctx context.Context, _ *record.Txn) error {
-		if batches++; batches == 2 {
-			second <- struct{}{}
-			<-ctx.Done()
-			return ctx.Err()
-		}
-		return nil
-	}
+	h := snapshotHarness(t, 300, 100)
+	second := h.stopInBatch(2)
 	h.start()
 	<-second
 	if err := h.stop(); err != nil {
@@ -379,4 +352,31 @@ func (h *harness) wantSlotLost() {
 	if n != 0 {
 		h.t.Fatal("capture created a new slot after the unfinished snapshot's was dropped")
 	}
+}
+
+// snapshotHarness is a harness on a table t of rows rows, which an initial
+// snapshot reads in batches of batch rows.
+func snapshotHarness(t *testing.T, rows, batch int) *harness {
+	h := newHarness(t, "", "public.t")
+	h.exec(`CREATE TABLE t (id int PRIMARY KEY, v int)`)
+	h.exec(`INSERT INTO t SELECT g, g FROM generate_series(1, $1::int) g`, rows)
+	h.cfg.Snapshot, h.cfg.SnapshotBatchRows = true, batch
+	return h
+}
+
+// stopInBatch makes the snapshot's nth batch wait until Run ends, as a
+// process stopped in the middle of it; the channel gets that batch's
+// CommitLSN when it is reached.
+func (h *harness) stopInBatch(n int) <-chan uint64 {
+	reached := make(chan uint64, 1)
+	batches := 0
+	h.rec.snapshotHook = func(ctx context.Context, b *record.Txn) error {
+		if batches++; batches == n {
+			reached <- b.CommitLSN
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+	return reached
 }
