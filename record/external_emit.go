@@ -73,6 +73,49 @@ func (x *external) emit(out *batch) error {
 	return out.flush()
 }
 
+// batch collects records for emit, BatchBytes or maxBatchRecords at a
+// time, numbering rows as Encode does.
+type batch struct {
+	e        *Encoder
+	emit     func([]Record) error
+	maxBytes int
+	recs     []Record
+	bytes    int
+	index    int
+}
+
+func (b *batch) put(row *compactRow) error {
+	n := len(b.recs)
+	var err error
+	if b.recs, err = b.e.appendRow(b.recs, row, b.index); err != nil {
+		return err
+	}
+	b.index++
+	for _, r := range b.recs[n:] {
+		b.bytes += r.Size()
+	}
+	if b.bytes < b.maxBytes && len(b.recs) < maxBatchRecords {
+		return nil
+	}
+	return b.flush()
+}
+
+// flush passes the batch to emit; the next batch's positions continue
+// from it.
+func (b *batch) flush() error {
+	if len(b.recs) == 0 {
+		return nil
+	}
+	b.e.settleKeys(b.recs)
+	if err := b.emit(b.recs); err != nil {
+		return err
+	}
+	b.e.recBase += len(b.recs)
+	clear(b.recs)
+	b.recs, b.bytes = b.recs[:0], 0
+	return nil
+}
+
 // decodeRow reads a phase 3 entry into row.
 func (x *external) decodeRow(h head, row *compactRow) (seq uint64, typ byte, err error) {
 	if len(h.key) != 9 {

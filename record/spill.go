@@ -131,7 +131,8 @@ func (s *ChangeSpill) Finish(keep func(tag uint32) bool) (ChangeReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finish change spill: %w", err)
 	}
-	return &spilledChanges{r: r, rels: s.rels.list, keep: keep, inserts: s.others == 0}, nil
+	into, _ := r.(intoReader)
+	return &spilledChanges{r: r, into: into, rels: s.rels.list, keep: keep, inserts: s.others == 0}, nil
 }
 
 // Remove abandons the spill (the transaction aborted) and deletes it.
@@ -140,6 +141,7 @@ func (s *ChangeSpill) Remove() error { return s.w.Remove() }
 // spilledChanges reads back a ChangeSpill.
 type spilledChanges struct {
 	r       RunReader
+	into    intoReader // r, when it can read into buf
 	rels    []*Relation
 	keep    func(uint32) bool
 	inserts bool   // every change added was an INSERT
@@ -182,11 +184,10 @@ func (c *spilledChanges) Next() (Change, error) {
 // transaction's spill is read back once, so a fresh slice per change was
 // a third of its allocations.
 func (c *spilledChanges) next() ([]byte, error) {
-	ir, ok := c.r.(intoReader)
-	if !ok {
+	if c.into == nil {
 		return c.r.Next()
 	}
-	p, err := ir.NextInto(c.buf)
+	p, err := c.into.NextInto(c.buf)
 	if cap(p) <= maxRetainedScratch {
 		c.buf = p
 	}

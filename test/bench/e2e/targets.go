@@ -30,8 +30,8 @@ var targetDefs = []targetDef{
 	{"drain 100k: cdcd ÷ pg_recvlogical", "≥ 1.0×", drainValue(100_000, func(d drainResult) float64 { return d.Ratio }), atLeast(1), "%.2f×", nil},
 	{"drain 1M: cdcd ÷ pg_recvlogical", "≥ 1.0×", drainValue(1_000_000, func(d drainResult) float64 { return d.Ratio }), atLeast(1), "%.2f×", nil},
 	{"cdcd CPU per change (largest drain)", "≤ 4 µs", largestDrainCPU, atMost(4), "%.2f µs", nil},
-	{"large txn: cdcd ÷ pg_recvlogical rows/s (worst size)", "≥ 0.6×", bigValue(func(t *bigTxnResult) float64 { return -t.Ratio }, -1), atLeast(0.6), "%.2f×", nil},
-	{"large txn: cdcd peak RSS (largest)", "< 300 MB", bigValue(func(t *bigTxnResult) float64 { return float64(t.Cdcd.PeakRSS) / 1e6 }, 1), below(300), "%.0f MB", nil},
+	{"large txn: cdcd ÷ pg_recvlogical rows/s (worst size)", "≥ 0.6×", bigValue(func(t *bigTxnResult) float64 { return t.Ratio }, worst), atLeast(0.6), "%.2f×", nil},
+	{"large txn: cdcd peak RSS (largest)", "< 300 MB", bigValue(func(t *bigTxnResult) float64 { return float64(t.Cdcd.PeakRSS) / 1e6 }, largest), below(300), "%.0f MB", nil},
 	{"p99 commit→ack at 10k/s", "< 50 ms", p99At(10_000), below(50), "%.1f ms", loadShort(10_000)},
 	{"p99 commit→ack at 15k/s", "< 100 ms", p99At(15_000), below(100), "%.1f ms", loadShort(15_000)},
 	{"encoding a 10-column row (worst case)", "< 1.5 µs", worstEncode(func(e encodeResult) float64 { return e.NsPerRecord / 1e3 }), below(1.5), "%.2f µs", nil},
@@ -88,20 +88,23 @@ func largestDrainCPU(r *report) (float64, bool) {
 	return best.CPUPerChangeUs, true
 }
 
-// bigValue is the largest of sign·f over the large transactions, times
-// sign: sign -1 with f negated takes the smallest.
-func bigValue(f func(*bigTxnResult) float64, sign float64) func(*report) (float64, bool) {
+// bigValue is f of the large transactions, folded by pick: worst (the
+// smallest) or largest.
+func bigValue(f func(*bigTxnResult) float64, pick func(a, b float64) float64) func(*report) (float64, bool) {
 	return func(r *report) (float64, bool) {
 		if len(r.BigTxns) == 0 {
 			return 0, false
 		}
 		v := f(&r.BigTxns[0])
 		for i := range r.BigTxns[1:] {
-			v = max(v, f(&r.BigTxns[i+1]))
+			v = pick(v, f(&r.BigTxns[i+1]))
 		}
-		return sign * v, true
+		return v, true
 	}
 }
+
+func worst(a, b float64) float64   { return min(a, b) }
+func largest(a, b float64) float64 { return max(a, b) }
 
 func p99At(offered int64) func(*report) (float64, bool) {
 	return func(r *report) (float64, bool) {
